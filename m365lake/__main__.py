@@ -1,0 +1,3 @@
+from m365lake.cli import main
+
+main()

@@ -1,0 +1,315 @@
+"""DuckDB views over the committed lake files, and a read-only SQL entry point.
+
+``refresh_catalog`` writes ``<root>/catalog.duckdb``: a database holding no data, only
+views over the Parquet files that manifests list, addressed by absolute path so the
+file opens in the duckdb CLI from any working directory. Files that no manifest lists
+(from a run that was killed or aborted) never appear in a view.
+
+Views (columns are the table schemas from ``m365lake.lake.tables``):
+
+- ``<table>_rows`` for every table: every committed row, plus ``commit_seq``,
+  ``file_index`` and ``row_index`` that order versions captured at the same instant;
+- ``messages`` / ``folders``: the latest version of each item, unless it is a deletion;
+- ``message_versions`` / ``folder_versions``: every non-deletion version, with
+  ``deleted_at`` taken from the first deletion recorded after it;
+- ``messages_as_of(ts)`` / ``folders_as_of(ts)``: table macros with the live items as the
+  archive knew them at ``ts`` (latest version captured at or before ``ts``, unless a
+  deletion). A ``ts`` string without a UTC offset is read in the session time zone;
+- ``mailboxes``, ``attachments``, ``runs``: the latest row per key; ``failures``: every row.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from m365lake.errors import QueryError
+from m365lake.lake import SCHEMAS, Lake
+
+logger = logging.getLogger(__name__)
+
+CATALOG_FILE = "catalog.duckdb"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+_ORDER = ("captured_at", "commit_seq", "file_index", "row_index")
+_INTERNAL = "commit_seq, file_index, row_index"
+# Key columns that identify one item across its versions, per table.
+_KEYS = {
+    "messages": ("mailbox_id", "message_id"),
+    "folders": ("mailbox_id", "folder_id"),
+    "mailboxes": ("mailbox_id",),
+    "attachments": ("mailbox_id", "message_id", "mime_sha256", "part_index"),
+    "runs": ("run_id",),
+}
+_VERSIONED = {"messages": "message", "folders": "folder"}
+
+ALLOWED_PRAGMAS = (
+    "collations", "database_list", "database_size", "functions", "metadata_info",
+    "platform", "show", "show_tables", "show_tables_expanded", "storage_info",
+    "table_info", "user_agent", "version",
+)
+ALLOWED_STATEMENTS = (
+    "a single read-only statement: SELECT, WITH … SELECT, VALUES, FROM …, DESCRIBE, SHOW, "
+    "SUMMARIZE, EXPLAIN [ANALYZE] of one of those, or PRAGMA " + "/".join(ALLOWED_PRAGMAS)
+)
+
+
+def _sql_type(kind: pa.DataType) -> str:
+    if pa.types.is_list(kind):
+        return f"{_sql_type(kind.value_type)}[]"
+    if pa.types.is_timestamp(kind):
+        return "TIMESTAMPTZ" if kind.tz else "TIMESTAMP"
+    names = {
+        pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN", pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.binary(): "BLOB",
+    }
+    try:
+        return names[kind]
+    except KeyError:
+        raise NotImplementedError(f"no DuckDB type mapping for Arrow type {kind}") from None
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _rows_view(table: str, paths: Sequence[str]) -> str:
+    schema = SCHEMAS[table]
+    if not paths:
+        # An empty view still has the table's columns, so queries written today keep
+        # working before the first commit of that table.
+        columns = [f"CAST(NULL AS {_sql_type(f.type)}) AS \"{f.name}\"" for f in schema]
+        columns += ["CAST(NULL AS BIGINT) AS commit_seq", "CAST(NULL AS INTEGER) AS file_index",
+                    "CAST(NULL AS BIGINT) AS row_index"]
+        return f"SELECT {', '.join(columns)} WHERE false"
+    # NOTE: the view text lists every committed file, so it grows with the number of
+    # commits until compaction merges small files.
+    file_list = ", ".join(_quote_literal(path) for path in paths)
+    selected = ", ".join(f't."{name}"' for name in schema.names)
+    # hive_partitioning is off: partition values are already columns, and a path value
+    # must not override (or retype) the value stored in the file.
+    return (
+        f"SELECT {selected}, f.commit_seq, f.file_index, t.file_row_number AS row_index "
+        f"FROM read_parquet([{file_list}], filename = true, file_row_number = true, "
+        f"hive_partitioning = false, union_by_name = true) AS t "
+        f"JOIN lake_files AS f ON f.path = t.filename"
+    )
+
+
+def _latest(source: str, keys: Sequence[str], order: Sequence[str], where: str = "") -> str:
+    partition = ", ".join(keys)
+    newest_first = ", ".join(f"{column} DESC" for column in order)
+    return (
+        f"SELECT * FROM {source} {where} "
+        f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {newest_first}) = 1"
+    )
+
+
+def _view_statements(table: str) -> list[str]:
+    rows = f"{table}_rows"
+    keys = _KEYS.get(table)
+    order = _ORDER if "captured_at" in SCHEMAS[table].names else _ORDER[1:]
+    if table in _VERSIONED:
+        singular = _VERSIONED[table]
+        partition = ", ".join(keys or ())
+        latest = _latest(rows, keys or (), order)
+        latest_as_of = _latest(rows, keys or (), order,
+                               "WHERE captured_at <= CAST(as_of AS TIMESTAMPTZ)")
+        return [
+            f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) FROM ({latest}) "
+            "WHERE change <> 'deleted'",
+            f"CREATE VIEW {singular}_versions AS "
+            f"SELECT * EXCLUDE ({_INTERNAL}, next_deleted_at) "
+            "REPLACE (coalesce(deleted_at, next_deleted_at) AS deleted_at) FROM ("
+            "SELECT *, first_value(CASE WHEN change = 'deleted' "
+            "THEN coalesce(deleted_at, captured_at) END IGNORE NULLS) OVER ("
+            f"PARTITION BY {partition} ORDER BY {', '.join(order)} "
+            f"ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS next_deleted_at FROM {rows}"
+            ") WHERE change <> 'deleted'",
+            f"CREATE MACRO {table}_as_of(as_of) AS TABLE "
+            f"SELECT * EXCLUDE ({_INTERNAL}) FROM ({latest_as_of}) WHERE change <> 'deleted'",
+        ]
+    if keys:
+        return [f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) "
+                f"FROM ({_latest(rows, keys, order)})"]
+    return [f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) FROM {rows}"]
+
+
+def refresh_catalog(lake: Lake) -> Path:
+    """Rewrite ``<root>/catalog.duckdb`` to match the committed files; return its path.
+
+    The new catalog is built under a temporary name and renamed into place, so open
+    connections keep the old one and concurrent refreshes never see a half-built file.
+    """
+    manifests = lake.manifests()
+    head = lake.head()
+    files: list[tuple[str, str, int, int, str]] = []
+    for manifest in manifests:
+        for index, entry in enumerate(manifest.get("files", [])):
+            path = str(lake.storage.path(entry["path"]))
+            files.append((path, entry["table"], manifest["seq"], index, manifest["run_id"]))
+
+    target = lake.root / CATALOG_FILE
+    temp = lake.root / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"
+    try:
+        with duckdb.connect(str(temp)) as connection:
+            connection.execute(
+                "CREATE TABLE lake_files (path VARCHAR PRIMARY KEY, table_name VARCHAR, "
+                "commit_seq BIGINT, file_index INTEGER, run_id VARCHAR)"
+            )
+            if files:
+                connection.executemany("INSERT INTO lake_files VALUES (?, ?, ?, ?, ?)", files)
+            connection.execute(
+                "CREATE TABLE catalog_head AS SELECT ?::BIGINT AS commit_seq, "
+                "?::VARCHAR AS manifest_sha256, now() AS refreshed_at",
+                [head.seq, head.sha256],
+            )
+            for table in SCHEMAS:
+                paths = [path for path, name, *_ in files if name == table]
+                connection.execute(f"CREATE VIEW {table}_rows AS {_rows_view(table, paths)}")
+                for statement in _view_statements(table):
+                    connection.execute(statement)
+        os.replace(temp, target)
+    finally:
+        for leftover in (temp, temp.with_name(temp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+    logger.info("refreshed catalog %s at commit %d (%d files)", target, head.seq, len(files))
+    return target
+
+
+def _catalog_is_current(lake: Lake, path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with duckdb.connect(str(path), read_only=True) as connection:
+            row = connection.execute(
+                "SELECT commit_seq, manifest_sha256 FROM catalog_head"
+            ).fetchone()
+    except duckdb.Error as error:
+        logger.info("catalog %s is unreadable (%s); rebuilding it", path, error)
+        return False
+    head = lake.head()
+    return row == (head.seq, head.sha256)
+
+
+def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the catalog, refreshing it first if commits were added since it was written."""
+    path = lake.root / CATALOG_FILE
+    if not _catalog_is_current(lake, path):
+        refresh_catalog(lake)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+_LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+_EXPLAIN_PREFIX = re.compile(r"^explain\s+(?:analy[sz]e\s+)?", re.IGNORECASE)
+_PRAGMA_NAME = re.compile(r"^pragma\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
+
+
+def _query_error(sql: str, message: str) -> QueryError:
+    error = QueryError(message)
+    # Carried as an attribute so logs and Dagster metadata can show the statement.
+    error.sql = sql  # type: ignore[attr-defined]
+    return error
+
+
+def _reject(sql: str, reason: str) -> QueryError:
+    return _query_error(sql, f"{reason}. run_sql accepts {ALLOWED_STATEMENTS}.")
+
+
+def _parse_one(sql: str) -> duckdb.Statement:
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise _reject(sql, f"the SQL could not be parsed: {error}") from error
+    if len(statements) != 1:
+        raise _reject(sql, f"expected one statement, got {len(statements)}")
+    return statements[0]
+
+
+def check_read_only(sql: str) -> None:
+    """Raise QueryError unless ``sql`` is one statement that only reads.
+
+    DuckDB's own parser classifies the statement. Text matching is used only to read
+    what the parser does not expose: the statement inside EXPLAIN and the PRAGMA name.
+    """
+    statement = _parse_one(sql)
+    kind = statement.type
+    body = _LEADING_COMMENTS.sub("", statement.query, count=1)
+    if kind == duckdb.StatementType.SELECT:
+        return
+    if kind == duckdb.StatementType.EXPLAIN:
+        inner = _EXPLAIN_PREFIX.sub("", body, count=1)
+        if inner != body and _parse_one(inner).type == duckdb.StatementType.SELECT:
+            return
+        raise _reject(sql, "EXPLAIN is allowed only for a read-only query")
+    if kind == duckdb.StatementType.PRAGMA:
+        match = _PRAGMA_NAME.match(body)
+        if match and match.group(1).lower() in ALLOWED_PRAGMAS:
+            return
+        name = match.group(1) if match else "?"
+        raise _reject(sql, f"PRAGMA {name} is not one of the read-only pragmas")
+    raise _reject(sql, f"{kind.name} statements are not allowed")
+
+
+def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
+    path = lake.root / CATALOG_FILE
+    if not _catalog_is_current(lake, path):
+        refresh_catalog(lake)
+    connection = duckdb.connect(str(path), read_only=True)
+    # The views read Parquet under tables/; every other file, extension and setting is
+    # closed, and the lock stops a query from reopening them.
+    tables_dir = str(lake.storage.path("tables")) + os.sep
+    connection.execute("SET allowed_directories = [?]", [tables_dir])
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET autoinstall_known_extensions = false")
+    connection.execute("SET autoload_known_extensions = false")
+    connection.execute("SET lock_configuration = true")
+    return connection
+
+
+def run_sql(
+    lake: Lake,
+    sql: str,
+    *,
+    timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS,
+    max_rows: int | None = None,
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only statement against the catalog; return column names and rows.
+
+    The statement is checked with ``check_read_only``, then runs on a read-only
+    connection that can read only the lake's tables. A query still running after
+    ``timeout_seconds`` is interrupted and raises QueryError. ``max_rows`` caps the rows
+    returned.
+    """
+    check_read_only(sql)
+    connection = _open_sandboxed(lake)
+    timer = None
+    if timeout_seconds is not None:
+        timer = threading.Timer(timeout_seconds, connection.interrupt)
+        timer.daemon = True
+        timer.start()
+    try:
+        result = connection.execute(sql)
+        columns = [column[0] for column in result.description or []]
+        rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
+    except duckdb.InterruptException as error:
+        raise _query_error(
+            sql, f"the query timed out after {timeout_seconds} s and was interrupted; "
+            "narrow it with filters or a LIMIT, or pass a larger timeout_seconds"
+        ) from error
+    except duckdb.Error as error:
+        raise _query_error(sql, f"the query failed in DuckDB: {error}") from error
+    finally:
+        if timer is not None:
+            timer.cancel()
+        connection.close()
+    return columns, rows

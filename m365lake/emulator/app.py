@@ -1,0 +1,256 @@
+"""The emulator's ASGI app: login endpoints plus the Graph routes, behind one middleware.
+
+The middleware does what Graph's front door does for every request: assign a request id,
+echo ``client-request-id``, apply injected and random faults, check the bearer token,
+apply Exchange's per-mailbox throttling, and record the request for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from m365lake.emulator import auth, routes_delta, routes_folders, routes_messages, routes_users
+from m365lake.emulator.faults import Fault, FaultPlan
+from m365lake.emulator.model import Tenant
+from m365lake.emulator.protocol import GraphHTTPError, error_response
+from m365lake.emulator.throttling import MailboxThrottle, ThrottleScope
+
+logger = logging.getLogger(__name__)
+
+# Requests Exchange counts against a mailbox: everything below /users/{id}/ that is mail.
+_MAILBOX_PATH = re.compile(r"^/v1\.0/users/([^/]+)/(?:mailfolders|messages)", re.IGNORECASE)
+# OData key syntax, as in Graph's own links: users('id')/mailfolders('id') = users/id/...
+_KEY_SEGMENT = re.compile(r"([A-Za-z]+)\('([^'/]*)'\)")
+
+
+@dataclass
+class EmulatorOptions:
+    """Behaviour knobs of one emulator app; defaults follow Exchange Online's limits."""
+
+    token_lifetime_seconds: int = 3599
+    mailbox_requests_per_window: int = 10_000
+    mailbox_window_seconds: float = 600
+    mailbox_concurrency: int = 4
+    throttle_scope: ThrottleScope = "mailbox"
+    faults: FaultPlan | None = None
+    latency_seconds: float = 0.0
+    """Delay in seconds added to each mail request inside its concurrency slot, so tests
+    can make requests overlap."""
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the emulator saw it; ``mailbox`` is the user id of a mail request."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    mailbox: str | None
+    time: float
+    request_id: str = ""
+    client_request_id: str | None = None
+
+
+@dataclass
+class RequestLog:
+    """Thread-safe list of handled requests."""
+
+    _records: list[RequestRecord] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def append(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def snapshot(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
+def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlette:
+    """Return the emulator app for ``tenant``; ``app.state`` contains its issuer, log and faults."""
+    options = options or EmulatorOptions()
+    app = Starlette(
+        routes=[
+            *auth.routes,
+            *routes_users.routes,
+            *routes_delta.routes,
+            *routes_folders.routes,
+            *routes_messages.routes,
+        ],
+        exception_handlers={
+            GraphHTTPError: _graph_error_handler,
+            HTTPException: _http_error_handler,
+        },
+    )
+    app.state.tenant = tenant
+    app.state.options = options
+    app.state.issuer = auth.TokenIssuer(tenant, lifetime_seconds=options.token_lifetime_seconds)
+    app.state.faults = options.faults or FaultPlan()
+    app.state.requests = RequestLog()
+    app.state.throttle = MailboxThrottle(
+        concurrency=options.mailbox_concurrency,
+        requests_per_window=options.mailbox_requests_per_window,
+        window_seconds=options.mailbox_window_seconds,
+        scope=options.throttle_scope,
+    )
+    app.add_middleware(GraphFrontDoor, state=app.state)
+    return app
+
+
+async def _graph_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GraphHTTPError)
+    return error_response(request, exc)
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    segment = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    if exc.status_code == 404:
+        # Graph returns 400, not 404, for an unknown URL segment.
+        error = GraphHTTPError(
+            400, "BadRequest", f"Resource not found for the segment '{segment}'."
+        )
+    elif exc.status_code == 405:
+        error = GraphHTTPError(
+            405, "BadRequest", f"The HTTP method '{request.method}' is not supported here."
+        )
+    else:
+        error = GraphHTTPError(exc.status_code, "BadRequest", str(exc.detail))
+    return error_response(request, error)
+
+
+class GraphFrontDoor:
+    """Pure ASGI middleware, so streamed bodies stay inside the concurrency slot."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        request = Request(scope)
+        client_request_id = request.headers.get("client-request-id")
+        path: str = _KEY_SEGMENT.sub(r"\1/\2", scope["path"])
+        scope["path"] = path
+        status_holder = {"status": 500}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"request-id", request_id.encode()))
+                headers.append((b"client-request-id", (client_request_id or request_id).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        mailbox = self._mailbox_of(path)
+        try:
+            await self._serve(scope, receive, send_with_headers, request, path, mailbox)
+        finally:
+            record = RequestRecord(
+                method=scope["method"],
+                path=path,
+                query=scope.get("query_string", b"").decode("latin-1"),
+                status=status_holder["status"],
+                mailbox=mailbox,
+                time=time.time(),
+                request_id=request_id,
+                client_request_id=client_request_id,
+            )
+            self.state.requests.append(record)
+            logger.debug("%s %s -> %d", record.method, path, record.status)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: Request,
+        path: str,
+        mailbox: str | None,
+    ) -> None:
+        """Serve one request; ``mailbox`` is the user id Exchange would count it against."""
+        faults: FaultPlan = self.state.faults
+        injected = faults.injected_fault(path)
+        if injected is not None:
+            await _send_fault(request, injected, scope, receive, send)
+            return
+        if not path.startswith("/v1.0/"):
+            await self.app(scope, receive, send)
+            return
+
+        try:
+            claims = self.state.issuer.authenticate(request)
+        except GraphHTTPError as exc:
+            logger.info("rejected %s %s: %s", scope["method"], path, exc.message)
+            await error_response(request, exc)(scope, receive, send)
+            return
+        scope["state"]["claims"] = claims
+        fault = faults.random_fault(scope["method"], path)
+        if fault is not None:
+            await _send_fault(request, fault, scope, receive, send)
+            return
+
+        if mailbox is None:
+            await self.app(scope, receive, send)
+            return
+
+        app_id = str(claims.get("appid"))
+        try:
+            if mailbox in self.state.tenant.app.blocked_mailboxes:
+                raise GraphHTTPError(
+                    403,
+                    "ErrorAccessDenied",
+                    "Access to OData is disabled for this mailbox by an application access policy.",
+                )
+            slot = self.state.throttle.acquire(app_id, mailbox)
+        except GraphHTTPError as exc:
+            logger.info("rejected %s for mailbox %s: %s", path, mailbox, exc.message)
+            await error_response(request, exc)(scope, receive, send)
+            return
+
+        try:
+            if self.state.options.latency_seconds > 0:
+                await asyncio.sleep(self.state.options.latency_seconds)
+            await self.app(scope, receive, send)
+        finally:
+            self.state.throttle.release(slot)
+
+    def _mailbox_of(self, path: str) -> str | None:
+        match = _MAILBOX_PATH.match(path)
+        if match is None:
+            return None
+        user = self.state.tenant.resolve_user(match.group(1))
+        return None if user is None else str(user.id)
+
+
+async def _send_fault(
+    request: Request, fault: Fault, scope: Scope, receive: Receive, send: Send
+) -> None:
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
+    error = GraphHTTPError(fault.status, fault.code, fault.message, headers=headers)
+    logger.info("fault injected on %s: %d %s", request.url.path, fault.status, fault.code)
+    await error_response(request, error)(scope, receive, send)

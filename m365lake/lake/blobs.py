@@ -1,0 +1,113 @@
+"""Content-addressed blob store: zstd-compressed files named by the SHA-256 of the raw bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import zstandard
+
+from m365lake.errors import LakeError, LakeIntegrityError
+from m365lake.lake.storage import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+BLOB_DIR = "blobs/sha256"
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ContentRef:
+    """Reference to a piece of content: inline bytes for small content, else a blob hash."""
+
+    sha256: str
+    size: int
+    inline: bytes | None
+    """The raw content when it is stored inline in Parquet; None when it is a blob."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_hash(sha256: str) -> str:
+    if not _SHA256_HEX.match(sha256):
+        raise LakeError(f"invalid blob id {sha256!r}: expected 64 lowercase hex digits")
+    return sha256
+
+
+class BlobStore:
+    """Blobs under ``blobs/sha256/ab/cd/<hex>``, each written once and never replaced."""
+
+    def __init__(self, storage: LocalStorage, *, level: int = 3) -> None:
+        self._storage = storage
+        self._level = level
+
+    @staticmethod
+    def relative_path(sha256: str) -> str:
+        _check_hash(sha256)
+        return f"{BLOB_DIR}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def exists(self, sha256: str) -> bool:
+        return self._storage.exists(self.relative_path(sha256))
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` unless a blob with the same hash exists; return its SHA-256."""
+        digest = sha256_hex(data)
+        relative = self.relative_path(digest)
+        if self._storage.exists(relative):
+            return digest
+
+        # A compressor object is not thread-safe, and making one per blob is cheap.
+        compressed = zstandard.ZstdCompressor(level=self._level).compress(data)
+        created = self._storage.publish(relative, compressed)
+        if created:
+            logger.debug("stored blob %s (%d bytes raw, %d compressed)",
+                         digest, len(data), len(compressed))
+        return digest
+
+    def read(self, sha256: str) -> bytes:
+        """Return the raw content of a blob after checking it still hashes to its name."""
+        relative = self.relative_path(sha256)
+        try:
+            compressed = self._storage.read_bytes(relative)
+        except FileNotFoundError:
+            raise LakeIntegrityError(
+                f"blob {sha256} is missing from {self._storage.path(relative)}; "
+                "restore it from a backup copy of the lake or re-run the backup"
+            ) from None
+        try:
+            data = zstandard.ZstdDecompressor().decompress(compressed)
+        except zstandard.ZstdError as error:
+            raise LakeIntegrityError(
+                f"blob {sha256} at {self._storage.path(relative)} is not valid zstd data "
+                f"({error}); the file was damaged or altered after it was written"
+            ) from error
+        actual = sha256_hex(data)
+        if actual != sha256:
+            raise LakeIntegrityError(
+                f"blob {sha256} at {self._storage.path(relative)} hashes to {actual}; "
+                "the file was damaged or altered after it was written"
+            )
+        return data
+
+    def iter_hashes(self) -> Iterator[str]:
+        """Yield the SHA-256 of every stored blob, for verification sweeps."""
+        for relative in self._storage.list_tree(BLOB_DIR):
+            name = relative.rsplit("/", 1)[-1]
+            if _SHA256_HEX.match(name):
+                yield name
+
+    def verify_all(self) -> int:
+        """Read back every blob and return the count.
+
+        Raises LakeIntegrityError at the first blob that is damaged.
+        """
+        count = 0
+        for digest in self.iter_hashes():
+            self.read(digest)
+            count += 1
+        return count

@@ -1,0 +1,230 @@
+"""The manifest chain under ``commits/`` and the delta state derived from it.
+
+Manifest ``commits/<seq:010d>.json`` is created exclusively (temp file, fsync, hard link).
+When two writers read the same head, only one gets the next sequence number, and the
+other re-reads the head and tries the following number. Each manifest stores the SHA-256
+of the previous manifest's bytes in ``prev``, which makes the history tamper-evident.
+
+The state (delta tokens and similar) is the fold of every manifest's ``state`` updates in
+sequence order. Each manifest also records ``state_sha256``, the hash of the whole state
+after it, so a cached fold can be checked against the chain without replaying it.
+``state/cache.json`` stores the fold at some sequence number. It is used only while its
+values hash to that manifest's ``state_sha256``, and is rebuilt from the manifests otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from m365lake.errors import CommitConflictError, LakeIntegrityError
+from m365lake.lake.storage import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+COMMIT_DIR = "commits"
+STATE_CACHE = "state/cache.json"
+_MANIFEST_NAME = re.compile(r"^(\d{10})\.json$")
+
+
+def manifest_name(seq: int) -> str:
+    return f"{COMMIT_DIR}/{seq:010d}.json"
+
+
+def state_digest(values: Mapping[str, Any]) -> str:
+    """Return the SHA-256 of the canonical JSON form of a whole state."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encode_manifest(manifest: Mapping[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest manifest: its sequence number and the SHA-256 of its bytes."""
+
+    seq: int
+    sha256: str | None
+
+
+class ManifestLog:
+    """Reads and appends the manifest chain of one lake."""
+
+    def __init__(self, storage: LocalStorage, *, max_attempts: int = 200) -> None:
+        self._storage = storage
+        self._max_attempts = max_attempts
+
+    def sequence_numbers(self) -> list[int]:
+        numbers = []
+        for name in self._storage.list_names(COMMIT_DIR):
+            match = _MANIFEST_NAME.match(name)
+            if match:
+                numbers.append(int(match.group(1)))
+        return sorted(numbers)
+
+    def head(self) -> Head:
+        numbers = self.sequence_numbers()
+        if not numbers:
+            return Head(0, None)
+        seq = numbers[-1]
+        data = self._storage.read_bytes(manifest_name(seq))
+        return Head(seq, hashlib.sha256(data).hexdigest())
+
+    def read(self, seq: int) -> tuple[dict[str, Any], str]:
+        """Return one manifest and the SHA-256 of its bytes."""
+        name = manifest_name(seq)
+        data = self._storage.read_bytes(name)
+        try:
+            manifest = json.loads(data)
+        except ValueError as error:
+            raise LakeIntegrityError(
+                f"manifest {self._storage.path(name)} is not valid JSON ({error}); "
+                "it was damaged after it was written"
+            ) from error
+        if manifest.get("seq") != seq:
+            raise LakeIntegrityError(
+                f"manifest {self._storage.path(name)} records seq {manifest.get('seq')!r} "
+                f"but its file name says {seq}"
+            )
+        return manifest, hashlib.sha256(data).hexdigest()
+
+    def read_range(
+        self, after: int, after_sha256: str | None, upto: int | None = None
+    ) -> list[tuple[dict[str, Any], str]]:
+        """Read manifests ``after+1 .. upto`` (default: the head), checking each prev link.
+
+        ``after_sha256`` is the hash the first manifest read must name as ``prev``; it is
+        None when reading from the start of the chain.
+        """
+        numbers = [n for n in self.sequence_numbers() if n > after]
+        if upto is not None:
+            numbers = [n for n in numbers if n <= upto]
+        expected_seq, expected_prev = after + 1, after_sha256
+        result = []
+        for seq in numbers:
+            if seq != expected_seq:
+                raise LakeIntegrityError(
+                    f"the manifest chain has a gap: {manifest_name(expected_seq)} is missing "
+                    f"but {manifest_name(seq)} exists"
+                )
+            manifest, digest = self.read(seq)
+            if manifest.get("prev") != expected_prev:
+                raise LakeIntegrityError(
+                    f"manifest {manifest_name(seq)} names prev {manifest.get('prev')!r} but "
+                    f"the previous manifest hashes to {expected_prev!r}; the chain was altered"
+                )
+            result.append((manifest, digest))
+            expected_seq, expected_prev = seq + 1, digest
+        return result
+
+    def read_all(self) -> list[dict[str, Any]]:
+        return [manifest for manifest, _ in self.read_range(0, None)]
+
+    def append(
+        self,
+        body: Mapping[str, Any],
+        fields_for_head: Callable[[Head], Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Add a manifest after the current head, retrying when another writer wins a number.
+
+        ``body`` contains every field except ``seq`` and ``prev``, which are filled in here,
+        and the fields that depend on the head, which ``fields_for_head`` returns.
+        Raises CommitConflictError when every attempt lost the race.
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            head = self.head()
+            extra = fields_for_head(head) if fields_for_head else {}
+            manifest = {"seq": head.seq + 1, **body, **extra, "prev": head.sha256}
+            if self._storage.publish(manifest_name(head.seq + 1), encode_manifest(manifest)):
+                return manifest
+            logger.debug("commit seq %d was taken by another writer (attempt %d); retrying",
+                         head.seq + 1, attempt)
+            # Jitter spreads writers that collided so they do not collide again in lockstep.
+            time.sleep(random.uniform(0, 0.002 * min(attempt, 25)))
+        raise CommitConflictError(
+            f"could not commit run {body.get('run_id')!r}: another writer took the next "
+            f"commit number {self._max_attempts} times in a row, so nothing was committed. "
+            "Run the same work again."
+        )
+
+
+class StateView:
+    """The delta state as of the head manifest, with a rebuildable cache under ``state/``."""
+
+    def __init__(self, storage: LocalStorage, log: ManifestLog) -> None:
+        self._storage = storage
+        self._log = log
+        self._seq = 0
+        self._sha256: str | None = None
+        self._values: dict[str, Any] = {}
+
+    def current(self) -> dict[str, Any]:
+        """Return the state after the newest manifest."""
+        return self.at(self._log.head())
+
+    def at(self, head: Head) -> dict[str, Any]:
+        """Return the state after manifest ``head`` (read-only: callers must copy to change it)."""
+        if head.seq == self._seq and head.sha256 == self._sha256:
+            return self._values
+        if head.seq < self._seq or not self._matches(self._seq, self._sha256, self._values):
+            self._load_cache(head.seq)
+        updates = self._log.read_range(self._seq, self._sha256, upto=head.seq)
+        for manifest, digest in updates:
+            apply_state_updates(self._values, manifest.get("state") or {})
+            self._seq, self._sha256 = manifest["seq"], digest
+        if updates:
+            last = updates[-1][0]
+            if "state_sha256" in last and last["state_sha256"] != state_digest(self._values):
+                raise LakeIntegrityError(
+                    f"the state folded from manifests 1..{self._seq} does not hash to the "
+                    f"state_sha256 that manifest {self._seq} records; the chain is inconsistent"
+                )
+            self._save_cache()
+        return self._values
+
+    def _matches(self, seq: int, sha256: str | None, values: Mapping[str, Any]) -> bool:
+        """Return whether ``values`` is the state after manifest ``seq`` with hash ``sha256``."""
+        if seq == 0:
+            return sha256 is None and not values
+        try:
+            manifest, actual = self._log.read(seq)
+        except (FileNotFoundError, LakeIntegrityError):
+            return False
+        recorded = manifest.get("state_sha256")
+        return actual == sha256 and recorded is not None and recorded == state_digest(values)
+
+    def _load_cache(self, upto: int) -> None:
+        self._seq, self._sha256, self._values = 0, None, {}
+        try:
+            cached = json.loads(self._storage.read_bytes(STATE_CACHE))
+            seq, sha256, values = cached["seq"], cached["manifest_sha256"], cached["values"]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return
+        if not isinstance(values, dict) or not isinstance(seq, int) or seq > upto:
+            return
+        if self._matches(seq, sha256, values):
+            self._seq, self._sha256, self._values = seq, sha256, values
+        else:
+            logger.info("state cache %s does not match the manifests; rebuilding it",
+                        self._storage.path(STATE_CACHE))
+
+    def _save_cache(self) -> None:
+        payload = {"seq": self._seq, "manifest_sha256": self._sha256, "values": self._values}
+        self._storage.publish(STATE_CACHE, json.dumps(payload).encode("utf-8"), overwrite=True)
+
+
+def apply_state_updates(values: dict[str, Any], updates: Mapping[str, Any]) -> None:
+    for key, value in updates.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value

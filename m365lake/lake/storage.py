@@ -1,0 +1,154 @@
+"""File operations on the lake root, kept in one place so the lake can move to fsspec.
+
+Everything above this module names files by their POSIX path relative to the lake root
+(``tables/messages/mailbox_id=…/run-0.parquet``). Only this module turns those names into
+local paths and makes writes durable and exclusive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from m365lake.errors import LakeError
+
+logger = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".tmp-"
+
+
+class LocalStorage:
+    """The lake root on a local (or locally mounted) file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, relative: str) -> Path:
+        """Return the absolute local path of a lake-relative POSIX name."""
+        name = PurePosixPath(relative)
+        if name.is_absolute() or ".." in name.parts:
+            raise LakeError(
+                f"invalid lake path {relative!r}: names must be relative to the lake root "
+                "and must not contain '..'"
+            )
+        return self.root.joinpath(*name.parts)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def exists(self, relative: str) -> bool:
+        return self.path(relative).exists()
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()
+
+    def is_dir(self, relative: str) -> bool:
+        return self.path(relative).is_dir()
+
+    def list_tree(self, directory: str) -> list[str]:
+        """Return the lake-relative names of all files below ``directory``, temp files excluded."""
+        root = self.path(directory)
+        return sorted(
+            self.relative(path)
+            for path in root.rglob("*")
+            if path.is_file() and not path.name.startswith(TEMP_PREFIX)
+        )
+
+    def list_names(self, directory: str) -> list[str]:
+        """Return the file names directly inside ``directory``, temp files excluded."""
+        try:
+            entries = os.listdir(self.path(directory))
+        except FileNotFoundError:
+            return []
+        return [name for name in entries if not name.startswith(TEMP_PREFIX)]
+
+    def make_dirs(self, relative: str) -> None:
+        self.path(relative).mkdir(parents=True, exist_ok=True)
+
+    def open_new(self, relative: str) -> BinaryIO:
+        """Create a file for writing; raise FileExistsError if the name is taken."""
+        target = self.path(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "xb")
+
+    def close_durably(self, handle: BinaryIO) -> None:
+        """Flush, fsync and close a file from ``open_new`` so it survives a crash."""
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        self.sync_directory(Path(handle.name).parent)
+
+    def hash_file(self, relative: str) -> tuple[str, int]:
+        """Return the SHA-256 hex digest and size of a stored file, read in chunks."""
+        digest = hashlib.sha256()
+        size = 0
+        with open(self.path(relative), "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
+
+    def publish(self, relative: str, data: bytes, *, overwrite: bool = False) -> bool:
+        """Write ``data`` under ``relative`` atomically; return False if it already existed.
+
+        The bytes go to a temp file in the same directory, are fsynced, and then appear
+        under the final name in one step. With ``overwrite=False`` that step is a hard
+        link, which fails when the name exists, so the first writer wins and readers never
+        see a half-written file. ``overwrite=True`` is for derived caches only.
+        """
+        target = self.path(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex}")
+        try:
+            with open(temp, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if overwrite:
+                os.replace(temp, target)
+            else:
+                try:
+                    os.link(temp, target)
+                except FileExistsError:
+                    return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        self.sync_directory(target.parent)
+        return True
+
+    def remove(self, relative: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(relative))
+
+    def sync_directory(self, directory: Path) -> None:
+        """Fsync a directory so a new name in it survives a power loss."""
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError as error:  # pragma: no cover - platforms without directory fds
+            logger.debug("cannot open %s to fsync it: %s", directory, error)
+            return
+        try:
+            os.fsync(fd)
+        except OSError as error:  # pragma: no cover - some file systems reject it
+            logger.debug("fsync of directory %s failed: %s", directory, error)
+        finally:
+            os.close(fd)
+
+
+def open_storage(location: str | Path) -> LocalStorage:
+    """Return the storage for a lake location; only local paths are supported so far."""
+    text = str(location)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    elif "://" in text:
+        raise LakeError(
+            f"lake location {text!r}: object storage URLs are not yet supported; "
+            "use a local folder path"
+        )
+    return LocalStorage(Path(text).expanduser().resolve())

@@ -1,0 +1,198 @@
+"""Arrow schemas of the lake tables and conversion of dict rows into record batches.
+
+Each table contains one row per captured version of an item. All timestamps are
+``timestamp[us, tz=UTC]``. Naive datetimes are taken as UTC, and ISO 8601 strings such as
+Graph's ``2024-05-01T08:00:00Z`` are parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+STRING_LIST = pa.list_(pa.string())
+
+
+def _field(name: str, kind: pa.DataType, *, required: bool = False) -> pa.Field:
+    return pa.field(name, kind, nullable=not required)
+
+
+MAILBOXES = pa.schema([
+    _field("mailbox_id", pa.string(), required=True),
+    _field("user_principal_name", pa.string()),
+    _field("display_name", pa.string()),
+    _field("mail", pa.string()),
+    _field("account_enabled", pa.bool_()),
+    _field("captured_at", TIMESTAMP, required=True),
+    _field("run_id", pa.string(), required=True),
+])
+
+FOLDERS = pa.schema([
+    _field("mailbox_id", pa.string(), required=True),
+    _field("folder_id", pa.string(), required=True),
+    _field("parent_folder_id", pa.string()),
+    _field("display_name", pa.string()),
+    _field("folder_path", pa.string()),
+    _field("change", pa.string(), required=True),
+    _field("captured_at", TIMESTAMP, required=True),
+    _field("run_id", pa.string(), required=True),
+    _field("deleted_at", TIMESTAMP),
+])
+
+MESSAGES = pa.schema([
+    _field("mailbox_id", pa.string(), required=True),
+    _field("message_id", pa.string(), required=True),
+    _field("change", pa.string(), required=True),
+    _field("captured_at", TIMESTAMP, required=True),
+    _field("run_id", pa.string(), required=True),
+    _field("deleted_at", TIMESTAMP),
+    _field("folder_id", pa.string()),
+    _field("folder_path", pa.string()),
+    _field("internet_message_id", pa.string()),
+    _field("conversation_id", pa.string()),
+    _field("subject", pa.string()),
+    _field("from_address", pa.string()),
+    _field("from_name", pa.string()),
+    _field("sender_address", pa.string()),
+    _field("to_addresses", STRING_LIST),
+    _field("cc_addresses", STRING_LIST),
+    _field("bcc_addresses", STRING_LIST),
+    _field("sent_at", TIMESTAMP),
+    _field("received_at", TIMESTAMP),
+    _field("importance", pa.string()),
+    _field("is_read", pa.bool_()),
+    _field("is_draft", pa.bool_()),
+    _field("has_attachments", pa.bool_()),
+    _field("categories", STRING_LIST),
+    _field("change_key", pa.string()),
+    _field("attachment_count", pa.int32()),
+    _field("size", pa.int64()),
+    _field("mime_sha256", pa.string()),
+    _field("mime_inline", pa.binary()),
+])
+
+ATTACHMENTS = pa.schema([
+    _field("mailbox_id", pa.string(), required=True),
+    _field("message_id", pa.string(), required=True),
+    _field("mime_sha256", pa.string(), required=True),
+    _field("captured_at", TIMESTAMP, required=True),
+    _field("run_id", pa.string(), required=True),
+    _field("part_index", pa.int32(), required=True),
+    _field("kind", pa.string()),
+    _field("name", pa.string()),
+    _field("content_type", pa.string()),
+    _field("size", pa.int64()),
+    _field("is_inline", pa.bool_()),
+    _field("content_id", pa.string()),
+    _field("content_sha256", pa.string()),
+])
+
+FAILURES = pa.schema([
+    _field("run_id", pa.string(), required=True),
+    _field("captured_at", TIMESTAMP, required=True),
+    _field("workload", pa.string()),
+    _field("mailbox_id", pa.string()),
+    _field("container_id", pa.string()),
+    _field("item_id", pa.string()),
+    _field("stage", pa.string()),
+    _field("outcome", pa.string(), required=True),
+    _field("reason", pa.string()),
+    _field("detail", pa.string()),
+    _field("request_id", pa.string()),
+])
+
+RUNS = pa.schema([
+    _field("run_id", pa.string(), required=True),
+    _field("kind", pa.string()),
+    _field("container", pa.string()),
+    _field("started_at", TIMESTAMP),
+    _field("finished_at", TIMESTAMP),
+    _field("status", pa.string()),
+    _field("items_new", pa.int64()),
+    _field("items_updated", pa.int64()),
+    _field("items_deleted", pa.int64()),
+    _field("failures", pa.int64()),
+    _field("requests", pa.int64()),
+    _field("throttled", pa.int64()),
+    _field("throttle_wait_seconds", pa.float64()),
+    _field("bytes_downloaded", pa.int64()),
+    _field("blobs_written", pa.int64()),
+])
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "mailboxes": MAILBOXES,
+    "folders": FOLDERS,
+    "messages": MESSAGES,
+    "attachments": ATTACHMENTS,
+    "failures": FAILURES,
+    "runs": RUNS,
+}
+
+CHANGE_VALUES = ("created", "updated", "deleted")
+
+
+def table_schema(table: str) -> pa.Schema:
+    """Return the schema of ``table``, raising ValueError that lists the known tables."""
+    try:
+        return SCHEMAS[table]
+    except KeyError:
+        raise ValueError(
+            f"unknown table {table!r}; the lake has: {', '.join(sorted(SCHEMAS))}"
+        ) from None
+
+
+def _coerce_timestamp(value: Any) -> Any:
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def build_batch(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+    """Convert dict rows into a record batch of ``table``'s schema.
+
+    Missing keys become nulls. Unknown keys raise ValueError so a misspelt column is not
+    silently dropped, and a value of the wrong type raises ValueError naming the column.
+    """
+    schema = table_schema(table)
+    names = set(schema.names)
+    for index, row in enumerate(rows):
+        unknown = row.keys() - names
+        if unknown:
+            raise ValueError(
+                f"row {index} for table {table!r} has unknown columns "
+                f"{sorted(unknown)}; the columns are: {', '.join(schema.names)}"
+            )
+
+    columns = []
+    for field in schema:
+        values = [row.get(field.name) for row in rows]
+        if pa.types.is_timestamp(field.type):
+            values = [_coerce_timestamp(value) for value in values]
+        if not field.nullable and any(value is None for value in values):
+            raise ValueError(
+                f"column {field.name!r} of table {table!r} is required but a row has no value"
+            )
+        try:
+            columns.append(pa.array(values, type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as error:
+            raise ValueError(
+                f"column {field.name!r} of table {table!r} expects {field.type}: {error}"
+            ) from error
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def estimate_row_bytes(row: Mapping[str, Any]) -> int:
+    """Estimate the memory a buffered row holds; inline content dominates the total."""
+    size = 64
+    for value in row.values():
+        if isinstance(value, (bytes, str)):
+            size += len(value)
+        elif isinstance(value, (list, tuple)):
+            size += sum(len(item) for item in value if isinstance(item, str)) + 8 * len(value)
+        else:
+            size += 8
+    return size

@@ -1,0 +1,126 @@
+"""Attachment inventory of an archived message, read from its MIME.
+
+The archive keeps each message's MIME byte-exact, so attachment bytes already live
+inside it. This module lists them (name, type, size, SHA-256 of the decoded content)
+for the ``attachments`` table and extracts one again on demand, so content is never
+stored twice.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+
+log = logging.getLogger(__name__)
+
+# Real mail rarely nests deeper than a handful of levels; hostile mail nests
+# thousands deep to exhaust the parser or the stack.
+MAX_DEPTH = 50
+MAX_PARTS = 2_000
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """One attachment found in a message's MIME."""
+
+    part_index: int
+    """Position of the part in a depth-first walk; stable for the same MIME bytes."""
+    kind: str
+    """``file`` for ordinary parts, ``item`` for an attached message (message/rfc822)."""
+    name: str
+    content_type: str
+    size: int
+    is_inline: bool
+    content_id: str | None
+    content_sha256: str
+
+
+def _walk(message: Message, depth: int = 0) -> Iterator[Message]:
+    """Yield parts depth-first without descending into attached messages."""
+    yield message
+    if depth >= MAX_DEPTH or not message.is_multipart():
+        return
+    payload = message.get_payload()
+    if not isinstance(payload, list):
+        return
+    for child in payload:
+        if isinstance(child, Message):
+            yield from _walk(child, depth + 1)
+
+
+def _part_name(part: Message) -> str | None:
+    try:
+        name = part.get_filename() or part.get_param("name")
+    except (ValueError, LookupError, TypeError):
+        return None
+    if isinstance(name, tuple):
+        # RFC 2231 value that the parser could not decode: keep its raw text.
+        name = name[2]
+    return str(name) if name else None
+
+
+def _is_attachment(part: Message, name: str | None) -> bool:
+    disposition = (part.get_content_disposition() or "").lower()
+    if disposition == "attachment":
+        return True
+    if part.get_content_type() == "message/rfc822":
+        return True
+    return name is not None and not part.is_multipart()
+
+
+def _decoded_content(part: Message) -> bytes:
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            return inner[0].as_bytes(policy=email.policy.compat32)
+        return b""
+    try:
+        payload = part.get_payload(decode=True)
+    except (ValueError, TypeError, LookupError):
+        payload = None
+    return payload if isinstance(payload, bytes) else b""
+
+
+def list_attachments(mime: bytes) -> list[AttachmentInfo]:
+    """Return the attachments of ``mime``; malformed MIME yields what could be read."""
+    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    found: list[AttachmentInfo] = []
+    for index, part in enumerate(_walk(message)):
+        if index >= MAX_PARTS:
+            log.info("attachment walk stopped after %d parts", MAX_PARTS)
+            break
+        if index == 0:
+            continue
+        name = _part_name(part)
+        if not _is_attachment(part, name):
+            continue
+        content = _decoded_content(part)
+        content_id = part.get("Content-ID")
+        is_rfc822 = part.get_content_type() == "message/rfc822"
+        found.append(
+            AttachmentInfo(
+                part_index=index,
+                kind="item" if is_rfc822 else "file",
+                name=name or ("attached message" if is_rfc822 else f"part-{index}"),
+                content_type=part.get_content_type(),
+                size=len(content),
+                is_inline=(part.get_content_disposition() or "").lower() == "inline",
+                content_id=str(content_id).strip("<> ") if content_id else None,
+                content_sha256=hashlib.sha256(content).hexdigest(),
+            )
+        )
+    return found
+
+
+def extract_attachment(mime: bytes, part_index: int) -> bytes:
+    """Return the decoded content of the part at ``part_index`` of ``mime``."""
+    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    for index, part in enumerate(_walk(message)):
+        if index == part_index:
+            return _decoded_content(part)
+    raise KeyError(f"no MIME part {part_index} in this message")

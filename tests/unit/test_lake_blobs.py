@@ -1,0 +1,151 @@
+"""Blob store and content references: dedup, compression, integrity checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from m365lake.errors import LakeError, LakeIntegrityError
+from m365lake.lake import BlobStore, ContentRef, Lake
+from m365lake.lake.blobs import sha256_hex
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake.open(tmp_path / "lake", inline_threshold=100)
+
+
+def blob_file(lake: Lake, digest: str) -> Path:
+    return lake.root / BlobStore.relative_path(digest)
+
+
+def test_put_returns_sha256_of_raw_content(lake: Lake) -> None:
+    data = b"attachment bytes " * 100
+
+    digest = lake.blobs.put(data)
+
+    assert digest == sha256_hex(data)
+    assert lake.blobs.exists(digest)
+    assert lake.blobs.read(digest) == data
+
+
+def test_put_stores_zstd_under_sharded_path(lake: Lake) -> None:
+    data = b"x" * 10_000
+
+    digest = lake.blobs.put(data)
+    path = blob_file(lake, digest)
+
+    assert path.relative_to(lake.root).parts[:4] == ("blobs", "sha256", digest[:2], digest[2:4])
+    stored = path.read_bytes()
+    assert len(stored) < len(data)
+    assert zstandard.ZstdDecompressor().decompress(stored) == data
+
+
+def test_put_same_content_twice_dedups(lake: Lake) -> None:
+    data = b"same attachment sent to 500 people"
+
+    first = lake.blobs.put(data)
+    mtime = blob_file(lake, first).stat().st_mtime_ns
+    second = lake.blobs.put(data)
+
+    assert first == second
+    assert blob_file(lake, first).stat().st_mtime_ns == mtime
+    assert list(lake.blobs.iter_hashes()) == [first]
+
+
+def test_put_leaves_no_temp_files(lake: Lake) -> None:
+    lake.blobs.put(b"one")
+    lake.blobs.put(b"two")
+
+    names = [path.name for path in (lake.root / "blobs").rglob("*") if path.is_file()]
+
+    assert len(names) == 2
+    assert not any(name.startswith(".tmp-") for name in names)
+
+
+def test_read_tampered_blob_raises(lake: Lake) -> None:
+    digest = lake.blobs.put(b"original content")
+    blob_file(lake, digest).write_bytes(zstandard.ZstdCompressor().compress(b"forged content"))
+
+    with pytest.raises(LakeIntegrityError, match="altered"):
+        lake.blobs.read(digest)
+
+
+def test_read_corrupt_zstd_raises(lake: Lake) -> None:
+    digest = lake.blobs.put(b"original content" * 50)
+    path = blob_file(lake, digest)
+    path.write_bytes(path.read_bytes()[:10])
+
+    with pytest.raises(LakeIntegrityError):
+        lake.blobs.read(digest)
+
+
+def test_read_missing_blob_raises(lake: Lake) -> None:
+    with pytest.raises(LakeIntegrityError, match="missing"):
+        lake.blobs.read(sha256_hex(b"never stored"))
+
+
+def test_put_does_not_repair_tampered_blob(lake: Lake) -> None:
+    data = b"evidence"
+    digest = lake.blobs.put(data)
+    blob_file(lake, digest).write_bytes(b"garbage")
+
+    lake.blobs.put(data)
+
+    with pytest.raises(LakeIntegrityError):
+        lake.blobs.read(digest)
+
+
+@pytest.mark.parametrize("bad_id", ["", "abc", "A" * 64, "../" + "a" * 61, "g" * 64])
+def test_invalid_blob_id_rejected(lake: Lake, bad_id: str) -> None:
+    with pytest.raises(LakeError, match="invalid blob id"):
+        lake.blobs.read(bad_id)
+
+
+def test_verify_all_finds_tampered_blob(lake: Lake) -> None:
+    lake.blobs.put(b"a" * 200)
+    bad = lake.blobs.put(b"b" * 200)
+    assert lake.blobs.verify_all() == 2
+
+    blob_file(lake, bad).write_bytes(zstandard.ZstdCompressor().compress(b"c" * 200))
+
+    with pytest.raises(LakeIntegrityError):
+        lake.blobs.verify_all()
+
+
+def test_store_content_small_is_inline(lake: Lake) -> None:
+    data = b"s" * 100
+
+    ref = lake.store_content(data)
+
+    assert ref == ContentRef(sha256_hex(data), 100, data)
+    assert not lake.blobs.exists(ref.sha256)
+    assert lake.read_content(ref.sha256, ref.inline) == data
+
+
+def test_store_content_large_is_blob(lake: Lake) -> None:
+    data = b"L" * 101
+
+    ref = lake.store_content(data)
+
+    assert ref.inline is None
+    assert ref.size == 101
+    assert lake.blobs.exists(ref.sha256)
+    assert lake.read_content(ref.sha256, None) == data
+
+
+def test_read_content_inline_mismatch_raises(lake: Lake) -> None:
+    ref = lake.store_content(b"short")
+
+    with pytest.raises(LakeIntegrityError):
+        lake.read_content(ref.sha256, b"shorT")
+
+
+def test_default_inline_threshold_is_64_kib(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+
+    assert lake.inline_threshold == 64 * 1024
+    assert lake.store_content(b"x" * 65536).inline is not None
+    assert lake.store_content(b"x" * 65537).inline is None
