@@ -67,7 +67,7 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
                 instance=instance,
                 resources=resources,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             )
             if not outcome.success:
                 click.echo(f"  {user}: failed; see the messages above", err=True)

@@ -55,6 +55,15 @@ def _round_state(request: Request, kind: str, user: UserInfo, folder_id: str) ->
             "r": _received_filter(params.get("$filter")) if kind == "m" else None,
         }
         _check_orderby(params.get("$orderby"))
+        for unsupported in ("changeType", "$expand"):
+            # NOTE: Graph supports these on message delta, but the emulator does not. A loud
+            # 400 keeps a client from reading a full round as a filtered one.
+            if unsupported in params:
+                raise GraphHTTPError(
+                    400,
+                    "BadRequest",
+                    f"The emulator does not support '{unsupported}' on delta; remove it.",
+                )
         return state
     state = decode_token(raw, name="$skiptoken" if "$skiptoken" in params else "$deltatoken")
     if state.get("k") != kind or state.get("u") != user.id or state.get("f") != folder_id:

@@ -21,6 +21,7 @@ from m365lake.emulator.protocol import (
 from m365lake.emulator.records import FolderInfo, UserInfo
 
 OUTLOOK_DEFAULT_PAGE = 10
+# NOTE: Graph documents $top 1..1000 for messages; mailFolders is assumed to share that limit.
 OUTLOOK_MAX_PAGE = 1000
 
 

@@ -54,8 +54,8 @@ class MailboxThrottle:
             if len(recent) >= self.requests_per_window:
                 wait = recent[0] + self.window_seconds - now
                 raise throttled("RequestsPerWindow", max(1, math.ceil(wait)))
-            # Exchange charges rejected requests too, so the budget is charged before the
-            # concurrency check.
+            # NOTE: rejected requests are charged too, as SharePoint documents for its limits.
+            # Whether Exchange charges them is not documented.
             recent.append(now)
             if self._in_flight.get(key, 0) >= self.concurrency:
                 raise throttled("MailboxConcurrency", 1)

@@ -32,7 +32,7 @@ from m365lake.sources.mime import list_attachments
 log = logging.getLogger(__name__)
 
 DELTA_PAGE_SIZE = 100
-"""Messages per delta page (``Prefer: odata.maxpagesize``); Graph's default is 10."""
+"""Messages per delta page (``Prefer: odata.maxpagesize``). Graph's default is 10."""
 
 # Immutable ids survive moves between folders, so a move is one message with a new
 # folder rather than a delete plus an unrelated create.
@@ -106,7 +106,7 @@ class _FolderTree:
         names: list[str] = []
         current: str | None = folder_id
         visited: set[str] = set()
-        # Parents outside the map (msgfolderroot) end the walk; the visited set
+        # A parent outside the map (msgfolderroot) ends the walk. The visited set
         # guards against a cycle in a corrupt hierarchy.
         while current in self.folders and current not in visited:
             visited.add(current)
@@ -360,6 +360,7 @@ class _MailboxRun:
         sha256 = hashlib.sha256(mime).hexdigest()
         new_blob = len(mime) > self.lake.inline_threshold and not self.lake.blobs.exists(sha256)
         content = self.lake.store_content(mime)
+
         try:
             attachments = list_attachments(mime)
         except Exception as error:
@@ -368,6 +369,7 @@ class _MailboxRun:
             attachment_count = None
         else:
             attachment_count = len(attachments)
+
         row = mail_rows.message_row(
             mailbox=self.mailbox,
             message=message,
@@ -391,6 +393,7 @@ class _MailboxRun:
                 ),
                 partition=self.partition,
             )
+
         self.captured[message_id] = folder_id
         self.pending.pop(message_id, None)
         self.result.bytes_downloaded += len(mime)

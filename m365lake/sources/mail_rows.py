@@ -125,7 +125,7 @@ def deletion_row(
 ) -> dict[str, Any]:
     """Build the tombstone version that records when Graph reported a message gone.
 
-    It carries the identity only; the views join it to the last captured version.
+    It carries the identity only, because the views join it to the last captured version.
     """
     deleted_at = now_utc()
     return {

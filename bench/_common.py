@@ -1,0 +1,120 @@
+"""Helpers shared by the benchmark scripts: the emulator child process and disk usage."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from m365lake.config import GraphSettings
+
+BENCH_DIR = Path(__file__).resolve().parent
+SHARED_CORPUS = BENCH_DIR.parent.parent / "shared" / "corpus" / "mail" / "enron"
+ENRON_MAILDIR = SHARED_CORPUS / "maildir"
+ENRON_EML = SHARED_CORPUS / "edrm-lokay-m-eml"
+EMULATOR_START_TIMEOUT_SECONDS = 600
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServedTenant:
+    """The emulator child process as the benchmark sees it."""
+
+    settings: GraphSettings
+    messages: int
+    raw_bytes: int
+    """Sum of the MIME sizes the emulator holds."""
+    mailboxes: int
+    pid: int
+
+
+@contextlib.contextmanager
+def serve_emulator(
+    *,
+    corpora: list[Path] | None = None,
+    large_mailbox: int = 0,
+    requests_per_window: int = 10_000,
+) -> Iterator[ServedTenant]:
+    """Run bench/_serve.py in a child process and yield settings that point at it."""
+    with tempfile.TemporaryDirectory(prefix="m365lake-bench-emulator-") as state_dir:
+        command = [sys.executable, str(BENCH_DIR / "_serve.py"), "--state-dir", state_dir,
+                   "--requests-per-window", str(requests_per_window)]
+        for corpus in corpora or []:
+            command += ["--corpus", str(corpus)]
+        if large_mailbox:
+            command += ["--large-mailbox", str(large_mailbox)]
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"the emulator process exited with status {process.wait()} before it "
+                    "printed its environment; see its error output above"
+                )
+            report = json.loads(line)
+            yield ServedTenant(
+                settings=GraphSettings.from_env(report["environment"]),
+                messages=report["messages"],
+                raw_bytes=report["raw_bytes"],
+                mailboxes=report["mailboxes"],
+                pid=process.pid,
+            )
+        finally:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def allocated_bytes(path: Path) -> int:
+    """Return the bytes a file occupies on disk (allocated blocks, not its length)."""
+    return os.stat(path).st_blocks * 512
+
+
+def lake_disk_usage(root: Path) -> dict[str, tuple[int, int]]:
+    """Return (allocated bytes, file count) per part of the lake: tables, blobs, commits, …
+
+    Files directly under the root (catalog.duckdb) count under their own name.
+    """
+    usage: dict[str, tuple[int, int]] = {}
+    for directory, _subdirectories, files in os.walk(root):
+        for name in files:
+            path = Path(directory) / name
+            relative = path.relative_to(root).parts
+            part = relative[0] if len(relative) > 1 else name
+            size, count = usage.get(part, (0, 0))
+            usage[part] = (size + allocated_bytes(path), count + 1)
+    return usage
+
+
+def corpus_files(root: Path) -> list[Path]:
+    """Return every regular file under ``root``, sorted, hidden files excluded."""
+    return sorted(
+        path for path in root.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def machine_description() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, " \
+           f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def header(title: str) -> None:
+    print(f"# {title}")
+    print(f"# machine: {machine_description()}")
