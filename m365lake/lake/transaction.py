@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m365lake.errors import LakeError
@@ -54,6 +55,33 @@ def partition_directory(table: str, partition: Mapping[str, str]) -> str:
     return "/".join(parts)
 
 
+PARQUET_ZSTD_LEVEL = 9
+PARQUET_PAGE_BYTES = 8 * 1024 * 1024
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """Return ParquetWriter options that let zstd find repeats across neighbouring messages.
+
+    Binary columns (inline MIME) get neither dictionary encoding nor min/max statistics,
+    because their values are unique and the statistics copy whole messages. On the Enron
+    maildir, bench/storage.py measured the messages tables at 0.20 of the raw MIME size
+    with these options, against 0.33 with pyarrow's defaults (zstd level 1, 1 MiB pages).
+    """
+    # pyarrow matches these per leaf column, and names a list's leaf <name>.list.element.
+    leaves = [
+        f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
+        for field in schema
+        if not pa.types.is_binary(field.type)
+    ]
+    return {
+        "compression": "zstd",
+        "compression_level": PARQUET_ZSTD_LEVEL,
+        "data_page_size": PARQUET_PAGE_BYTES,
+        "use_dictionary": leaves,
+        "write_statistics": leaves,
+    }
+
+
 class _PartitionFile:
     """The open Parquet file and pending rows of one (table, partition)."""
 
@@ -82,9 +110,8 @@ class _PartitionFile:
             except FileExistsError:
                 continue
             self.relative = relative
-            self._writer = pq.ParquetWriter(
-                self._handle, table_schema(self.table), compression="zstd"
-            )
+            schema = table_schema(self.table)
+            self._writer = pq.ParquetWriter(self._handle, schema, **parquet_options(schema))
             return
         raise LakeError(f"no free file name for run {self.run_id!r} in {self.directory}")
 
