@@ -33,7 +33,9 @@ class BackupSummary:
 
     results: list[MailboxBackupResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
-    """User principal name → why the mailbox was not archived."""
+    """User principal name → why there was nothing to archive (no Exchange Online mailbox)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """User principal name → the error that stopped the mailbox's run; nothing was committed."""
     graph: GraphStats | None = None
 
     def total(self, counter: str) -> int:
@@ -65,10 +67,7 @@ async def backup_mail(
         if users:
             mailboxes = []
             for user in users:
-                try:
-                    mailboxes.append(await get_mailbox(graph, user))
-                except MailboxNotEnabledError as error:
-                    summary.skipped[user] = str(error)
+                mailboxes.append(await get_mailbox(graph, user))
         else:
             mailboxes = await list_mailboxes(graph)
         gate = asyncio.Semaphore(concurrency)
@@ -77,14 +76,14 @@ async def backup_mail(
             return_exceptions=True,
         )
         summary.graph = graph.stats
-    errors = []
     for mailbox, outcome in zip(mailboxes, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            log.error("mailbox %s failed: %s", mailbox.user_principal_name, outcome)
-            summary.skipped[mailbox.user_principal_name] = f"{type(outcome).__name__}: {outcome}"
-            errors.append(outcome)
+        upn = mailbox.user_principal_name
+        if isinstance(outcome, MailboxNotEnabledError):
+            log.info("mailbox %s skipped: no Exchange Online mailbox", upn)
+            summary.skipped[upn] = "the user has no Exchange Online mailbox"
+        elif isinstance(outcome, BaseException):
+            log.error("mailbox %s failed, nothing committed for it: %s", upn, outcome)
+            summary.failed[upn] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)
-    if errors and not summary.results:
-        raise errors[0]
     return summary

@@ -53,9 +53,19 @@ _KEYS = {
 _VERSIONED = {"messages": "message", "folders": "folder"}
 
 ALLOWED_PRAGMAS = (
-    "collations", "database_list", "database_size", "functions", "metadata_info",
-    "platform", "show", "show_tables", "show_tables_expanded", "storage_info",
-    "table_info", "user_agent", "version",
+    "collations",
+    "database_list",
+    "database_size",
+    "functions",
+    "metadata_info",
+    "platform",
+    "show",
+    "show_tables",
+    "show_tables_expanded",
+    "storage_info",
+    "table_info",
+    "user_agent",
+    "version",
 )
 ALLOWED_STATEMENTS = (
     "a single read-only statement: SELECT, WITH … SELECT, VALUES, FROM …, DESCRIBE, SHOW, "
@@ -69,8 +79,12 @@ def _sql_type(kind: pa.DataType) -> str:
     if pa.types.is_timestamp(kind):
         return "TIMESTAMPTZ" if kind.tz else "TIMESTAMP"
     names = {
-        pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN", pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.binary(): "BLOB",
+        pa.string(): "VARCHAR",
+        pa.bool_(): "BOOLEAN",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float64(): "DOUBLE",
+        pa.binary(): "BLOB",
     }
     try:
         return names[kind]
@@ -87,9 +101,12 @@ def _rows_view(table: str, paths: Sequence[str]) -> str:
     if not paths:
         # An empty view still has the table's columns, so queries written today keep
         # working before the first commit of that table.
-        columns = [f"CAST(NULL AS {_sql_type(f.type)}) AS \"{f.name}\"" for f in schema]
-        columns += ["CAST(NULL AS BIGINT) AS commit_seq", "CAST(NULL AS INTEGER) AS file_index",
-                    "CAST(NULL AS BIGINT) AS row_index"]
+        columns = [f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in schema]
+        columns += [
+            "CAST(NULL AS BIGINT) AS commit_seq",
+            "CAST(NULL AS INTEGER) AS file_index",
+            "CAST(NULL AS BIGINT) AS row_index",
+        ]
         return f"SELECT {', '.join(columns)} WHERE false"
     # NOTE: the view text lists every committed file, so it grows with the number of
     # commits until compaction merges small files.
@@ -122,8 +139,9 @@ def _view_statements(table: str) -> list[str]:
         singular = _VERSIONED[table]
         partition = ", ".join(keys or ())
         latest = _latest(rows, keys or (), order)
-        latest_as_of = _latest(rows, keys or (), order,
-                               "WHERE captured_at <= CAST(as_of AS TIMESTAMPTZ)")
+        latest_as_of = _latest(
+            rows, keys or (), order, "WHERE captured_at <= CAST(as_of AS TIMESTAMPTZ)"
+        )
         return [
             f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) FROM ({latest}) "
             "WHERE change <> 'deleted'",
@@ -139,8 +157,10 @@ def _view_statements(table: str) -> list[str]:
             f"SELECT * EXCLUDE ({_INTERNAL}) FROM ({latest_as_of}) WHERE change <> 'deleted'",
         ]
     if keys:
-        return [f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) "
-                f"FROM ({_latest(rows, keys, order)})"]
+        return [
+            f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) "
+            f"FROM ({_latest(rows, keys, order)})"
+        ]
     return [f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) FROM {rows}"]
 
 
@@ -303,8 +323,9 @@ def run_sql(
         rows = result.fetchall() if max_rows is None else result.fetchmany(max_rows)
     except duckdb.InterruptException as error:
         raise _query_error(
-            sql, f"the query timed out after {timeout_seconds} s and was interrupted; "
-            "narrow it with filters or a LIMIT, or pass a larger timeout_seconds"
+            sql,
+            f"the query timed out after {timeout_seconds} s and was interrupted; "
+            "narrow it with filters or a LIMIT, or pass a larger timeout_seconds",
         ) from error
     except duckdb.Error as error:
         raise _query_error(sql, f"the query failed in DuckDB: {error}") from error

@@ -137,8 +137,10 @@ def backup(mailboxes: tuple[str, ...], lake_location: str | None) -> None:
         f"{summary.total('messages_deleted')} deleted, {summary.total('failures')} failures"
     )
     for user, reason in summary.skipped.items():
-        click.echo(f"not archived: {user}: {reason}", err=True)
-    if summary.skipped:
+        click.echo(f"skipped {user}: {reason}", err=True)
+    for user, reason in summary.failed.items():
+        click.echo(f"failed {user}: {reason}. Run the backup again to retry it.", err=True)
+    if summary.failed:
         sys.exit(1)
 
 

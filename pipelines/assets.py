@@ -1,6 +1,5 @@
 """Backup assets: thin wiring around ``m365lake.backup``."""
 
-
 import asyncio
 import time
 
@@ -43,8 +42,10 @@ def mailbox_archive(
             )
 
     summary = asyncio.run(backup_mail(graph.settings(), archive, users=[user], progress=report))
+    if user in summary.skipped:
+        return dg.MaterializeResult(metadata={"skipped": summary.skipped[user]})
     if not summary.results:
-        reason = summary.skipped.get(user, "no result")
+        reason = summary.failed.get(user, "no result")
         raise dg.Failure(description=f"mailbox {user} was not archived: {reason}")
     result = summary.results[0]
     refresh_catalog(archive)

@@ -1,6 +1,5 @@
 """Keep the mailbox partitions in step with the tenant's directory."""
 
-
 import asyncio
 
 import dagster as dg

@@ -14,6 +14,8 @@ from m365lake.emulator.server import EmulatorOptions, EmulatorServer
 
 log = logging.getLogger(__name__)
 
+PORT_FILE = "port"
+
 
 def default_state_dir() -> Path:
     """Folder that keeps the emulator's private CA between runs."""
@@ -38,13 +40,34 @@ class RunningEmulator:
         return self.server.environment()
 
     def stop(self) -> None:
-        self.server.__exit__(None, None, None)
+        self.server.stop()
+
+
+def _remembered_port(state_dir: Path) -> int:
+    try:
+        return int((state_dir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 def start_emulator(
     *, corpus: Path | None, state_dir: Path, port: int = 0, options: EmulatorOptions | None = None
 ) -> RunningEmulator:
+    """Start the emulator; with ``port`` 0, reuse the port of the last start when it is free.
+
+    Delta links are absolute URLs, so a lake filled from this emulator keeps working
+    across restarts only while the emulator answers on the same address.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
-    server = EmulatorServer(build_tenant(corpus), state_dir, options=options, port=port)
-    server.__enter__()
-    return RunningEmulator(server)
+    tenant = build_tenant(corpus)
+    candidates = [port] if port else [_remembered_port(state_dir), 0]
+    for candidate in dict.fromkeys(candidates):
+        server = EmulatorServer(tenant, state_dir, options=options, port=candidate)
+        try:
+            server.start()
+        except OSError as error:
+            log.info("port %d is taken (%s); choosing another", candidate, error)
+            continue
+        (state_dir / PORT_FILE).write_text(f"{server.port}\n")
+        return RunningEmulator(server)
+    raise OSError(f"the emulator could not listen on 127.0.0.1 port {port}")

@@ -127,8 +127,12 @@ class EmulatorServer:
         self._tls_files = (cert_path, key_path)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._requested_port))
-        sock.listen(128)
+        try:
+            sock.bind(("127.0.0.1", self._requested_port))
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
         self._socket = sock
         self.port = sock.getsockname()[1]
 

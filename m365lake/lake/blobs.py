@@ -65,8 +65,9 @@ class BlobStore:
         compressed = zstandard.ZstdCompressor(level=self._level).compress(data)
         created = self._storage.publish(relative, compressed)
         if created:
-            logger.debug("stored blob %s (%d bytes raw, %d compressed)",
-                         digest, len(data), len(compressed))
+            logger.debug(
+                "stored blob %s (%d bytes raw, %d compressed)", digest, len(data), len(compressed)
+            )
         return digest
 
     def read(self, sha256: str) -> bytes:

@@ -146,8 +146,11 @@ class ManifestLog:
             manifest = {"seq": head.seq + 1, **body, **extra, "prev": head.sha256}
             if self._storage.publish(manifest_name(head.seq + 1), encode_manifest(manifest)):
                 return manifest
-            logger.debug("commit seq %d was taken by another writer (attempt %d); retrying",
-                         head.seq + 1, attempt)
+            logger.debug(
+                "commit seq %d was taken by another writer (attempt %d); retrying",
+                head.seq + 1,
+                attempt,
+            )
             # Jitter spreads writers that collided so they do not collide again in lockstep.
             time.sleep(random.uniform(0, 0.002 * min(attempt, 25)))
         raise CommitConflictError(
@@ -214,8 +217,10 @@ class StateView:
         if self._matches(seq, sha256, values):
             self._seq, self._sha256, self._values = seq, sha256, values
         else:
-            logger.info("state cache %s does not match the manifests; rebuilding it",
-                        self._storage.path(STATE_CACHE))
+            logger.info(
+                "state cache %s does not match the manifests; rebuilding it",
+                self._storage.path(STATE_CACHE),
+            )
 
     def _save_cache(self) -> None:
         payload = {"seq": self._seq, "manifest_sha256": self._sha256, "values": self._values}

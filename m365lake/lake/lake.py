@@ -68,8 +68,12 @@ class Lake:
             for directory in _LAYOUT:
                 storage.make_dirs(directory)
             logger.info("created lake at %s", storage.root)
-        return cls(storage, inline_threshold=inline_threshold,
-                   flush_rows=flush_rows, flush_bytes=flush_bytes)
+        return cls(
+            storage,
+            inline_threshold=inline_threshold,
+            flush_rows=flush_rows,
+            flush_bytes=flush_bytes,
+        )
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
@@ -124,8 +128,11 @@ class Lake:
     def state_items(self, prefix: str) -> dict[str, Any]:
         """Return every committed state key starting with ``prefix`` and its value."""
         values = self._state.current()
-        return {key: copy.deepcopy(value) for key, value in sorted(values.items())
-                if key.startswith(prefix)}
+        return {
+            key: copy.deepcopy(value)
+            for key, value in sorted(values.items())
+            if key.startswith(prefix)
+        }
 
     def head(self) -> Head:
         """Return the sequence number and SHA-256 of the newest manifest (0 and None if none)."""

@@ -21,107 +21,119 @@ def _field(name: str, kind: pa.DataType, *, required: bool = False) -> pa.Field:
     return pa.field(name, kind, nullable=not required)
 
 
-MAILBOXES = pa.schema([
-    _field("mailbox_id", pa.string(), required=True),
-    _field("user_principal_name", pa.string()),
-    _field("display_name", pa.string()),
-    _field("mail", pa.string()),
-    _field("account_enabled", pa.bool_()),
-    _field("captured_at", TIMESTAMP, required=True),
-    _field("run_id", pa.string(), required=True),
-])
+MAILBOXES = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("user_principal_name", pa.string()),
+        _field("display_name", pa.string()),
+        _field("mail", pa.string()),
+        _field("account_enabled", pa.bool_()),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
 
-FOLDERS = pa.schema([
-    _field("mailbox_id", pa.string(), required=True),
-    _field("folder_id", pa.string(), required=True),
-    _field("parent_folder_id", pa.string()),
-    _field("display_name", pa.string()),
-    _field("folder_path", pa.string()),
-    _field("change", pa.string(), required=True),
-    _field("captured_at", TIMESTAMP, required=True),
-    _field("run_id", pa.string(), required=True),
-    _field("deleted_at", TIMESTAMP),
-])
+FOLDERS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("folder_id", pa.string(), required=True),
+        _field("parent_folder_id", pa.string()),
+        _field("display_name", pa.string()),
+        _field("folder_path", pa.string()),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+    ]
+)
 
-MESSAGES = pa.schema([
-    _field("mailbox_id", pa.string(), required=True),
-    _field("message_id", pa.string(), required=True),
-    _field("change", pa.string(), required=True),
-    _field("captured_at", TIMESTAMP, required=True),
-    _field("run_id", pa.string(), required=True),
-    _field("deleted_at", TIMESTAMP),
-    _field("folder_id", pa.string()),
-    _field("folder_path", pa.string()),
-    _field("internet_message_id", pa.string()),
-    _field("conversation_id", pa.string()),
-    _field("subject", pa.string()),
-    _field("from_address", pa.string()),
-    _field("from_name", pa.string()),
-    _field("sender_address", pa.string()),
-    _field("to_addresses", STRING_LIST),
-    _field("cc_addresses", STRING_LIST),
-    _field("bcc_addresses", STRING_LIST),
-    _field("sent_at", TIMESTAMP),
-    _field("received_at", TIMESTAMP),
-    _field("importance", pa.string()),
-    _field("is_read", pa.bool_()),
-    _field("is_draft", pa.bool_()),
-    _field("has_attachments", pa.bool_()),
-    _field("categories", STRING_LIST),
-    _field("change_key", pa.string()),
-    _field("attachment_count", pa.int32()),
-    _field("size", pa.int64()),
-    _field("mime_sha256", pa.string()),
-    _field("mime_inline", pa.binary()),
-])
+MESSAGES = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("message_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("folder_id", pa.string()),
+        _field("folder_path", pa.string()),
+        _field("internet_message_id", pa.string()),
+        _field("conversation_id", pa.string()),
+        _field("subject", pa.string()),
+        _field("from_address", pa.string()),
+        _field("from_name", pa.string()),
+        _field("sender_address", pa.string()),
+        _field("to_addresses", STRING_LIST),
+        _field("cc_addresses", STRING_LIST),
+        _field("bcc_addresses", STRING_LIST),
+        _field("sent_at", TIMESTAMP),
+        _field("received_at", TIMESTAMP),
+        _field("importance", pa.string()),
+        _field("is_read", pa.bool_()),
+        _field("is_draft", pa.bool_()),
+        _field("has_attachments", pa.bool_()),
+        _field("categories", STRING_LIST),
+        _field("change_key", pa.string()),
+        _field("attachment_count", pa.int32()),
+        _field("size", pa.int64()),
+        _field("mime_sha256", pa.string()),
+        _field("mime_inline", pa.binary()),
+    ]
+)
 
-ATTACHMENTS = pa.schema([
-    _field("mailbox_id", pa.string(), required=True),
-    _field("message_id", pa.string(), required=True),
-    _field("mime_sha256", pa.string(), required=True),
-    _field("captured_at", TIMESTAMP, required=True),
-    _field("run_id", pa.string(), required=True),
-    _field("part_index", pa.int32(), required=True),
-    _field("kind", pa.string()),
-    _field("name", pa.string()),
-    _field("content_type", pa.string()),
-    _field("size", pa.int64()),
-    _field("is_inline", pa.bool_()),
-    _field("content_id", pa.string()),
-    _field("content_sha256", pa.string()),
-])
+ATTACHMENTS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("message_id", pa.string(), required=True),
+        _field("mime_sha256", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("part_index", pa.int32(), required=True),
+        _field("kind", pa.string()),
+        _field("name", pa.string()),
+        _field("content_type", pa.string()),
+        _field("size", pa.int64()),
+        _field("is_inline", pa.bool_()),
+        _field("content_id", pa.string()),
+        _field("content_sha256", pa.string()),
+    ]
+)
 
-FAILURES = pa.schema([
-    _field("run_id", pa.string(), required=True),
-    _field("captured_at", TIMESTAMP, required=True),
-    _field("workload", pa.string()),
-    _field("mailbox_id", pa.string()),
-    _field("container_id", pa.string()),
-    _field("item_id", pa.string()),
-    _field("stage", pa.string()),
-    _field("outcome", pa.string(), required=True),
-    _field("reason", pa.string()),
-    _field("detail", pa.string()),
-    _field("request_id", pa.string()),
-])
+FAILURES = pa.schema(
+    [
+        _field("run_id", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("workload", pa.string()),
+        _field("mailbox_id", pa.string()),
+        _field("container_id", pa.string()),
+        _field("item_id", pa.string()),
+        _field("stage", pa.string()),
+        _field("outcome", pa.string(), required=True),
+        _field("reason", pa.string()),
+        _field("detail", pa.string()),
+        _field("request_id", pa.string()),
+    ]
+)
 
-RUNS = pa.schema([
-    _field("run_id", pa.string(), required=True),
-    _field("kind", pa.string()),
-    _field("container", pa.string()),
-    _field("started_at", TIMESTAMP),
-    _field("finished_at", TIMESTAMP),
-    _field("status", pa.string()),
-    _field("items_new", pa.int64()),
-    _field("items_updated", pa.int64()),
-    _field("items_deleted", pa.int64()),
-    _field("failures", pa.int64()),
-    _field("requests", pa.int64()),
-    _field("throttled", pa.int64()),
-    _field("throttle_wait_seconds", pa.float64()),
-    _field("bytes_downloaded", pa.int64()),
-    _field("blobs_written", pa.int64()),
-])
+RUNS = pa.schema(
+    [
+        _field("run_id", pa.string(), required=True),
+        _field("kind", pa.string()),
+        _field("container", pa.string()),
+        _field("started_at", TIMESTAMP),
+        _field("finished_at", TIMESTAMP),
+        _field("status", pa.string()),
+        _field("items_new", pa.int64()),
+        _field("items_updated", pa.int64()),
+        _field("items_deleted", pa.int64()),
+        _field("failures", pa.int64()),
+        _field("requests", pa.int64()),
+        _field("throttled", pa.int64()),
+        _field("throttle_wait_seconds", pa.float64()),
+        _field("bytes_downloaded", pa.int64()),
+        _field("blobs_written", pa.int64()),
+    ]
+)
 
 SCHEMAS: dict[str, pa.Schema] = {
     "mailboxes": MAILBOXES,

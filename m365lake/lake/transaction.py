@@ -139,8 +139,13 @@ class _PartitionFile:
         self.storage.close_durably(self._handle)
         self._writer, self._handle = None, None
         digest, size = self.storage.hash_file(self.relative)
-        return {"path": self.relative, "sha256": digest, "bytes": size,
-                "rows": self.rows_written, "table": self.table}
+        return {
+            "path": self.relative,
+            "sha256": digest,
+            "bytes": size,
+            "rows": self.rows_written,
+            "table": self.table,
+        }
 
     def discard(self) -> None:
         self.pending, self.pending_bytes = [], 0
@@ -301,9 +306,14 @@ class Transaction:
         self._status = "committed"
         self._buffered_bytes = 0
         self._warn_on_concurrent_state(manifest["seq"])
-        logger.info("committed run %s as seq %d: %d files, %d rows, %d state updates",
-                    self.run_id, manifest["seq"], len(files),
-                    sum(entry["rows"] for entry in files), len(self._state))
+        logger.info(
+            "committed run %s as seq %d: %d files, %d rows, %d state updates",
+            self.run_id,
+            manifest["seq"],
+            len(files),
+            sum(entry["rows"] for entry in files),
+            len(self._state),
+        )
         return manifest
 
     def _state_fields(self, head: Head) -> dict[str, Any]:
@@ -330,8 +340,14 @@ class Transaction:
             manifest, _ = self._log.read(other)
             overlap = set(manifest.get("state") or {}) & set(self._state)
             if overlap:
-                logger.warning("run %s (seq %d) and run %s (seq %d) both updated state %s",
-                               self.run_id, seq, manifest.get("run_id"), other, sorted(overlap))
+                logger.warning(
+                    "run %s (seq %d) and run %s (seq %d) both updated state %s",
+                    self.run_id,
+                    seq,
+                    manifest.get("run_id"),
+                    other,
+                    sorted(overlap),
+                )
 
     def _require_open(self) -> None:
         if self._status != "open":

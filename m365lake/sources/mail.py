@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from m365lake.errors import (
     GraphError,
@@ -157,6 +158,25 @@ class _MailboxRun:
     def user_path(self) -> str:
         return f"/users/{self.mailbox.mailbox_id}"
 
+    def saved_link(self, key: str) -> str | None:
+        """Return the committed delta link for ``key`` if it targets the configured Graph host."""
+        link = self.lake.state(key)
+        if link is None:
+            return None
+        endpoint = urlsplit(self.graph.settings.graph_url)
+        target = urlsplit(link)
+        if (target.scheme, target.netloc) != (endpoint.scheme, endpoint.netloc):
+            # Links are followed verbatim, so one saved against another endpoint
+            # (the Graph URL was changed since) would leak the token to that host.
+            log.warning(
+                "saved delta link for %s points at %s, not the configured %s; enumerating again",
+                self.mailbox.user_principal_name,
+                target.netloc,
+                endpoint.netloc,
+            )
+            return None
+        return str(link)
+
     async def execute(self) -> None:
         previous_pending = self.lake.state(pending_key(self.mailbox.mailbox_id)) or {}
         await self.sync_folders()
@@ -185,7 +205,7 @@ class _MailboxRun:
     async def sync_folders(self) -> None:
         key = folders_delta_key(self.mailbox.mailbox_id)
         initial = f"{self.user_path}/mailFolders/delta"
-        link = self.lake.state(key)
+        link = self.saved_link(key)
         full = link is None
         try:
             items, delta_link = await self._read_delta(link or initial, None)
@@ -209,6 +229,8 @@ class _MailboxRun:
             )
         self.tree.folders = current
         self.deleted_folders = set(known_live) - set(current)
+        for folder_id in self.deleted_folders:
+            self.tx.set_state(messages_delta_key(self.mailbox.mailbox_id, folder_id), None)
         self._write_folder_rows(known_live)
         self.result.folders = len(current)
         self.tx.set_state(key, delta_link)
@@ -255,7 +277,7 @@ class _MailboxRun:
         key = messages_delta_key(self.mailbox.mailbox_id, folder_id)
         initial = f"{self.user_path}/mailFolders/{folder_id}/messages/delta"
         params = {"$select": mail_rows.MESSAGE_SELECT}
-        link = self.lake.state(key)
+        link = self.saved_link(key)
         seen: set[str] = set()
         try:
             if link:

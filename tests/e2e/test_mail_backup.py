@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
 
 import pytest
 
+from m365lake.backup import backup_mail
+from m365lake.catalog import refresh_catalog
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.mapping import mime_attachments
+from m365lake.emulator.seed import SeedUser
 from m365lake.lake import Lake
 
 
@@ -159,4 +163,37 @@ def test_repeated_delta_items_do_not_duplicate_rows(tenant: Tenant, emulator, ba
         "SELECT message_id, count(*) FROM message_versions GROUP BY 1 HAVING count(*) > 1"
     )
     assert duplicates == []
+    assert archive_state(sql) == tenant_state(tenant)
+
+
+def test_user_without_mailbox_skipped_not_failed(tenant: Tenant, emulator, backup):
+    tenant.add_user(
+        SeedUser(
+            user_principal_name="shared.scanner@contoso.example",
+            display_name="Scanner",
+            mail="shared.scanner@contoso.example",
+            has_mailbox=False,
+        )
+    )
+
+    summary = backup()
+
+    assert "shared.scanner@contoso.example" in summary.skipped
+    assert summary.failed == {}
+    assert len(summary.results) == len(_upns(tenant))
+
+
+def test_moved_graph_endpoint_resyncs_without_duplicates(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, emulator_state, sql
+):
+    asyncio.run(backup_mail(emulator.settings(), lake))
+    emulator.stop()
+
+    with EmulatorServer(tenant, emulator_state) as moved:
+        assert moved.port != emulator.port
+        summary = asyncio.run(backup_mail(moved.settings(), lake))
+    refresh_catalog(lake)
+
+    assert summary.failed == {}
+    assert summary.total("messages_new") == 0
     assert archive_state(sql) == tenant_state(tenant)
