@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from m365lake.config import GraphSettings
-from m365lake.errors import MailboxNotEnabledError
+from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake
 from m365lake.sources.mail import MailboxBackupResult, ProgressCallback, backup_mailbox
 from m365lake.sources.mailboxes import Mailbox, get_mailbox, list_mailboxes
 
 log = logging.getLogger(__name__)
+
+CONFLICT_ATTEMPTS = 3
+"""Tries of one mailbox while concurrent runs of the same mailbox keep committing first."""
 
 MAILBOX_CONCURRENCY = 4
 """Mailboxes archived at once by one process; each also has Graph's 4-request cap."""
@@ -25,6 +28,30 @@ MAILBOX_CONCURRENCY = 4
 def new_run_id() -> str:
     """Return a sortable, unique run id such as ``20261204T201500Z-3f9a1c2e``."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class BackupProgress:
+    """A snapshot of a running backup, for progress lines."""
+
+    mailboxes_total: int
+    mailboxes_done: int
+    messages: int
+    bytes_downloaded: int
+    failures: int
+    throttled: int
+    throttle_wait_seconds: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.mailboxes_done}/{self.mailboxes_total} mailboxes done, "
+            f"{self.messages:,} messages ({self.bytes_downloaded / 1e6:,.1f} MB) archived, "
+            f"{self.failures} failures, throttled {self.throttled} times "
+            f"({self.throttle_wait_seconds:,.1f} s waited)"
+        )
+
+
+HeartbeatCallback = Callable[[BackupProgress], None]
 
 
 @dataclass
@@ -50,7 +77,53 @@ async def _backup_one(
     progress: ProgressCallback | None,
 ) -> MailboxBackupResult:
     async with gate:
+        for attempt in range(1, CONFLICT_ATTEMPTS):
+            try:
+                return await backup_mailbox(
+                    graph, lake, mailbox, run_id=new_run_id(), progress=progress
+                )
+            except CommitConflictError as error:
+                # Another process archived this mailbox meanwhile. The rerun is
+                # incremental from that process's commit, so it is cheap.
+                log.info("mailbox %s, attempt %d: %s", mailbox.user_principal_name, attempt, error)
         return await backup_mailbox(graph, lake, mailbox, run_id=new_run_id(), progress=progress)
+
+
+async def _resolve_users(
+    graph: GraphClient, users: Sequence[str], summary: BackupSummary
+) -> list[Mailbox]:
+    mailboxes = []
+    for user in users:
+        try:
+            mailboxes.append(await get_mailbox(graph, user))
+        except ItemNotFoundError:
+            summary.failed[user] = (
+                "no such user in the directory: check the user principal name or object id"
+            )
+    return mailboxes
+
+
+async def _heartbeat(
+    graph: GraphClient,
+    live: dict[str, MailboxBackupResult],
+    total: int,
+    done: Callable[[], int],
+    callback: HeartbeatCallback,
+    interval: float,
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        callback(
+            BackupProgress(
+                mailboxes_total=total,
+                mailboxes_done=done(),
+                messages=sum(r.messages_new + r.messages_updated for r in live.values()),
+                bytes_downloaded=sum(r.bytes_downloaded for r in live.values()),
+                failures=sum(r.failures for r in live.values()),
+                throttled=graph.stats.throttled,
+                throttle_wait_seconds=graph.stats.throttle_wait_seconds,
+            )
+        )
 
 
 async def backup_mail(
@@ -60,25 +133,55 @@ async def backup_mail(
     users: Sequence[str] | None = None,
     concurrency: int = MAILBOX_CONCURRENCY,
     progress: ProgressCallback | None = None,
+    heartbeat: HeartbeatCallback | None = None,
+    heartbeat_seconds: float = 10.0,
 ) -> BackupSummary:
-    """Archive the given users' mailboxes (default: every mailbox in the tenant)."""
+    """Archive the given users' mailboxes (default: every mailbox in the tenant).
+
+    ``heartbeat`` receives a snapshot every ``heartbeat_seconds`` while mailboxes run,
+    so long downloads and throttling waits are visible.
+    """
     summary = BackupSummary()
+    live: dict[str, MailboxBackupResult] = {}
+
+    def track(result: MailboxBackupResult) -> None:
+        live[result.mailbox.mailbox_id] = result
+        if progress:
+            progress(result)
+
     async with GraphClient(settings) as graph:
         if users:
-            mailboxes = []
-            for user in users:
-                mailboxes.append(await get_mailbox(graph, user))
+            mailboxes = await _resolve_users(graph, users, summary)
         else:
             mailboxes = await list_mailboxes(graph)
         gate = asyncio.Semaphore(concurrency)
-        outcomes = await asyncio.gather(
-            *(_backup_one(graph, lake, mailbox, gate, progress) for mailbox in mailboxes),
-            return_exceptions=True,
-        )
+        tasks = [
+            asyncio.ensure_future(_backup_one(graph, lake, mailbox, gate, track))
+            for mailbox in mailboxes
+        ]
+        ticker = None
+        if heartbeat and tasks:
+            ticker = asyncio.ensure_future(
+                _heartbeat(
+                    graph,
+                    live,
+                    len(tasks),
+                    lambda: sum(task.done() for task in tasks),
+                    heartbeat,
+                    heartbeat_seconds,
+                )
+            )
+        try:
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            if ticker:
+                ticker.cancel()
         summary.graph = graph.stats
     for mailbox, outcome in zip(mailboxes, outcomes, strict=True):
         upn = mailbox.user_principal_name
         if isinstance(outcome, MailboxNotEnabledError):
+            # Users with a mail address but no Exchange Online licence are common
+            # (shared accounts, leavers): there is nothing to archive.
             log.info("mailbox %s skipped: no Exchange Online mailbox", upn)
             summary.skipped[upn] = "the user has no Exchange Online mailbox"
         elif isinstance(outcome, BaseException):

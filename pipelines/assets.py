@@ -1,13 +1,11 @@
 """Backup assets: thin wiring around ``m365lake.backup``."""
 
 import asyncio
-import time
 
 import dagster as dg
 
 from m365lake.backup import backup_mail
 from m365lake.catalog import refresh_catalog
-from m365lake.sources.mail import MailboxBackupResult
 from pipelines.partitions import mailbox_partitions
 from pipelines.resources import GraphResource, LakeResource
 
@@ -30,18 +28,14 @@ def mailbox_archive(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     user = context.partition_key
     archive = lake.open()
-    last_report = time.monotonic()
-
-    def report(progress: MailboxBackupResult) -> None:
-        nonlocal last_report
-        if time.monotonic() - last_report >= 5:
-            last_report = time.monotonic()
-            context.log.info(
-                f"{user}: {progress.messages_new} new, {progress.messages_updated} updated, "
-                f"{progress.bytes_downloaded:,} bytes so far"
-            )
-
-    summary = asyncio.run(backup_mail(graph.settings(), archive, users=[user], progress=report))
+    summary = asyncio.run(
+        backup_mail(
+            graph.settings(),
+            archive,
+            users=[user],
+            heartbeat=lambda progress: context.log.info(f"{user}: {progress.describe()}"),
+        )
+    )
     if user in summary.skipped:
         return dg.MaterializeResult(metadata={"skipped": summary.skipped[user]})
     if not summary.results:

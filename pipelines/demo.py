@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import click
+import platformdirs
 import dagster as dg
 
 from m365lake.catalog import refresh_catalog, run_sql
@@ -36,6 +37,10 @@ def _disk_usage(root: Path) -> int:
     return sum(path.stat().st_blocks * 512 for path in root.rglob("*") if path.is_file())
 
 
+def default_demo_lake() -> Path:
+    return Path(platformdirs.user_data_dir("m365lake")) / "demo" / "lake"
+
+
 async def list_directory(settings: GraphSettings) -> list[str]:
     async with GraphClient(settings) as graph:
         return [mailbox.user_principal_name for mailbox in await list_mailboxes(graph)]
@@ -43,7 +48,9 @@ async def list_directory(settings: GraphSettings) -> list[str]:
 
 def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path | None) -> None:
     started = time.monotonic()
-    location = lake_location or default_lake_location()
+    # The demo's tenant is made up, so it never writes into the lake that real
+    # backups use unless asked to with --lake.
+    location = lake_location or str(default_demo_lake())
     seed = f"corpus {corpus}" if corpus else "generated tenant"
     click.echo(f"Starting the tenant emulator ({seed})…")
     emulator = start_emulator(corpus=corpus, state_dir=state_dir or default_state_dir())

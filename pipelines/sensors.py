@@ -19,6 +19,9 @@ async def _directory(graph: GraphResource) -> list[str]:
 @dg.sensor(
     asset_selection=[mailbox_archive],
     minimum_interval_seconds=3600,
+    # On by default: a new hire's mailbox should be archived without anyone
+    # remembering to add it. Dagster runs sensors only while its daemon runs.
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds a mailbox partition for each new mailbox in the directory and backs it up.",
 )
 def mailbox_directory_sensor(

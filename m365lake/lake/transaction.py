@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from m365lake.errors import LakeError
+from m365lake.errors import CommitConflictError, LakeError
 from m365lake.lake.commits import Head, ManifestLog, StateView, apply_state_updates, state_digest
 from m365lake.lake.storage import LocalStorage
 from m365lake.lake.tables import build_batch, estimate_row_bytes, table_schema
@@ -305,7 +305,6 @@ class Transaction:
             raise
         self._status = "committed"
         self._buffered_bytes = 0
-        self._warn_on_concurrent_state(manifest["seq"])
         logger.info(
             "committed run %s as seq %d: %d files, %d rows, %d state updates",
             self.run_id,
@@ -317,6 +316,7 @@ class Transaction:
         return manifest
 
     def _state_fields(self, head: Head) -> dict[str, Any]:
+        self._reject_concurrent_state(head.seq)
         values = dict(self._state_view.at(head))
         apply_state_updates(values, self._state)
         return {"state_sha256": state_digest(values)}
@@ -331,22 +331,26 @@ class Transaction:
         self._buffered_bytes = 0
         logger.info("aborted run %s: nothing was committed", self.run_id)
 
-    def _warn_on_concurrent_state(self, seq: int) -> None:
-        # Two writers advancing the same delta token means the scheduler ran a container twice.
-        # Rows are versioned, so the later token still yields a correct archive; warn only.
-        if not self._state or seq == self._begin_seq + 1:
+    def _reject_concurrent_state(self, head_seq: int) -> None:
+        """Raise CommitConflictError if a manifest since ``begin`` updated any of our state keys.
+
+        Two writers that advance the same delta token both read the state as it was
+        before either committed, so the later one would commit rows the first already
+        wrote. Rejecting it keeps one version per change; its rerun starts from the
+        other writer's token.
+        """
+        if not self._state:
             return
-        for other in range(self._begin_seq + 1, seq):
+        for other in range(self._begin_seq + 1, head_seq + 1):
             manifest, _ = self._log.read(other)
-            overlap = set(manifest.get("state") or {}) & set(self._state)
+            overlap = sorted(set(manifest.get("state") or {}) & set(self._state))
             if overlap:
-                logger.warning(
-                    "run %s (seq %d) and run %s (seq %d) both updated state %s",
-                    self.run_id,
-                    seq,
-                    manifest.get("run_id"),
-                    other,
-                    sorted(overlap),
+                shown = ", ".join(overlap[:3]) + (" …" if len(overlap) > 3 else "")
+                raise CommitConflictError(
+                    f"run {self.run_id!r} was not committed: run {manifest.get('run_id')!r} "
+                    f"(commit {other}) updated the same state ({shown}) after this run "
+                    "began, so two backups of the same container ran at once. "
+                    "Run it again; it continues from the other run's state."
                 )
 
     def _require_open(self) -> None:

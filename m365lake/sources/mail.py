@@ -178,6 +178,8 @@ class _MailboxRun:
         return str(link)
 
     async def execute(self) -> None:
+        if self.progress:
+            self.progress(self.result)
         previous_pending = self.lake.state(pending_key(self.mailbox.mailbox_id)) or {}
         await self.sync_folders()
         for folder_id in sorted(self.tree.folders):
@@ -545,8 +547,10 @@ async def backup_mailbox(
 ) -> MailboxBackupResult:
     """Archive the changes in ``mailbox`` since its last commit, in one new commit."""
     result = MailboxBackupResult(mailbox=mailbox, run_id=run_id, started_at=mail_rows.now_utc())
-    state = await asyncio.to_thread(load_mailbox_state, lake, mailbox.mailbox_id)
     with lake.begin(run_id=run_id, kind="mail", container=mailbox.mailbox_id) as tx:
+        # Read the archived state after the transaction has taken its starting point,
+        # so a commit by a concurrent run in between is caught as a conflict.
+        state = await asyncio.to_thread(load_mailbox_state, lake, mailbox.mailbox_id)
         run = _MailboxRun(
             graph,
             lake,

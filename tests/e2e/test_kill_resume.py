@@ -134,3 +134,21 @@ def test_killed_incremental_run_then_rerun_records_changes_once(
         for info in big_tenant.users()[1:]
     )
     assert versions == initial + ADDED + 1
+
+
+def test_concurrent_backups_of_one_lake_write_each_version_once(
+    big_tenant: Tenant, big_emulator: EmulatorServer, tmp_path: Path
+):
+    lake_root = tmp_path / "lake"
+    command, environment = _backup_command(big_emulator, lake_root)
+    processes = [
+        subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    outcomes = [process.communicate(timeout=300) for process in processes]
+
+    for process, (_, stderr) in zip(processes, outcomes, strict=True):
+        assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    live, versions = _archive_state(Lake.open(lake_root))
+    assert live == _tenant_state(big_tenant)
+    assert versions == len(live)

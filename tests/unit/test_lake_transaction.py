@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from m365lake.errors import LakeError
+from m365lake.errors import CommitConflictError, LakeError
 from m365lake.lake import Lake
 
 CAPTURED = datetime(2024, 3, 1, 12, tzinfo=UTC)
@@ -236,3 +236,32 @@ def test_killed_run_leaves_only_orphans(lake: Lake) -> None:
     assert lake.manifests() == []
     assert lake.committed_files("messages") == []
     assert lake.state("mail/u1") is None
+
+
+def test_same_state_key_committed_meanwhile_conflicts(lake: Lake) -> None:
+    first = lake.begin(run_id="first", kind="mail", container="u1")
+    second = lake.begin(run_id="second", kind="mail", container="u1")
+    first.write_rows("runs", [{"run_id": "first"}], partition={})
+    first.set_state("mail/u1/delta", "from-first")
+    second.write_rows("runs", [{"run_id": "second"}], partition={})
+    second.set_state("mail/u1/delta", "from-second")
+    second.commit()
+
+    with pytest.raises(CommitConflictError, match="second"):
+        first.commit()
+
+    assert lake.state("mail/u1/delta") == "from-second"
+    assert [manifest["run_id"] for manifest in lake.manifests()] == ["second"]
+
+
+def test_other_state_keys_committed_meanwhile_allowed(lake: Lake) -> None:
+    first = lake.begin(run_id="first", kind="mail", container="u1")
+    second = lake.begin(run_id="second", kind="mail", container="u2")
+    first.set_state("mail/u1/delta", "a")
+    second.set_state("mail/u2/delta", "b")
+
+    second.commit()
+    first.commit()
+
+    assert lake.state("mail/u1/delta") == "a"
+    assert lake.state("mail/u2/delta") == "b"
