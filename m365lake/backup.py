@@ -13,7 +13,12 @@ from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake
-from m365lake.sources.mail import MailboxBackupResult, ProgressCallback, backup_mailbox
+from m365lake.sources.mail import (
+    CHECKPOINT_MESSAGES,
+    MailboxBackupResult,
+    ProgressCallback,
+    backup_mailbox,
+)
 from m365lake.sources.mailboxes import Mailbox, get_mailbox, list_mailboxes
 
 log = logging.getLogger(__name__)
@@ -75,18 +80,31 @@ async def _backup_one(
     mailbox: Mailbox,
     gate: asyncio.Semaphore,
     progress: ProgressCallback | None,
+    checkpoint_messages: int,
 ) -> MailboxBackupResult:
     async with gate:
         for attempt in range(1, CONFLICT_ATTEMPTS):
             try:
                 return await backup_mailbox(
-                    graph, lake, mailbox, run_id=new_run_id(), progress=progress
+                    graph,
+                    lake,
+                    mailbox,
+                    run_id=new_run_id(),
+                    progress=progress,
+                    checkpoint_messages=checkpoint_messages,
                 )
             except CommitConflictError as error:
                 # Another process archived this mailbox meanwhile. The rerun is
                 # incremental from that process's commit, so it is cheap.
                 log.info("mailbox %s, attempt %d: %s", mailbox.user_principal_name, attempt, error)
-        return await backup_mailbox(graph, lake, mailbox, run_id=new_run_id(), progress=progress)
+        return await backup_mailbox(
+            graph,
+            lake,
+            mailbox,
+            run_id=new_run_id(),
+            progress=progress,
+            checkpoint_messages=checkpoint_messages,
+        )
 
 
 async def _resolve_users(
@@ -135,6 +153,7 @@ async def backup_mail(
     progress: ProgressCallback | None = None,
     heartbeat: HeartbeatCallback | None = None,
     heartbeat_seconds: float = 10.0,
+    checkpoint_messages: int = CHECKPOINT_MESSAGES,
 ) -> BackupSummary:
     """Archive the given users' mailboxes (default: every mailbox in the tenant).
 
@@ -156,7 +175,9 @@ async def backup_mail(
             mailboxes = await list_mailboxes(graph)
         gate = asyncio.Semaphore(concurrency)
         tasks = [
-            asyncio.ensure_future(_backup_one(graph, lake, mailbox, gate, track))
+            asyncio.ensure_future(
+                _backup_one(graph, lake, mailbox, gate, track, checkpoint_messages)
+            )
             for mailbox in mailboxes
         ]
         ticker = None

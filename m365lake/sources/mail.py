@@ -1,10 +1,11 @@
 """Incremental backup of one Exchange Online mailbox into the lake.
 
 One run walks the folder hierarchy with folder delta, then every folder with message
-delta, downloads the MIME of each new or changed message and commits everything,
-delta tokens included, in a single lake commit. A run that dies before the commit
-leaves nothing visible, so the next run starts from the previous tokens and ends with
-exactly the state a clean run would have.
+delta, and downloads the MIME of each new or changed message. Rows and the delta
+tokens that cover them are committed together: at the end of the run, and on a large
+mailbox also at checkpoints between folders. A run that dies leaves only whole
+commits visible, so the next run continues from the last committed tokens and ends
+with exactly the state a clean run would have.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +44,12 @@ ID_TYPE_PREFERENCE = 'IdType="ImmutableId"'
 PROGRESS_EVERY = 500
 """Messages between two progress callbacks."""
 
+CHECKPOINT_MESSAGES = 5_000
+"""Messages archived before the run commits at the end of the current folder."""
+
+CHECKPOINT_SECONDS = 300.0
+"""Time after which the run commits at the end of the current folder."""
+
 
 @dataclass
 class MailboxBackupResult:
@@ -63,6 +71,7 @@ class MailboxBackupResult:
     bytes_downloaded: int = 0
     blobs_written: int = 0
     pending_retries: int = 0
+    commits: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
@@ -97,6 +106,10 @@ def pending_key(mailbox_id: str) -> str:
     return f"mail/{mailbox_id}/pending"
 
 
+def tombstones_key(mailbox_id: str) -> str:
+    return f"mail/{mailbox_id}/tombstones"
+
+
 @dataclass
 class _FolderTree:
     """Live folders of the mailbox after this run's folder delta."""
@@ -129,6 +142,7 @@ class _MailboxRun:
         *,
         fetch_concurrency: int,
         progress: ProgressCallback | None,
+        checkpoint_messages: int,
     ) -> None:
         self.graph = graph
         self.lake = lake
@@ -149,6 +163,9 @@ class _MailboxRun:
         self.pending: dict[str, str] = {}
         """Message id → folder id of messages to retry in the next run."""
         self._since_progress = 0
+        self.checkpoint_messages = checkpoint_messages
+        self._since_checkpoint = 0
+        self._checkpoint_clock = time.monotonic()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -180,14 +197,78 @@ class _MailboxRun:
     async def execute(self) -> None:
         if self.progress:
             self.progress(self.result)
-        previous_pending = self.lake.state(pending_key(self.mailbox.mailbox_id)) or {}
+        mailbox_id = self.mailbox.mailbox_id
+        previous_pending = self.lake.state(pending_key(mailbox_id)) or {}
+        # Tombstones that an interrupted run committed with their folder's token.
+        for folder_id, message_id in self.lake.state(tombstones_key(mailbox_id)) or []:
+            self.tombstones.append((folder_id, message_id))
         await self.sync_folders()
         for folder_id in sorted(self.tree.folders):
             await self.sync_messages(folder_id)
+            if self._checkpoint_due():
+                self.checkpoint()
         await self.retry_pending(previous_pending)
         self.record_deletions()
-        self.tx.set_state(pending_key(self.mailbox.mailbox_id), self.pending or None)
+        self.tombstones.clear()
+        self._save_run_state()
         self.result.pending_retries = len(self.pending)
+
+    def _checkpoint_due(self) -> bool:
+        return self._since_checkpoint >= self.checkpoint_messages or (
+            self._since_checkpoint > 0
+            and time.monotonic() - self._checkpoint_clock >= CHECKPOINT_SECONDS
+        )
+
+    def _save_run_state(self) -> None:
+        mailbox_id = self.mailbox.mailbox_id
+        self.tx.set_state(pending_key(mailbox_id), self.pending or None)
+        # Deletions wait for the end of the run, because a tombstone in one folder
+        # may be a move whose other half comes from a folder not yet read.
+        self.tx.set_state(
+            tombstones_key(mailbox_id), [list(pair) for pair in self.tombstones] or None
+        )
+
+    def checkpoint(self) -> None:
+        """Commit what the run has archived so far, with the tokens that cover it."""
+        self._save_run_state()
+        manifest = self.tx.commit(counts=self.result.counts())
+        self.result.commit_seq = manifest.get("seq")
+        self.result.commits += 1
+        log.info(
+            "mailbox %s: checkpoint commit %s after %d messages",
+            self.mailbox.user_principal_name,
+            self.result.commit_seq,
+            self._since_checkpoint,
+        )
+        self.tx = self.lake.begin(
+            run_id=self.result.run_id, kind="mail", container=self.mailbox.mailbox_id
+        )
+        self._since_checkpoint = 0
+        self._checkpoint_clock = time.monotonic()
+
+    def finish(self) -> dict[str, Any]:
+        """Write the mailbox's directory entry and run row, and make the final commit."""
+        self.result.finished_at = mail_rows.now_utc()
+        mailbox_id = self.mailbox.mailbox_id
+        directory_entry = self.mailbox.row()
+        if self.lake.state(mailbox_key(mailbox_id)) != directory_entry:
+            self.tx.write_rows(
+                "mailboxes",
+                [
+                    {
+                        **directory_entry,
+                        "captured_at": self.result.finished_at,
+                        "run_id": self.result.run_id,
+                    }
+                ],
+                partition={},
+            )
+            self.tx.set_state(mailbox_key(mailbox_id), directory_entry)
+        self.tx.write_rows("runs", [_run_row(self.result)], partition={})
+        manifest = self.tx.commit(counts=self.result.counts())
+        self.result.commit_seq = manifest.get("seq")
+        self.result.commits += 1
+        return manifest
 
     # ---- folders -------------------------------------------------------------------
 
@@ -427,6 +508,7 @@ class _MailboxRun:
         else:
             self.result.messages_updated += 1
         self._since_progress += 1
+        self._since_checkpoint += 1
         if self.progress and self._since_progress >= PROGRESS_EVERY:
             self._since_progress = 0
             self.progress(self.result)
@@ -476,10 +558,14 @@ class _MailboxRun:
                 continue
             if self._last_folder(message_id) == folder_id:
                 gone[message_id] = folder_id
-        for folder_id in self.deleted_folders:
-            for message_id in self.state.live_messages_in(folder_id):
-                if message_id not in self.alive and message_id not in gone:
-                    gone[message_id] = folder_id
+        # Messages whose folder is gone, including folders that an interrupted run
+        # already recorded as deleted.
+        for message_id, known in self.state.messages.items():
+            if known.deleted or message_id in self.alive or message_id in gone:
+                continue
+            folder_id = self._last_folder(message_id)
+            if folder_id is not None and folder_id not in self.tree.folders:
+                gone[message_id] = folder_id
         rows = []
         for message_id, folder_id in sorted(gone.items()):
             path = self.tree.path(folder_id) if folder_id in self.tree.folders else None
@@ -544,10 +630,18 @@ async def backup_mailbox(
     run_id: str,
     fetch_concurrency: int = 4,
     progress: ProgressCallback | None = None,
+    checkpoint_messages: int = CHECKPOINT_MESSAGES,
 ) -> MailboxBackupResult:
-    """Archive the changes in ``mailbox`` since its last commit, in one new commit."""
+    """Archive the changes in ``mailbox`` since its last commit.
+
+    The run ends in one commit. Every ``checkpoint_messages`` archived messages (or
+    ``CHECKPOINT_SECONDS``) it also commits at the end of a folder, so a run that
+    dies on a large mailbox does not start over.
+    """
     result = MailboxBackupResult(mailbox=mailbox, run_id=run_id, started_at=mail_rows.now_utc())
-    with lake.begin(run_id=run_id, kind="mail", container=mailbox.mailbox_id) as tx:
+    tx = lake.begin(run_id=run_id, kind="mail", container=mailbox.mailbox_id)
+    run = None
+    try:
         # Read the archived state after the transaction has taken its starting point,
         # so a commit by a concurrent run in between is caught as a conflict.
         state = await asyncio.to_thread(load_mailbox_state, lake, mailbox.mailbox_id)
@@ -560,23 +654,17 @@ async def backup_mailbox(
             result,
             fetch_concurrency=fetch_concurrency,
             progress=progress,
+            checkpoint_messages=checkpoint_messages,
         )
         await run.execute()
-        result.finished_at = mail_rows.now_utc()
-        directory_entry = mailbox.row()
-        if lake.state(mailbox_key(mailbox.mailbox_id)) != directory_entry:
-            tx.write_rows(
-                "mailboxes",
-                [{**directory_entry, "captured_at": result.finished_at, "run_id": run_id}],
-                partition={},
-            )
-            tx.set_state(mailbox_key(mailbox.mailbox_id), directory_entry)
-        tx.write_rows("runs", [_run_row(result)], partition={})
-        manifest = tx.commit(counts=result.counts())
-    result.commit_seq = manifest.get("seq")
+        run.finish()
+    finally:
+        # Leaves committed work alone; drops only the open transaction's files.
+        (run.tx if run else tx).abort()
     log.info(
-        "mailbox %s committed: %d new, %d updated, %d deleted, %d failures",
+        "mailbox %s committed in %d commits: %d new, %d updated, %d deleted, %d failures",
         mailbox.user_principal_name,
+        result.commits,
         result.messages_new,
         result.messages_updated,
         result.messages_deleted,

@@ -197,3 +197,34 @@ def test_moved_graph_endpoint_resyncs_without_duplicates(
     assert summary.failed == {}
     assert summary.total("messages_new") == 0
     assert archive_state(sql) == tenant_state(tenant)
+
+
+def test_checkpoints_commit_between_folders(tenant: Tenant, emulator, lake: Lake, sql):
+    summary = asyncio.run(backup_mail(emulator.settings(), lake, checkpoint_messages=5))
+    refresh_catalog(lake)
+
+    assert all(result.commits > 1 for result in summary.results)
+    assert archive_state(sql) == tenant_state(tenant)
+    assert lake.state_items("mail/") and not [
+        key for key in lake.state_items("mail/") if key.endswith("/tombstones")
+    ]
+
+
+def test_move_across_checkpoint_is_not_a_deletion(tenant: Tenant, emulator, lake: Lake, sql):
+    asyncio.run(backup_mail(emulator.settings(), lake))
+    upn = _upns(tenant)[0]
+    live = tenant.live_messages(upn)
+    inbox = sorted(i for i, message in live.items() if message.folder_path == ("Inbox",))
+    for message_id in inbox[:3]:
+        tenant.move_message(upn, message_id, ("Archive",))
+
+    asyncio.run(backup_mail(emulator.settings(), lake, users=[upn], checkpoint_messages=1))
+    refresh_catalog(lake)
+
+    assert archive_state(sql) == tenant_state(tenant)
+    moved = "', '".join(inbox[:3])
+    deleted = sql(
+        f"SELECT count(*) FROM message_versions WHERE message_id IN ('{moved}') "
+        "AND deleted_at IS NOT NULL"
+    )
+    assert deleted[0][0] == 0
