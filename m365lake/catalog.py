@@ -2,7 +2,9 @@
 
 ``refresh_catalog`` writes ``<root>/catalog.duckdb``: a database holding no data, only
 views over the Parquet files that manifests list, addressed by absolute path so the
-file opens in the duckdb CLI from any working directory. Files that no manifest lists
+file opens in the duckdb CLI from any working directory. The catalog records the lake
+root it was built for, and a lake opened from another path (moved or copied) gets a new
+catalog. Files that no manifest lists
 (from a run that was killed or aborted) never appear in a view.
 
 Views (columns are the table schemas from ``m365lake.lake.tables``):
@@ -32,7 +34,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from m365lake.errors import QueryError
+from m365lake.errors import LakeError, QueryError
 from m365lake.lake import SCHEMAS, Lake
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,6 @@ ALLOWED_PRAGMAS = (
     "functions",
     "metadata_info",
     "platform",
-    "show",
     "show_tables",
     "show_tables_expanded",
     "storage_info",
@@ -190,8 +191,9 @@ def refresh_catalog(lake: Lake) -> Path:
                 connection.executemany("INSERT INTO lake_files VALUES (?, ?, ?, ?, ?)", files)
             connection.execute(
                 "CREATE TABLE catalog_head AS SELECT ?::BIGINT AS commit_seq, "
-                "?::VARCHAR AS manifest_sha256, now() AS refreshed_at",
-                [head.seq, head.sha256],
+                "?::VARCHAR AS manifest_sha256, ?::VARCHAR AS lake_root, "
+                "now() AS refreshed_at",
+                [head.seq, head.sha256, str(lake.root)],
             )
             for table in SCHEMAS:
                 paths = [path for path, name, *_ in files if name == table]
@@ -199,6 +201,11 @@ def refresh_catalog(lake: Lake) -> Path:
                 for statement in _view_statements(table):
                     connection.execute(statement)
         os.replace(temp, target)
+    except (OSError, duckdb.IOException) as error:
+        raise LakeError(
+            f"could not write the catalog {target}: {error}. Make the lake folder "
+            "writable, or run the command as a user who can write it"
+        ) from error
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
@@ -207,18 +214,25 @@ def refresh_catalog(lake: Lake) -> Path:
 
 
 def _catalog_is_current(lake: Lake, path: Path) -> bool:
+    """Return whether the catalog lists the files of the head commit at this lake root.
+
+    The views address files by absolute path, so a lake that was moved or copied needs a
+    new catalog even when its head commit is unchanged.
+    """
     if not path.exists():
         return False
     try:
         with duckdb.connect(str(path), read_only=True) as connection:
             row = connection.execute(
-                "SELECT commit_seq, manifest_sha256 FROM catalog_head"
+                "SELECT commit_seq, manifest_sha256, lake_root FROM catalog_head"
             ).fetchone()
     except duckdb.Error as error:
-        logger.info("catalog %s is unreadable (%s); rebuilding it", path, error)
+        logger.info("catalog %s is unreadable or outdated (%s); rebuilding it", path, error)
         return False
     head = lake.head()
-    return row == (head.seq, head.sha256)
+    if row is not None and row[2] != str(lake.root):
+        logger.info("catalog %s was built for the lake at %s; rebuilding it", path, row[2])
+    return row == (head.seq, head.sha256, str(lake.root))
 
 
 def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -232,6 +246,7 @@ def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 _EXPLAIN_PREFIX = re.compile(r"^explain\s+(?:analy[sz]e\s+)?", re.IGNORECASE)
 _PRAGMA_NAME = re.compile(r"^pragma\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
+_FIRST_KEYWORD = re.compile(r"^([a-z]+)", re.IGNORECASE)
 
 
 def _query_error(sql: str, message: str) -> QueryError:
@@ -242,14 +257,17 @@ def _query_error(sql: str, message: str) -> QueryError:
 
 
 def _reject(sql: str, reason: str) -> QueryError:
-    return _query_error(sql, f"{reason}. run_sql accepts {ALLOWED_STATEMENTS}.")
+    return _query_error(sql, f"{reason}. `m365lake sql` runs only {ALLOWED_STATEMENTS}.")
 
 
 def _parse_one(sql: str) -> duckdb.Statement:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
-        raise _reject(sql, f"the SQL could not be parsed: {error}") from error
+        # DuckDB's message shows the line and a caret under the position; the list of
+        # allowed statements would only bury it.
+        detail = str(error).removeprefix("Parser Error: ")
+        raise _query_error(sql, f"the SQL could not be parsed: {detail}") from error
     if len(statements) != 1:
         raise _reject(sql, f"expected one statement, got {len(statements)}")
     return statements[0]
@@ -277,7 +295,20 @@ def check_read_only(sql: str) -> None:
             return
         name = match.group(1) if match else "?"
         raise _reject(sql, f"PRAGMA {name} is not one of the read-only pragmas")
-    raise _reject(sql, f"{kind.name} statements are not allowed")
+    raise _reject(sql, f"{_statement_name(kind, body)} statements are not allowed")
+
+
+def _statement_name(kind: duckdb.StatementType, body: str) -> str:
+    """Name a statement by its first keyword, which the user wrote.
+
+    DuckDB's statement type can name another statement: it reports INSTALL as LOAD,
+    CHECKPOINT as CALL, USE and RESET as SET, ANALYZE as VACUUM. A statement that starts
+    with WITH is named by its type (INSERT, DELETE, …).
+    """
+    match = _FIRST_KEYWORD.match(body)
+    if match is None or match.group(1).upper() == "WITH":
+        return kind.name
+    return match.group(1).upper()
 
 
 def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
@@ -325,7 +356,8 @@ def run_sql(
         raise _query_error(
             sql,
             f"the query timed out after {timeout_seconds} s and was interrupted; "
-            "narrow it with filters or a LIMIT, or pass a larger timeout_seconds",
+            "narrow it with filters or a LIMIT, or allow more time "
+            "(`m365lake sql --timeout`, or run_sql's timeout_seconds)",
         ) from error
     except duckdb.Error as error:
         raise _query_error(sql, f"the query failed in DuckDB: {error}") from error

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
+import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from m365lake.config import GraphSettings, default_lake_location
-from m365lake.errors import M365LakeError
+from m365lake.config import ENV_LAKE, GraphSettings, default_lake_location
+from m365lake.errors import LakeIntegrityError, LakeNotFoundError, M365LakeError
+
+if TYPE_CHECKING:
+    from m365lake.lake import Lake
 
 log = logging.getLogger("m365lake")
 
@@ -27,10 +30,46 @@ def _lake_option(function: Any) -> Any:
     return click.option("--lake", "lake_location", default=None, help=LAKE_OPTION_HELP)(function)
 
 
-def _open_lake(location: str | None) -> Any:
+def _open_lake(location: str | None, *, create: bool = False) -> Lake:
+    """Open the lake named by ``--lake`` or the default, exiting with a one-line error.
+
+    ``create`` is for commands that write. Such a lake is also checked for writability,
+    so a backup into a read-only folder fails before it downloads anything.
+    """
     from m365lake.lake import Lake
 
-    return Lake.open(location or default_lake_location())
+    path = location or default_lake_location()
+    try:
+        lake = Lake.open(path, create=create)
+        if create:
+            lake.check_writable()
+    except LakeNotFoundError as error:
+        raise click.ClickException(
+            f"no lake at {error.root}: run `m365lake backup` (or `m365lake demo`) first, "
+            f"or point --lake or {ENV_LAKE} at an existing lake"
+        ) from error
+    except M365LakeError as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(
+            f"could not open the lake at {path}: {error}. Check the path given by --lake "
+            f"or {ENV_LAKE}"
+        ) from error
+    return lake
+
+
+@contextlib.contextmanager
+def _reported_errors(lake_root: Path | str) -> Iterator[None]:
+    """Turn m365lake and operating-system errors into one-line messages without a traceback."""
+    try:
+        yield
+    except M365LakeError as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(
+            f"{error} (lake folder: {lake_root}). Check that the folder is readable and "
+            "writable and that the disk has free space"
+        ) from error
 
 
 def _configure_logging(verbose: int) -> None:
@@ -96,7 +135,14 @@ def emulator_serve(corpus: Path | None, state_dir: Path | None, port: int) -> No
     """Serve an emulated tenant over HTTPS on loopback and print the client's environment."""
     from m365lake.emulator.runtime import default_state_dir, start_emulator
 
-    server = start_emulator(corpus=corpus, state_dir=state_dir or default_state_dir(), port=port)
+    try:
+        server = start_emulator(
+            corpus=corpus, state_dir=state_dir or default_state_dir(), port=port
+        )
+    except M365LakeError as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(f"the emulator could not start: {error}") from error
     try:
         click.echo("# The emulator is running. Export these in the shell that runs m365lake:")
         for name, value in server.environment().items():
@@ -110,11 +156,23 @@ def emulator_serve(corpus: Path | None, state_dir: Path | None, port: int) -> No
         server.stop()
 
 
+def _check_mailboxes(
+    _context: click.Context, _parameter: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    stripped = tuple(value.strip() for value in values)
+    if any(not value for value in stripped):
+        raise click.BadParameter(
+            "the value is empty, but --mailbox needs a user principal name or object id"
+        )
+    return stripped
+
+
 @main.command()
 @click.option(
     "--mailbox",
     "mailboxes",
     multiple=True,
+    callback=_check_mailboxes,
     help="User principal name or id to archive (repeatable). Default: every mailbox.",
 )
 @_lake_option
@@ -125,12 +183,20 @@ def backup(mailboxes: tuple[str, ...], lake_location: str | None) -> None:
 
     try:
         settings = GraphSettings.from_env()
-        lake = _open_lake(lake_location)
-        started = time.monotonic()
-        summary = asyncio.run(backup_mail(settings, lake, users=list(mailboxes) or None))
-        refresh_catalog(lake)
     except M365LakeError as error:
         raise click.ClickException(str(error)) from error
+    lake = _open_lake(lake_location, create=True)
+    with _reported_errors(lake.root):
+        started = time.monotonic()
+        summary = asyncio.run(
+            backup_mail(
+                settings,
+                lake,
+                users=list(mailboxes) or None,
+                heartbeat=lambda progress: click.echo(progress.describe(), err=True),
+            )
+        )
+        refresh_catalog(lake)
     click.echo(
         f"{len(summary.results)} mailboxes archived in {time.monotonic() - started:.1f} s: "
         f"{summary.total('messages_new')} new, {summary.total('messages_updated')} updated, "
@@ -144,20 +210,6 @@ def backup(mailboxes: tuple[str, ...], lake_location: str | None) -> None:
         sys.exit(1)
 
 
-def _print_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    cells = [[("" if value is None else str(value)) for value in row] for row in rows]
-    widths = [len(name) for name in columns]
-    for row in cells:
-        widths = [min(max(width, len(cell)), 60) for width, cell in zip(widths, row, strict=True)]
-    click.echo("  ".join(name.ljust(width) for name, width in zip(columns, widths, strict=True)))
-    click.echo("  ".join("-" * width for width in widths))
-    for row in cells:
-        click.echo(
-            "  ".join(cell[:width].ljust(width) for cell, width in zip(row, widths, strict=True))
-        )
-    click.echo(f"({len(rows)} rows)")
-
-
 @main.command()
 @click.argument("query")
 @click.option(
@@ -166,26 +218,37 @@ def _print_table(columns: list[str], rows: list[tuple[Any, ...]]) -> None:
     type=click.Choice(["table", "json", "csv"]),
     default="table",
     show_default=True,
-    help="Output format.",
+    help=(
+        "Output format. table cuts values at 100 characters (marked with …) and shows "
+        "line breaks as ⏎. json and csv keep whole values: binary as base64 text, lists "
+        "as JSON arrays, timestamps in ISO 8601."
+    ),
+)
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    default=30.0,
+    show_default=True,
+    help="Seconds the query may run before it is interrupted.",
 )
 @_lake_option
-def sql(query: str, output_format: str, lake_location: str | None) -> None:
+def sql(query: str, output_format: str, timeout_seconds: float, lake_location: str | None) -> None:
     """Run one read-only SQL statement against the lake's DuckDB views."""
     from m365lake.catalog import run_sql
+    from m365lake.query_output import format_table, to_json, write_csv
 
-    try:
-        columns, rows = run_sql(_open_lake(lake_location), query)
-    except M365LakeError as error:
-        raise click.ClickException(str(error)) from error
+    lake = _open_lake(lake_location)
+    with _reported_errors(lake.root):
+        columns, rows = run_sql(lake, query, timeout_seconds=timeout_seconds)
     if output_format == "json":
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        click.echo(json.dumps(records, default=str, indent=2))
+        click.echo(to_json(columns, rows))
     elif output_format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        write_csv(columns, rows, sys.stdout)
     else:
-        _print_table(columns, rows)
+        for line in format_table(columns, rows):
+            click.echo(line)
 
 
 @main.command()
@@ -194,5 +257,40 @@ def catalog(lake_location: str | None) -> None:
     """Rebuild catalog.duckdb so the duckdb CLI sees every committed file."""
     from m365lake.catalog import refresh_catalog
 
-    path = refresh_catalog(_open_lake(lake_location))
+    lake = _open_lake(lake_location)
+    with _reported_errors(lake.root):
+        path = refresh_catalog(lake)
     click.echo(f"catalog written: {path}\nopen it with: duckdb -readonly {path}")
+
+
+@main.command()
+@click.option(
+    "--no-blobs",
+    is_flag=True,
+    help="Skip reading back every blob; check only the manifest chain and the table files.",
+)
+@_lake_option
+def verify(no_blobs: bool, lake_location: str | None) -> None:
+    """Check the manifest chain, every committed file's SHA-256 and every blob's hash.
+
+    Prints each problem found (the file, the expected and the actual hash) and exits
+    with status 1, or prints one line with the counts checked.
+    """
+    lake = _open_lake(lake_location)
+    with _reported_errors(lake.root):
+        try:
+            counts = lake.verify(blobs=not no_blobs)
+        except LakeIntegrityError as error:
+            if not error.problems:
+                raise
+            for problem in error.problems:
+                click.echo(problem)
+            click.echo(
+                f"verification of the lake at {lake.root} failed with {len(error.problems)} "
+                "problem(s). Restore the files named above from a copy of the lake",
+                err=True,
+            )
+            sys.exit(1)
+    checked = f"{counts['manifests']} manifests, {counts['files']} files"
+    checked += ", blobs skipped (--no-blobs)" if no_blobs else f", {counts['blobs']} blobs"
+    click.echo(f"OK: the lake at {lake.root} passed verification: {checked}")

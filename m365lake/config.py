@@ -80,6 +80,14 @@ class GraphSettings:
                 "directory (tenant) id and application (client) id of the app registration, "
                 "or run `m365lake emulator serve` and export what it prints."
             )
+        graph_url = (env.get(ENV_GRAPH_URL) or PUBLIC_GRAPH_URL).rstrip("/")
+        if not graph_url.lower().startswith("https://"):
+            # Every Graph request carries the access token, which must not cross the
+            # network in clear text; Microsoft Graph and the emulator serve https only.
+            raise ConfigError(
+                f"{ENV_GRAPH_URL} is {graph_url!r}, but Microsoft Graph needs an https:// "
+                f"URL, such as {PUBLIC_GRAPH_URL} or the URL `m365lake emulator serve` prints"
+            )
         certificate = env.get(ENV_CLIENT_CERTIFICATE_PATH)
         ca_bundle = env.get(ENV_CA_BUNDLE)
         authority_host = env.get(ENV_AUTHORITY_HOST) or PUBLIC_AUTHORITY_HOST
@@ -92,7 +100,7 @@ class GraphSettings:
             certificate_path=Path(certificate) if certificate else None,
             certificate_password=env.get(ENV_CLIENT_CERTIFICATE_PASSWORD) or None,
             authority_host=authority_host.rstrip("/"),
-            graph_url=(env.get(ENV_GRAPH_URL) or PUBLIC_GRAPH_URL).rstrip("/"),
+            graph_url=graph_url,
             ca_bundle=Path(ca_bundle) if ca_bundle else None,
         )
 

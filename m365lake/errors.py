@@ -16,6 +16,7 @@ branch on the type, never on message text::
     │   ├── SyncStateExpiredError   (Transient) 410: a delta token expired, resync needed
     │   └── GraphRequestError       (Terminal) any other 4xx the client cannot fix by retrying
     ├── LakeError                   the lake cannot be read or written
+    │   ├── LakeNotFoundError       (Terminal) the folder holds no lake
     │   ├── CommitConflictError     (Transient) another writer took the commit sequence number
     │   └── LakeIntegrityError      (Terminal) a hash, manifest or chain does not match
     └── QueryError                  (Terminal) a SQL statement was rejected or failed
@@ -23,6 +24,7 @@ branch on the type, never on message text::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -122,12 +124,31 @@ class LakeError(M365LakeError):
     """The lake could not be read or written."""
 
 
+class LakeNotFoundError(LakeError, Terminal):
+    """No lake exists at the location (it has no ``commits/`` folder), and none was created.
+
+    ``root`` is the absolute path that was checked.
+    """
+
+    def __init__(self, message: str, *, root: str | None = None) -> None:
+        super().__init__(message)
+        self.root = root
+
+
 class CommitConflictError(LakeError, Transient):
     """Another writer committed first; re-read the head of the chain and try again."""
 
 
 class LakeIntegrityError(LakeError, Terminal):
-    """Stored content does not match its recorded hash, or the manifest chain is broken."""
+    """Stored content does not match its recorded hash, or the manifest chain is broken.
+
+    ``problems`` has one message per mismatch when a check collected several before
+    raising (``Lake.verify``); it is empty when the error names a single problem.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 class QueryError(M365LakeError, Terminal):

@@ -28,6 +28,8 @@ def mailbox_archive(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     user = context.partition_key
     archive = lake.open()
+    # Fail before any Graph traffic rather than after downloading a whole mailbox.
+    archive.check_writable()
     summary = asyncio.run(
         backup_mail(
             graph.settings(),

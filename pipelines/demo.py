@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import click
-import platformdirs
 import dagster as dg
+import platformdirs
 
 from m365lake.catalog import refresh_catalog, run_sql
-from m365lake.config import GraphSettings, default_lake_location
+from m365lake.config import GraphSettings
 from m365lake.emulator.runtime import default_state_dir, start_emulator
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake

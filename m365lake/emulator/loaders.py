@@ -64,6 +64,8 @@ class _LoadState:
     tenant: SeedTenant
     skipped: Counter[str] = field(default_factory=Counter)
     skipped_examples: list[str] = field(default_factory=list)
+    unreadable: int = 0
+    unreadable_examples: list[str] = field(default_factory=list)
     users: dict[str, SeedUser] = field(default_factory=dict)
     folders: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)
 
@@ -105,10 +107,11 @@ def load_corpus(
         key=lambda user: user.user_principal_name,
     )
     state.tenant.folders = sorted(item for item in state.folders if item[0] in with_mail)
-    if state.skipped:
+    if state.skipped or state.unreadable:
         logger.warning(
-            "skipped %d files under %s that are not RFC 822 mail%s",
-            sum(state.skipped.values()),
+            "skipped %d files under %s that are not RFC 822 mail or could not be read "
+            "(dangling symbolic links, no read permission)%s",
+            sum(state.skipped.values()) + state.unreadable,
             root,
             _skipped_summary(state),
         )
@@ -123,10 +126,14 @@ def load_corpus(
 
 
 def _skipped_summary(state: _LoadState) -> str:
-    if not state.skipped:
+    counts = sorted(state.skipped.items())
+    if state.unreadable:
+        counts.append(("unreadable", state.unreadable))
+    if not counts:
         return ""
-    kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(state.skipped.items()))
-    return f" (skipped {kinds}; for example {', '.join(state.skipped_examples)})"
+    kinds = ", ".join(f"{kind}: {count}" for kind, count in counts)
+    examples = state.skipped_examples + state.unreadable_examples
+    return f" (skipped {kinds}; for example {', '.join(examples)})"
 
 
 def _natural_key(name: str) -> list[object]:
@@ -194,7 +201,15 @@ def _add_file(state: _LoadState, upn: str, folder: tuple[str, ...], file: Path) 
     if not _is_candidate(file):
         return
     source = file.relative_to(state.root).as_posix()
-    data = file.read_bytes()
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        # A dangling symbolic link or a file without read permission is skipped, so one
+        # bad entry does not stop a corpus of thousands of messages from loading.
+        state.unreadable += 1
+        if len(state.unreadable_examples) < 3:
+            state.unreadable_examples.append(f"{source} ({error.strerror or error})")
+        return
     head = data[:_SNIFF_BYTES]
 
     kind = non_mime_kind(file, head)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import platformdirs
 
+from m365lake.emulator.app import EmulatorOptions
 from m365lake.emulator.generator import generate_tenant
 from m365lake.emulator.loaders import load_corpus
 from m365lake.emulator.model import Tenant
-from m365lake.emulator.server import EmulatorOptions, EmulatorServer
+from m365lake.emulator.server import EmulatorServer
 
 log = logging.getLogger(__name__)
 

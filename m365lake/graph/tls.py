@@ -19,6 +19,11 @@ def build_ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
     """Create a verifying client context trusting ``ca_bundle`` only, or the system store."""
     if ca_bundle is None:
         return ssl.create_default_context()
+    if ca_bundle.is_dir():
+        raise ConfigError(
+            f"CA bundle {ca_bundle} is a directory, expected a PEM file: set {ENV_CA_BUNDLE} "
+            "to a PEM file of CA certificates, or unset it to use the system trust store"
+        )
     if not ca_bundle.is_file():
         raise ConfigError(
             f"CA bundle {ca_bundle} not found: set {ENV_CA_BUNDLE} to a PEM file of CA "

@@ -102,13 +102,29 @@ class BlobStore:
             if _SHA256_HEX.match(name):
                 yield name
 
+    def check_all(self) -> tuple[int, list[str]]:
+        """Read back every blob and return the count and one message per damaged blob."""
+        count = 0
+        problems = []
+        for digest in self.iter_hashes():
+            count += 1
+            try:
+                self.read(digest)
+            except LakeIntegrityError as error:
+                problems.append(str(error))
+            except OSError as error:
+                problems.append(f"blob {digest} could not be read: {error}")
+        return count, problems
+
     def verify_all(self) -> int:
         """Read back every blob and return the count.
 
-        Raises LakeIntegrityError at the first blob that is damaged.
+        Raises LakeIntegrityError naming every damaged blob, after reading all of them.
         """
-        count = 0
-        for digest in self.iter_hashes():
-            self.read(digest)
-            count += 1
+        count, problems = self.check_all()
+        if problems:
+            raise LakeIntegrityError(
+                f"{len(problems)} of {count} blobs are damaged:\n" + "\n".join(problems),
+                problems=problems,
+            )
         return count

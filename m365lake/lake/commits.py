@@ -33,6 +33,12 @@ COMMIT_DIR = "commits"
 STATE_CACHE = "state/cache.json"
 _MANIFEST_NAME = re.compile(r"^(\d{10})\.json$")
 
+_VERIFY_ADVICE = "Run `m365lake verify` to check the whole chain."
+_STRAY_FILE_ADVICE = (
+    f"If it is not a manifest this lake wrote, move it out of {COMMIT_DIR}/; otherwise "
+    f"restore it from a copy of the lake. {_VERIFY_ADVICE}"
+)
+
 
 def manifest_name(seq: int) -> str:
     return f"{COMMIT_DIR}/{seq:010d}.json"
@@ -87,13 +93,14 @@ class ManifestLog:
             manifest = json.loads(data)
         except ValueError as error:
             raise LakeIntegrityError(
-                f"manifest {self._storage.path(name)} is not valid JSON ({error}); "
-                "it was damaged after it was written"
+                f"manifest {self._storage.path(name)} is not valid JSON ({error}). "
+                f"{_STRAY_FILE_ADVICE}"
             ) from error
-        if manifest.get("seq") != seq:
+        if not isinstance(manifest, dict) or manifest.get("seq") != seq:
+            recorded = manifest.get("seq") if isinstance(manifest, dict) else None
             raise LakeIntegrityError(
-                f"manifest {self._storage.path(name)} records seq {manifest.get('seq')!r} "
-                f"but its file name says {seq}"
+                f"manifest {self._storage.path(name)} records seq {recorded!r} "
+                f"but its file name says {seq}. {_STRAY_FILE_ADVICE}"
             )
         return manifest, hashlib.sha256(data).hexdigest()
 
@@ -112,22 +119,69 @@ class ManifestLog:
         result = []
         for seq in numbers:
             if seq != expected_seq:
-                raise LakeIntegrityError(
-                    f"the manifest chain has a gap: {manifest_name(expected_seq)} is missing "
-                    f"but {manifest_name(seq)} exists"
-                )
+                raise LakeIntegrityError(self._gap_message(expected_seq, seq))
             manifest, digest = self.read(seq)
             if manifest.get("prev") != expected_prev:
-                raise LakeIntegrityError(
-                    f"manifest {manifest_name(seq)} names prev {manifest.get('prev')!r} but "
-                    f"the previous manifest hashes to {expected_prev!r}; the chain was altered"
-                )
+                raise LakeIntegrityError(self._prev_message(seq, manifest, expected_prev))
             result.append((manifest, digest))
             expected_seq, expected_prev = seq + 1, digest
         return result
 
     def read_all(self) -> list[dict[str, Any]]:
         return [manifest for manifest, _ in self.read_range(0, None)]
+
+    def check_chain(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Read the whole chain, collecting every problem instead of raising at the first.
+
+        Returns the manifests that could be read, in sequence order, and one message per
+        gap, unreadable manifest or broken ``prev`` link.
+        """
+        manifests: list[dict[str, Any]] = []
+        problems: list[str] = []
+        expected_seq = 1
+        # None is a valid expected prev (the first manifest), so a separate flag marks
+        # the link after a gap or an unreadable manifest, which cannot be checked.
+        expected_prev: str | None = None
+        prev_known = True
+        for seq in self.sequence_numbers():
+            if seq != expected_seq:
+                problems.append(self._gap_message(expected_seq, seq))
+                prev_known = False
+            expected_seq = seq + 1
+            try:
+                manifest, digest = self.read(seq)
+            except LakeIntegrityError as error:
+                problems.append(str(error))
+                prev_known = False
+                continue
+            except OSError as error:
+                problems.append(
+                    f"manifest {self._storage.path(manifest_name(seq))} could not be read: {error}"
+                )
+                prev_known = False
+                continue
+            if prev_known and manifest.get("prev") != expected_prev:
+                problems.append(self._prev_message(seq, manifest, expected_prev))
+            manifests.append(manifest)
+            expected_prev, prev_known = digest, True
+        return manifests, problems
+
+    def _gap_message(self, missing_seq: int, found_seq: int) -> str:
+        found = manifest_name(found_seq)
+        return (
+            f"the manifest chain of {self._storage.root} has a gap: "
+            f"{manifest_name(missing_seq)} is missing but {found} exists. If {found} is "
+            f"not a manifest this lake wrote, move it out of {COMMIT_DIR}/; otherwise "
+            f"restore the missing manifest from a copy of the lake. {_VERIFY_ADVICE}"
+        )
+
+    def _prev_message(self, seq: int, manifest: Mapping[str, Any], expected: str | None) -> str:
+        return (
+            f"manifest {self._storage.path(manifest_name(seq))} names prev "
+            f"{manifest.get('prev')!r} but the previous manifest hashes to {expected!r}, so "
+            "the chain was altered. Restore the manifests from a copy of the lake. "
+            f"{_VERIFY_ADVICE}"
+        )
 
     def append(
         self,

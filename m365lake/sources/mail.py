@@ -563,9 +563,9 @@ class _MailboxRun:
         for message_id, known in self.state.messages.items():
             if known.deleted or message_id in self.alive or message_id in gone:
                 continue
-            folder_id = self._last_folder(message_id)
-            if folder_id is not None and folder_id not in self.tree.folders:
-                gone[message_id] = folder_id
+            last_folder = self._last_folder(message_id)
+            if last_folder is not None and last_folder not in self.tree.folders:
+                gone[message_id] = last_folder
         rows = []
         for message_id, folder_id in sorted(gone.items()):
             path = self.tree.path(folder_id) if folder_id in self.tree.folders else None

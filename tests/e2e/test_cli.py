@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import os
@@ -117,3 +118,186 @@ def test_certificate_credential_backs_up(tenant: Tenant, emulator: EmulatorServe
 
     assert summary.results
     assert not summary.failed
+
+
+@pytest.mark.parametrize("command", [("sql", "SELECT 1"), ("catalog",), ("verify",)])
+def test_read_command_without_lake_creates_nothing(tmp_path: Path, command: tuple[str, ...]):
+    absent = tmp_path / "absent"
+
+    result = m365lake(*command, env={"M365LAKE_LAKE": str(absent)})
+
+    assert result.returncode == 1
+    assert f"no lake at {absent}" in result.stderr
+    assert "m365lake backup" in result.stderr
+    assert "--lake" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not absent.exists()
+
+
+@pytest.mark.parametrize("command", [("sql", "SELECT 1"), ("catalog",), ("backup",)])
+def test_lake_option_naming_file_is_one_line(tmp_path: Path, command: tuple[str, ...]):
+    target = tmp_path / "a-file"
+    target.write_text("not a lake\n")
+
+    result = m365lake(
+        *command,
+        "--lake",
+        str(target),
+        env={"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"},
+    )
+
+    assert result.returncode == 1
+    assert f"lake location {target} is a file, not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert target.read_text() == "not a lake\n"
+
+
+def test_emulator_serve_empty_corpus_is_clear(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+
+    result = m365lake(
+        "emulator", "serve", "--corpus", str(tmp_path / "empty"), "--state", str(tmp_path / "s")
+    )
+
+    assert result.returncode == 1
+    assert "no mail messages found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_emulator_serve_skips_dangling_symlinks(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "settings.conf").write_text("# not mail\nvalue = 1\n")
+    (corpus / "dangling.eml").symlink_to(tmp_path / "gone.eml")
+
+    result = m365lake("emulator", "serve", "--corpus", str(corpus), "--state", str(tmp_path / "s"))
+
+    assert result.returncode == 1
+    assert "no mail messages found" in result.stderr
+    assert "unreadable: 1" in result.stderr
+    assert "dangling.eml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_verify_ok_then_reports_damage(emulator_env):
+    lake_path = Path(emulator_env["M365LAKE_LAKE"])
+    m365lake("backup", env=emulator_env)
+    lake = Lake.open(lake_path, create=False)
+    blob = lake.blobs.put(b"large attachment " * 10_000)
+
+    clean = m365lake("verify", env=emulator_env)
+
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.startswith(f"OK: the lake at {lake_path} passed verification")
+    assert "blobs" in clean.stdout
+
+    damaged = lake.committed_files("messages")[0]
+    data = bytearray(damaged.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(byte ^ 0xFF for byte in data[middle : middle + 16])
+    damaged.write_bytes(bytes(data))
+    blob_path = lake_path / lake.blobs.relative_path(blob)
+    blob_path.write_bytes(blob_path.read_bytes()[: blob_path.stat().st_size // 2])
+
+    result = m365lake("verify", env=emulator_env)
+    without_blobs = m365lake("verify", "--no-blobs", env=emulator_env)
+
+    assert result.returncode == 1
+    relative = damaged.relative_to(lake_path).as_posix()
+    problems = result.stdout.splitlines()
+    assert len(problems) == 2
+    assert relative in problems[0]
+    assert "hashes to" in problems[0]
+    assert blob in problems[1]
+    assert "failed with 2 problem(s)" in result.stderr
+    assert without_blobs.returncode == 1
+    assert without_blobs.stdout.splitlines() == problems[:1]
+
+
+def test_sql_table_prints_hash_whole(emulator_env):
+    m365lake("backup", env=emulator_env)
+
+    result = m365lake(
+        "sql", "SELECT mime_sha256, subject FROM messages ORDER BY 1 LIMIT 3", env=emulator_env
+    )
+    as_json = m365lake(
+        "sql",
+        "--format",
+        "json",
+        "SELECT mime_sha256 FROM messages ORDER BY 1 LIMIT 3",
+        env=emulator_env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    hashes = [record["mime_sha256"] for record in json.loads(as_json.stdout)]
+    assert len(hashes) == 3
+    for digest in hashes:
+        assert digest in result.stdout
+
+
+def test_sql_json_encodes_binary_as_base64(emulator_env):
+    m365lake("backup", env=emulator_env)
+
+    result = m365lake(
+        "sql",
+        "--format",
+        "json",
+        "SELECT mime_inline, to_addresses, captured_at FROM messages "
+        "WHERE mime_inline IS NOT NULL LIMIT 1",
+        env=emulator_env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)[0]
+    assert b"message-id:" in base64.b64decode(record["mime_inline"]).lower()
+    assert isinstance(record["to_addresses"], list)
+    assert "T" in record["captured_at"]
+
+
+def test_moved_lake_queries_its_own_files(emulator_env, tmp_path: Path):
+    m365lake("backup", env=emulator_env)
+    before = m365lake(
+        "sql", "--format", "json", "SELECT count(*) AS n FROM messages", env=emulator_env
+    )
+    moved = tmp_path / "moved-lake"
+    Path(emulator_env["M365LAKE_LAKE"]).rename(moved)
+
+    after = m365lake(
+        "sql", "--format", "json", "SELECT count(*) AS n FROM messages", "--lake", str(moved)
+    )
+
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+
+
+def test_stray_manifest_error_says_what_to_do(emulator_env):
+    m365lake("backup", env=emulator_env)
+    stray = Path(emulator_env["M365LAKE_LAKE"]) / "commits" / "0000000099.json"
+    stray.write_text("{}\n")
+
+    result = m365lake("sql", "SELECT 1", env=emulator_env)
+
+    assert result.returncode == 1
+    assert "0000000099.json" in result.stderr
+    assert "move it out of commits/" in result.stderr
+    assert "m365lake verify" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ca_bundle_directory_is_clear(emulator_env, tmp_path: Path):
+    result = m365lake("backup", env={**emulator_env, "M365LAKE_CA_BUNDLE": str(tmp_path)})
+
+    assert result.returncode == 1
+    assert f"CA bundle {tmp_path} is a directory, expected a PEM file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_http_graph_url_hints_https(emulator_env):
+    url = emulator_env["M365LAKE_GRAPH_URL"].replace("https://", "http://")
+
+    result = m365lake("backup", env={**emulator_env, "M365LAKE_GRAPH_URL": url})
+
+    assert result.returncode == 1
+    assert url in result.stderr
+    assert "https://" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -228,9 +228,12 @@ def test_run_sql_accepts_read_only(history: Lake, sql: str) -> None:
     ("EXPLAIN ANALYZE DELETE FROM lake_files", "EXPLAIN"),
     ("PRAGMA enable_profiling", "PRAGMA enable_profiling"),
     ("SET threads = 1", "SET"),
-    ("INSTALL httpfs", "LOAD"),
+    ("INSTALL httpfs", "INSTALL statements"),
+    ("LOAD httpfs", "LOAD statements"),
+    ("CHECKPOINT", "CHECKPOINT statements"),
+    ("USE memory", "USE statements"),
+    ("RESET threads", "RESET statements"),
     ("CALL pragma_show_tables()", "CALL"),
-    ("SELEC 1", "could not be parsed"),
     ("", "one statement"),
 ])
 def test_run_sql_rejects_writes(history: Lake, sql: str, reason: str) -> None:
@@ -239,10 +242,63 @@ def test_run_sql_rejects_writes(history: Lake, sql: str, reason: str) -> None:
 
     message = str(caught.value)
     assert reason in message
+    assert "`m365lake sql` runs only" in message
     assert "SELECT" in message
     assert "DESCRIBE" in message
     assert "show_tables" in message
+    assert "run_sql accepts" not in message
     assert caught.value.attrs()["sql"] == sql
+
+
+def test_run_sql_syntax_error_shows_position_only(history: Lake) -> None:
+    with pytest.raises(QueryError) as caught:
+        catalog.run_sql(history, "SELECT 1 FORM messages")
+
+    message = str(caught.value)
+    assert "could not be parsed" in message
+    assert "syntax error" in message
+    assert "LINE 1" in message
+    assert "^" in message
+    assert "DESCRIBE" not in message
+
+
+def test_allowed_pragmas_all_run(history: Lake) -> None:
+    arguments = {"table_info": "('messages')", "storage_info": "('lake_files')"}
+    for name in catalog.ALLOWED_PRAGMAS:
+        statement = f"PRAGMA {name}{arguments.get(name, '')}"
+
+        columns, _ = catalog.run_sql(history, statement)
+
+        assert columns, statement
+
+
+def test_moved_lake_rebuilds_catalog(history: Lake, tmp_path: Path) -> None:
+    catalog.refresh_catalog(history)
+    moved = tmp_path / "moved"
+    history.root.rename(moved)
+
+    rows = query(Lake.open(moved, create=False), "SELECT message_id FROM messages ORDER BY 1")
+
+    assert rows == [("m1",), ("m3",)]
+    with duckdb.connect(str(moved / "catalog.duckdb"), read_only=True) as connection:
+        paths = [row[0] for row in connection.execute("SELECT path FROM lake_files").fetchall()]
+        root = connection.execute("SELECT lake_root FROM catalog_head").fetchone()
+    assert paths
+    assert all(path.startswith(str(moved)) for path in paths)
+    assert root == (str(moved),)
+
+
+def test_copied_lake_does_not_read_original(history: Lake, tmp_path: Path) -> None:
+    import shutil
+
+    catalog.refresh_catalog(history)
+    copy = tmp_path / "copy"
+    shutil.copytree(history.root, copy)
+    shutil.rmtree(history.root / "tables")
+
+    rows = query(Lake.open(copy, create=False), "SELECT count(*) FROM messages")
+
+    assert rows == [(2,)]
 
 
 def test_run_sql_cannot_read_outside_tables(history: Lake, tmp_path: Path) -> None:

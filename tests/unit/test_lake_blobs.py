@@ -143,9 +143,9 @@ def test_read_content_inline_mismatch_raises(lake: Lake) -> None:
         lake.read_content(ref.sha256, b"shorT")
 
 
-def test_default_inline_threshold_is_64_kib(tmp_path: Path) -> None:
+def test_default_inline_threshold_is_1_mib(tmp_path: Path) -> None:
     lake = Lake.open(tmp_path / "lake")
 
-    assert lake.inline_threshold == 64 * 1024
-    assert lake.store_content(b"x" * 65536).inline is not None
-    assert lake.store_content(b"x" * 65537).inline is None
+    assert lake.inline_threshold == 1024 * 1024
+    assert lake.store_content(b"x" * 1024 * 1024).inline is not None
+    assert lake.store_content(b"x" * (1024 * 1024 + 1)).inline is None

@@ -201,3 +201,122 @@ def test_concurrent_writers_get_distinct_seqs(lake: Lake) -> None:
     assert lake.state_items("mail/") == {"mail/alpha": 14, "mail/beta": 14, "mail/gamma": 14}
     assert len(lake.committed_files("runs")) == 45
     assert lake.verify()["files"] == 45
+
+
+def test_stray_manifest_error_says_what_to_do(lake: Lake) -> None:
+    commit_state(lake, "r1")
+    (lake.root / "commits" / "0000000099.json").write_text("not a manifest\n")
+
+    with pytest.raises(LakeIntegrityError) as caught:
+        lake.manifests()
+
+    message = str(caught.value)
+    assert "0000000002.json is missing" in message
+    assert "0000000099.json" in message
+    assert "move it out of commits/" in message
+    assert "m365lake verify" in message
+
+
+def test_junk_head_manifest_error_says_what_to_do(lake: Lake) -> None:
+    commit_state(lake, "r1")
+    (lake.root / "commits" / "0000000002.json").write_text("{broken")
+
+    with pytest.raises(LakeIntegrityError) as caught:
+        lake.manifests()
+
+    message = str(caught.value)
+    assert "not valid JSON" in message
+    assert "move it out of commits/" in message
+    assert "m365lake verify" in message
+
+
+def test_verify_collects_every_problem(lake: Lake) -> None:
+    first = commit_state(lake, "r1")
+    second = commit_state(lake, "r2")
+    blob = lake.blobs.put(b"blob content " * 10_000)
+    damaged = lake.root / first["files"][0]["path"]
+    data = bytearray(damaged.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(byte ^ 0xFF for byte in data[middle : middle + 16])
+    damaged.write_bytes(bytes(data))
+    (lake.root / second["files"][0]["path"]).unlink()
+    blob_path = lake.root / lake.blobs.relative_path(blob)
+    blob_path.write_bytes(blob_path.read_bytes()[:10])
+
+    with pytest.raises(LakeIntegrityError) as caught:
+        lake.verify()
+
+    problems = caught.value.problems
+    assert len(problems) == 3
+    assert first["files"][0]["path"] in problems[0]
+    assert first["files"][0]["sha256"] in problems[0]
+    assert "hashes to" in problems[0]
+    assert second["files"][0]["path"] in problems[1]
+    assert "missing" in problems[1]
+    assert blob in problems[2]
+    assert all(problem in str(caught.value) for problem in problems)
+
+
+def test_verify_without_blobs_skips_them(lake: Lake) -> None:
+    commit_state(lake, "r1")
+    blob = lake.blobs.put(b"blob content " * 10_000)
+    (lake.root / lake.blobs.relative_path(blob)).write_bytes(b"junk")
+
+    assert lake.verify(blobs=False) == {"manifests": 1, "files": 1, "blobs": 0}
+
+
+def test_verify_reports_chain_gap_and_keeps_checking(lake: Lake) -> None:
+    for index in range(3):
+        commit_state(lake, f"r{index}")
+    manifest_path(lake, 2).unlink()
+    third = json.loads(manifest_path(lake, 3).read_bytes())
+    (lake.root / third["files"][0]["path"]).write_bytes(b"changed")
+
+    with pytest.raises(LakeIntegrityError) as caught:
+        lake.verify()
+
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert "gap" in problems[0]
+    assert third["files"][0]["path"] in problems[1]
+
+
+def test_open_file_as_lake_rejected(tmp_path: Path) -> None:
+    from m365lake.errors import LakeError
+
+    path = tmp_path / "a-file"
+    path.write_text("x")
+
+    with pytest.raises(LakeError, match="is a file, not a folder"):
+        Lake.open(path)
+
+
+def test_open_missing_lake_raises_not_found(tmp_path: Path) -> None:
+    from m365lake.errors import LakeNotFoundError
+
+    with pytest.raises(LakeNotFoundError) as caught:
+        Lake.open(tmp_path / "absent", create=False)
+
+    assert caught.value.root == str(tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+
+
+def test_check_writable_names_folder(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from m365lake.errors import LakeError
+
+    lake.check_writable()
+
+    assert not [path for path in lake.root.rglob("*") if path.name.startswith(".tmp-")]
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
+    with pytest.raises(LakeError) as caught:
+        lake.check_writable()
+
+    assert str(lake.root) in str(caught.value)
+    assert "not writable" in str(caught.value)
+    assert "Permission denied" in str(caught.value)

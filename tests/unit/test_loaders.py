@@ -257,3 +257,18 @@ def test_edrm_eml_loads_into_one_mailbox(corpus_root: Path):
         "Sent Items": 2,
         "Inbox": 1,
     }
+
+
+def test_unreadable_files_skipped_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    root = tmp_path / "mail"
+    _write(root / "a.eml", _message("a"))
+    (root / "dangling.eml").symlink_to(tmp_path / "gone.eml")
+
+    with caplog.at_level(logging.WARNING, logger="m365lake.emulator.loaders"):
+        tenant = load_corpus(root)
+
+    assert [message.source for message in tenant.messages] == ["a.eml"]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "unreadable: 1" in warnings[0]
+    assert "dangling.eml" in warnings[0]
