@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
-from m365lake.lake import Lake
+from m365lake.lake import Lake, Lease, LeaseHeldError
 from m365lake.sources.mail import (
     CHECKPOINT_MESSAGES,
     MailboxBackupResult,
@@ -74,6 +74,12 @@ class BackupSummary:
         return sum(int(getattr(result, counter)) for result in self.results)
 
 
+async def _renew(lease: Lease) -> None:
+    while True:
+        await asyncio.sleep(lease.ttl / 3)
+        await asyncio.to_thread(lease.renew)
+
+
 async def _backup_one(
     graph: GraphClient,
     lake: Lake,
@@ -83,28 +89,31 @@ async def _backup_one(
     checkpoint_messages: int,
 ) -> MailboxBackupResult:
     async with gate:
-        for attempt in range(1, CONFLICT_ATTEMPTS):
-            try:
-                return await backup_mailbox(
-                    graph,
-                    lake,
-                    mailbox,
-                    run_id=new_run_id(),
-                    progress=progress,
-                    checkpoint_messages=checkpoint_messages,
-                )
-            except CommitConflictError as error:
-                # Another process archived this mailbox meanwhile. The rerun is
-                # incremental from that process's commit, so it is cheap.
-                log.info("mailbox %s, attempt %d: %s", mailbox.user_principal_name, attempt, error)
-        return await backup_mailbox(
-            graph,
-            lake,
-            mailbox,
-            run_id=new_run_id(),
-            progress=progress,
-            checkpoint_messages=checkpoint_messages,
-        )
+        lease = lake.acquire_lease(f"mail-{mailbox.mailbox_id}", owner=new_run_id())
+        renewal = asyncio.ensure_future(_renew(lease))
+        try:
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    return await backup_mailbox(
+                        graph,
+                        lake,
+                        mailbox,
+                        run_id=new_run_id(),
+                        progress=progress,
+                        checkpoint_messages=checkpoint_messages,
+                    )
+                except CommitConflictError as error:
+                    if attempt == CONFLICT_ATTEMPTS:
+                        raise
+                    # A writer that ignored the lease committed this mailbox meanwhile.
+                    # The rerun is incremental from that commit, so it is cheap.
+                    log.info(
+                        "mailbox %s, attempt %d: %s", mailbox.user_principal_name, attempt, error
+                    )
+            raise AssertionError("unreachable: the last attempt returns or raises")
+        finally:
+            renewal.cancel()
+            await asyncio.to_thread(lease.release)
 
 
 async def _resolve_users(
@@ -200,7 +209,10 @@ async def backup_mail(
         summary.graph = graph.stats
     for mailbox, outcome in zip(mailboxes, outcomes, strict=True):
         upn = mailbox.user_principal_name
-        if isinstance(outcome, MailboxNotEnabledError):
+        if isinstance(outcome, LeaseHeldError):
+            log.info("mailbox %s skipped: %s", upn, outcome)
+            summary.skipped[upn] = f"already being archived: {outcome}"
+        elif isinstance(outcome, MailboxNotEnabledError):
             # Users with a mail address but no Exchange Online licence are common
             # (shared accounts, leavers): there is nothing to archive.
             log.info("mailbox %s skipped: no Exchange Online mailbox", upn)

@@ -15,6 +15,7 @@ import click
 
 from m365lake.config import ENV_LAKE, GraphSettings, default_lake_location
 from m365lake.errors import LakeIntegrityError, LakeNotFoundError, M365LakeError
+from m365lake.sources.mail import CHECKPOINT_MESSAGES
 
 if TYPE_CHECKING:
     from m365lake.lake import Lake
@@ -176,7 +177,15 @@ def _check_mailboxes(
     help="User principal name or id to archive (repeatable). Default: every mailbox.",
 )
 @_lake_option
-def backup(mailboxes: tuple[str, ...], lake_location: str | None) -> None:
+@click.option(
+    "--checkpoint-every",
+    "checkpoint_messages",
+    type=click.IntRange(min=1),
+    default=CHECKPOINT_MESSAGES,
+    show_default=True,
+    help="Messages per mailbox between checkpoint commits, so an interrupted run resumes.",
+)
+def backup(mailboxes: tuple[str, ...], lake_location: str | None, checkpoint_messages: int) -> None:
     """Archive mail incrementally from the tenant named by the AZURE_* variables."""
     from m365lake.backup import backup_mail
     from m365lake.catalog import refresh_catalog
@@ -194,6 +203,7 @@ def backup(mailboxes: tuple[str, ...], lake_location: str | None) -> None:
                 lake,
                 users=list(mailboxes) or None,
                 heartbeat=lambda progress: click.echo(progress.describe(), err=True),
+                checkpoint_messages=checkpoint_messages,
             )
         )
         refresh_catalog(lake)

@@ -2,6 +2,7 @@
 
 from m365lake.lake.blobs import BlobStore, ContentRef
 from m365lake.lake.lake import DEFAULT_INLINE_THRESHOLD, Lake
+from m365lake.lake.leases import Lease, LeaseHeldError
 from m365lake.lake.tables import SCHEMAS, build_batch, table_schema
 from m365lake.lake.transaction import Transaction
 
@@ -11,6 +12,8 @@ __all__ = [
     "BlobStore",
     "ContentRef",
     "Lake",
+    "Lease",
+    "LeaseHeldError",
     "Transaction",
     "build_batch",
     "table_schema",

@@ -11,6 +11,7 @@ from typing import Any
 from m365lake.errors import LakeError, LakeIntegrityError, LakeNotFoundError
 from m365lake.lake.blobs import BlobStore, ContentRef, sha256_hex
 from m365lake.lake.commits import COMMIT_DIR, Head, ManifestLog, StateView
+from m365lake.lake.leases import Lease, acquire_lease
 from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, open_storage
 from m365lake.lake.tables import SCHEMAS
 from m365lake.lake.transaction import Transaction
@@ -90,6 +91,10 @@ class Lake:
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
+
+    def acquire_lease(self, container: str, *, owner: str) -> Lease:
+        """Take the advisory lease that lets one writer at a time work on ``container``."""
+        return acquire_lease(self.storage, container, owner=owner)
 
     def check_writable(self) -> None:
         """Raise LakeError unless a file can be created and removed in each lake folder.

@@ -37,9 +37,21 @@ def big_emulator(big_tenant: Tenant, emulator_state: Path) -> Iterator[EmulatorS
         yield server
 
 
+CHECKPOINT_EVERY = 40
+"""Small enough that kills land between checkpoint commits as well as before the first."""
+
+
 def _backup_command(server: EmulatorServer, lake_root: Path) -> tuple[list[str], dict[str, str]]:
     environment = {**os.environ, **server.environment(), "M365LAKE_LAKE": str(lake_root)}
-    return [sys.executable, "-m", "m365lake", "backup"], environment
+    command = [
+        sys.executable,
+        "-m",
+        "m365lake",
+        "backup",
+        "--checkpoint-every",
+        str(CHECKPOINT_EVERY),
+    ]
+    return command, environment
 
 
 def _run_to_completion(server: EmulatorServer, lake_root: Path) -> float:
