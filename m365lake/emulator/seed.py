@@ -36,6 +36,35 @@ class SeedMessage:
     """Where the message came from (corpus-relative path), for test assertions only."""
 
 
+@dataclass(frozen=True)
+class SeedSite:
+    """A SharePoint site with its document libraries (drives)."""
+
+    name: str
+    """URL name, for example ``legal`` in ``https://contoso.sharepoint.com/sites/legal``."""
+    display_name: str
+    libraries: tuple[str, ...] = ("Documents",)
+
+
+@dataclass(frozen=True)
+class SeedFile:
+    """A file in a user's OneDrive or a site's library, before the emulator assigns ids.
+
+    ``owner`` is a user principal name when ``drive_kind`` is ``onedrive``, else a site
+    name; ``library`` names the site's library (always ``Documents`` for OneDrive).
+    ``path`` holds the folder names and the file name below the drive root.
+    """
+
+    drive_kind: str
+    """``onedrive`` or ``site``."""
+    owner: str
+    library: str
+    path: tuple[str, ...]
+    content: bytes
+    modified_at: datetime | None = None
+    source: str | None = None
+
+
 @dataclass
 class SeedTenant:
     """Everything needed to build an emulated tenant."""
@@ -45,3 +74,5 @@ class SeedTenant:
     messages: list[SeedMessage] = field(default_factory=list)
     folders: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """Extra (user principal name, folder path) pairs to create even when empty."""
+    sites: list[SeedSite] = field(default_factory=list)
+    files: list[SeedFile] = field(default_factory=list)
