@@ -69,23 +69,44 @@ def build_tenant(corpora: list[Path], large_mailbox: int) -> tuple[Tenant, int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--state-dir", type=Path, required=True,
-                        help="folder for the emulator's private CA and TLS files")
-    parser.add_argument("--corpus", type=Path, action="append", default=[],
-                        help="mail corpus folder to load (repeatable); default: the generator")
-    parser.add_argument("--large-mailbox", type=int, default=0, metavar="N",
-                        help="serve one generated mailbox of N messages instead of a corpus")
-    parser.add_argument("--requests-per-window", type=int, default=10_000,
-                        help="per-mailbox request budget per 10-minute window "
-                             "(Exchange Online: 10,000)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        help="folder for the emulator's private CA and TLS files",
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        default=[],
+        help="mail corpus folder to load (repeatable); default: the generator",
+    )
+    parser.add_argument(
+        "--large-mailbox",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve one generated mailbox of N messages instead of a corpus",
+    )
+    parser.add_argument(
+        "--requests-per-window",
+        type=int,
+        default=10_000,
+        help="per-mailbox request budget per 10-minute window (Exchange Online: 10,000)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     tenant, messages, raw_bytes = build_tenant(args.corpus, args.large_mailbox)
     options = EmulatorOptions(mailbox_requests_per_window=args.requests_per_window)
     with EmulatorServer(tenant, args.state_dir, options=options) as server:
-        report = {"environment": server.environment(), "messages": messages,
-                  "raw_bytes": raw_bytes, "mailboxes": len(tenant.user_ids())}
+        report = {
+            "environment": server.environment(),
+            "messages": messages,
+            "raw_bytes": raw_bytes,
+            "mailboxes": len(tenant.user_ids()),
+        }
         print(json.dumps(report), flush=True)
         # Blocks until the parent closes the pipe or exits.
         sys.stdin.read()

@@ -26,7 +26,7 @@ from m365lake.lake import DEFAULT_INLINE_THRESHOLD, Lake
 
 DEFAULT_THRESHOLDS = (0, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1024 * KIB)
 BYTES_TOLERANCE = 0.02
-"""Lakes within this fraction of the smallest count as equal in size; fewer files then wins."""
+"""Lakes within this fraction of the smallest count as equal in size, and fewer files win."""
 
 
 @dataclass
@@ -54,7 +54,7 @@ def measure(settings: GraphSettings, threshold: int) -> Measurement:
         summary = asyncio.run(backup_mail(settings, lake))
         seconds = time.perf_counter() - started
         if summary.skipped:
-            raise RuntimeError(f"mailboxes were not archived: {summary.skipped}")
+            raise RuntimeError(f"mailboxes were not archived, see the log above: {summary.skipped}")
         usage = lake_disk_usage(Path(lake_dir))
     return Measurement(
         threshold=threshold,
@@ -87,13 +87,20 @@ def parse_thresholds(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, action="append",
-                        help="corpus folder to archive (repeatable; default: the Enron "
-                             "maildir and the EDRM lokay-m .eml folder)")
-    parser.add_argument("--thresholds", type=parse_thresholds,
-                        default=list(DEFAULT_THRESHOLDS),
-                        help="inline thresholds in bytes, separated by commas "
-                             "(default: 0,4096,16384,65536,262144,1048576)")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        help="corpus folder to archive (repeatable; default: the Enron "
+        "maildir and the EDRM lokay-m .eml folder)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        type=parse_thresholds,
+        default=list(DEFAULT_THRESHOLDS),
+        help="inline thresholds in bytes, separated by commas "
+        "(default: 0,4096,16384,65536,262144,1048576)",
+    )
     args = parser.parse_args()
     corpora = args.corpus or [ENRON_MAILDIR, ENRON_EML]
     missing = [str(path) for path in corpora if not path.is_dir()]
@@ -104,24 +111,33 @@ def main() -> None:
     results = []
     with serve_emulator(corpora=corpora) as served:
         print(f"corpora: {', '.join(str(path) for path in corpora)}")
-        print(f"{served.messages} messages in {served.mailboxes} mailboxes, "
-              f"{served.raw_bytes / MIB:.1f} MiB of MIME")
+        print(
+            f"{served.messages} messages in {served.mailboxes} mailboxes, "
+            f"{served.raw_bytes / MIB:.1f} MiB of MIME"
+        )
         print()
-        print(f"{'threshold':>10}{'lake MiB':>10}{'÷ raw':>8}{'files':>8}{'blobs':>8}"
-              f"{'ingest s':>10}{'msg/s':>8}")
+        print(
+            f"{'threshold':>10}{'lake MiB':>10}{'÷ raw':>8}{'files':>8}{'blobs':>8}"
+            f"{'ingest s':>10}{'msg/s':>8}"
+        )
         for threshold in args.thresholds:
             result = measure(served.settings, threshold)
             results.append(result)
-            print(f"{label(threshold):>10}{result.lake_bytes / MIB:>10.2f}"
-                  f"{result.lake_bytes / served.raw_bytes:>8.3f}{result.files:>8}"
-                  f"{result.blob_files:>8}{result.seconds:>10.1f}"
-                  f"{result.messages / result.seconds:>8.0f}", flush=True)
+            print(
+                f"{label(threshold):>10}{result.lake_bytes / MIB:>10.2f}"
+                f"{result.lake_bytes / served.raw_bytes:>8.3f}{result.files:>8}"
+                f"{result.blob_files:>8}{result.seconds:>10.1f}"
+                f"{result.messages / result.seconds:>8.0f}",
+                flush=True,
+            )
 
     best = recommend(results)
     print()
-    print(f"recommendation: {label(best.threshold)} ({best.threshold} bytes): "
-          f"{best.lake_bytes / served.raw_bytes:.3f} of raw on disk in {best.files} files, "
-          f"the fewest files among lakes within {BYTES_TOLERANCE:.0%} of the smallest")
+    print(
+        f"recommendation: {label(best.threshold)} ({best.threshold} bytes): "
+        f"{best.lake_bytes / served.raw_bytes:.3f} of raw on disk in {best.files} files, "
+        f"the fewest files among lakes within {BYTES_TOLERANCE:.0%} of the smallest"
+    )
     print(f"current DEFAULT_INLINE_THRESHOLD: {label(DEFAULT_INLINE_THRESHOLD)}")
 
 

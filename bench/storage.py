@@ -1,10 +1,10 @@
 """Measure the lake's size on disk against the raw mail it archives.
 
-Archives a corpus (default: the Enron maildir) through the emulator into a fresh lake,
-then prints the lake's allocated bytes (st_blocks * 512 over every file under the root,
-catalog included) divided by the sum of the corpus's file sizes, with the split into
-tables/, blobs/, commits/ and the catalog. For comparison it prints zstd level 3 applied
-to each message on its own and to the whole corpus as one stream.
+Archives a corpus (default: the Enron maildir) through the emulator into a fresh lake.
+Then it prints the lake's allocated bytes (st_blocks * 512 over every file under the
+root, catalog included) divided by the sum of the corpus's file sizes. It also prints
+the split into tables/, blobs/, commits/ and the catalog. For comparison it prints
+zstd level 3 applied to each message on its own and to the whole corpus as one stream.
 
     uv run python bench/storage.py [--corpus PATH] [--inline-threshold BYTES]
 """
@@ -70,16 +70,32 @@ def lake_folder(keep: Path | None) -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=ENRON_MAILDIR,
-                        help="maildir or .eml folder to archive (default: the Enron maildir)")
-    parser.add_argument("--inline-threshold", type=int, default=DEFAULT_INLINE_THRESHOLD,
-                        help="bytes up to which MIME is stored inline in Parquet "
-                             f"(default: {DEFAULT_INLINE_THRESHOLD})")
-    parser.add_argument("--zstd-level", type=int, default=3,
-                        help="zstd level of the comparison figures (default: 3, as the blobs)")
-    parser.add_argument("--keep-lake", type=Path, metavar="PATH",
-                        help="archive into this new folder and keep it "
-                             "(default: a temporary folder that is removed)")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=ENRON_MAILDIR,
+        help="maildir or .eml folder to archive (default: the Enron maildir)",
+    )
+    parser.add_argument(
+        "--inline-threshold",
+        type=int,
+        default=DEFAULT_INLINE_THRESHOLD,
+        help="bytes up to which MIME is stored inline in Parquet "
+        f"(default: {DEFAULT_INLINE_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--zstd-level",
+        type=int,
+        default=3,
+        help="zstd level of the comparison figures (default: 3, as the blobs)",
+    )
+    parser.add_argument(
+        "--keep-lake",
+        type=Path,
+        metavar="PATH",
+        help="archive into this new folder and keep it "
+        "(default: a temporary folder that is removed)",
+    )
     args = parser.parse_args()
     if args.keep_lake is not None and args.keep_lake.exists():
         parser.error(f"--keep-lake {str(args.keep_lake)!r} already exists; name a new folder")
@@ -99,9 +115,11 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         refresh_catalog(lake)
         archived = summary.total("messages_new")
-        print(f"archived {archived} of {served.messages} messages in {elapsed:.1f} s "
-              f"({len(summary.skipped)} mailboxes skipped, "
-              f"{summary.total('failures')} failures)")
+        print(
+            f"archived {archived} of {served.messages} messages in {elapsed:.1f} s "
+            f"({len(summary.skipped)} mailboxes skipped, "
+            f"{summary.total('failures')} failures)"
+        )
         usage = lake_disk_usage(Path(lake_dir))
 
     total = sum(size for size, _count in usage.values())
@@ -110,16 +128,18 @@ def main() -> None:
     for part, (size, count) in sorted(usage.items(), key=lambda item: -item[1][0]):
         print(f"{part:<16}{count:>8}{size / MIB:>10.2f}{size / raw:>9.3f}")
     files_total = sum(count for _size, count in usage.values())
-    print(f"{'lake total':<16}{files_total:>8}{total / MIB:>10.2f}{total / raw:>9.3f}"
-          f"   target ≤ {TARGET_RATIO}")
+    print(
+        f"{'lake total':<16}{files_total:>8}{total / MIB:>10.2f}{total / raw:>9.3f}"
+        f"   target ≤ {TARGET_RATIO}"
+    )
 
     baselines = zstd_baselines(files, args.zstd_level)
     print()
     print(f"for comparison, zstd level {args.zstd_level}:")
-    print(f"  per message, compressed bytes     {baselines['per_message'] / raw:.3f} of raw")
-    print(f"  per message, one file each "
-          f"({FILE_SYSTEM_BLOCK // KIB} KiB blocks) {baselines['per_message_blocks'] / raw:.3f} of raw")
-    print(f"  whole corpus as one stream        {baselines['one_stream'] / raw:.3f} of raw")
+    blocks = f"per message, one file each ({FILE_SYSTEM_BLOCK // KIB} KiB blocks)"
+    print(f"  {'per message, compressed bytes':<44}{baselines['per_message'] / raw:.3f} of raw")
+    print(f"  {blocks:<44}{baselines['per_message_blocks'] / raw:.3f} of raw")
+    print(f"  {'whole corpus as one stream':<44}{baselines['one_stream'] / raw:.3f} of raw")
 
 
 if __name__ == "__main__":

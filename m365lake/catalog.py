@@ -17,7 +17,11 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
 - ``messages_as_of(ts)`` / ``folders_as_of(ts)``: table macros with the live items as the
   archive knew them at ``ts`` (latest version captured at or before ``ts``, unless a
   deletion). A ``ts`` string without a UTC offset is read in the session time zone;
-- ``mailboxes``, ``attachments``, ``runs``: the latest row per key; ``failures``: every row.
+- ``drive_items`` / ``drive_item_versions`` / ``drive_items_as_of(ts)``: the same for
+  OneDrive and SharePoint items, folders included; ``files`` / ``file_versions`` /
+  ``files_as_of(ts)`` keep only the files;
+- ``mailboxes``, ``attachments``, ``runs``, ``drives``, ``sites``: the latest row per key;
+  ``failures``: every row.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from m365lake.lake import SCHEMAS, Lake
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.duckdb"
+CATALOG_BLOCK_SIZE = 16 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
 _ORDER = ("captured_at", "commit_seq", "file_index", "row_index")
@@ -51,8 +56,19 @@ _KEYS = {
     "mailboxes": ("mailbox_id",),
     "attachments": ("mailbox_id", "message_id", "mime_sha256", "part_index"),
     "runs": ("run_id",),
+    "drive_items": ("drive_id", "item_id"),
+    "drives": ("drive_id",),
+    "sites": ("site_id",),
 }
-_VERSIONED = {"messages": "message", "folders": "folder"}
+_VERSIONED = {"messages": "message", "folders": "folder", "drive_items": "drive_item"}
+# Views over drive_items restricted to files, under the names analysts look for.
+_FILE_VIEWS = (
+    "CREATE VIEW files AS SELECT * FROM drive_items WHERE NOT coalesce(is_folder, false)",
+    "CREATE VIEW file_versions AS SELECT * FROM drive_item_versions "
+    "WHERE NOT coalesce(is_folder, false)",
+    "CREATE MACRO files_as_of(as_of) AS TABLE "
+    "SELECT * FROM drive_items_as_of(as_of) WHERE NOT coalesce(is_folder, false)",
+)
 
 ALLOWED_PRAGMAS = (
     "collations",
@@ -182,7 +198,14 @@ def refresh_catalog(lake: Lake) -> Path:
     target = lake.root / CATALOG_FILE
     temp = lake.root / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"
     try:
-        with duckdb.connect(str(temp)) as connection:
+        with duckdb.connect() as connection:
+            # 16 KiB blocks instead of DuckDB's 256 KiB: the catalog holds views and a
+            # small file list, and the default block size made it about 1 MiB on disk.
+            connection.execute(
+                f"ATTACH {_quote_literal(str(temp))} AS catalog_build "
+                f"(BLOCK_SIZE {CATALOG_BLOCK_SIZE})"
+            )
+            connection.execute("USE catalog_build")
             connection.execute(
                 "CREATE TABLE lake_files (path VARCHAR PRIMARY KEY, table_name VARCHAR, "
                 "commit_seq BIGINT, file_index INTEGER, run_id VARCHAR)"
@@ -200,6 +223,10 @@ def refresh_catalog(lake: Lake) -> Path:
                 connection.execute(f"CREATE VIEW {table}_rows AS {_rows_view(table, paths)}")
                 for statement in _view_statements(table):
                     connection.execute(statement)
+            for statement in _FILE_VIEWS:
+                connection.execute(statement)
+            connection.execute("USE memory")
+            connection.execute("DETACH catalog_build")
         os.replace(temp, target)
     except (OSError, duckdb.IOException) as error:
         raise LakeError(
