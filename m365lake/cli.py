@@ -93,7 +93,12 @@ def main(verbose: int) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Seed the emulator from a maildir, .eml/.mbox folder or tenant folder.",
 )
-@_lake_option
+@click.option(
+    "--lake",
+    "lake_location",
+    default=None,
+    help="Lake folder. Default: demo/lake under the user data directory, apart from real backups.",
+)
 @click.option(
     "--state",
     "state_dir",
