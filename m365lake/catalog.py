@@ -17,7 +17,11 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
 - ``messages_as_of(ts)`` / ``folders_as_of(ts)``: table macros with the live items as the
   archive knew them at ``ts`` (latest version captured at or before ``ts``, unless a
   deletion). A ``ts`` string without a UTC offset is read in the session time zone;
-- ``mailboxes``, ``attachments``, ``runs``: the latest row per key; ``failures``: every row.
+- ``drive_items`` / ``drive_item_versions`` / ``drive_items_as_of(ts)``: the same for
+  OneDrive and SharePoint items, folders included; ``files`` / ``file_versions`` /
+  ``files_as_of(ts)`` keep only the files;
+- ``mailboxes``, ``attachments``, ``runs``, ``drives``, ``sites``: the latest row per key;
+  ``failures``: every row.
 """
 
 from __future__ import annotations
@@ -52,8 +56,19 @@ _KEYS = {
     "mailboxes": ("mailbox_id",),
     "attachments": ("mailbox_id", "message_id", "mime_sha256", "part_index"),
     "runs": ("run_id",),
+    "drive_items": ("drive_id", "item_id"),
+    "drives": ("drive_id",),
+    "sites": ("site_id",),
 }
-_VERSIONED = {"messages": "message", "folders": "folder"}
+_VERSIONED = {"messages": "message", "folders": "folder", "drive_items": "drive_item"}
+# Views over drive_items restricted to files, under the names analysts look for.
+_FILE_VIEWS = (
+    "CREATE VIEW files AS SELECT * FROM drive_items WHERE NOT coalesce(is_folder, false)",
+    "CREATE VIEW file_versions AS SELECT * FROM drive_item_versions "
+    "WHERE NOT coalesce(is_folder, false)",
+    "CREATE MACRO files_as_of(as_of) AS TABLE "
+    "SELECT * FROM drive_items_as_of(as_of) WHERE NOT coalesce(is_folder, false)",
+)
 
 ALLOWED_PRAGMAS = (
     "collations",
@@ -208,6 +223,8 @@ def refresh_catalog(lake: Lake) -> Path:
                 connection.execute(f"CREATE VIEW {table}_rows AS {_rows_view(table, paths)}")
                 for statement in _view_statements(table):
                     connection.execute(statement)
+            for statement in _FILE_VIEWS:
+                connection.execute(statement)
             connection.execute("USE memory")
             connection.execute("DETACH catalog_build")
         os.replace(temp, target)

@@ -22,10 +22,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from m365lake.emulator import auth, routes_delta, routes_folders, routes_messages, routes_users
+from m365lake.emulator import (
+    auth,
+    routes_delta,
+    routes_drives,
+    routes_folders,
+    routes_messages,
+    routes_sites,
+    routes_users,
+)
+from m365lake.emulator.downloads import DOWNLOAD_PATH, DownloadService
 from m365lake.emulator.faults import Fault, FaultPlan
 from m365lake.emulator.model import Tenant
 from m365lake.emulator.protocol import GraphHTTPError, error_response
+from m365lake.emulator.sharepoint_throttling import (
+    SharePointThrottle,
+    is_sharepoint_path,
+    request_cost,
+)
 from m365lake.emulator.throttling import MailboxThrottle, ThrottleScope
 
 logger = logging.getLogger(__name__)
@@ -49,6 +63,15 @@ class EmulatorOptions:
     latency_seconds: float = 0.0
     """Delay in seconds added to each mail request inside its concurrency slot, so tests
     can make requests overlap."""
+    download_url_lifetime_seconds: float = 3600
+    """Lifetime of pre-authenticated download URLs; SharePoint's last about an hour."""
+    sharepoint_ru_per_minute: int = 1_000_000
+    """Per-app SharePoint resource units per minute. Real tenants get 1,250 to 6,250
+    (``sharepoint_throttling.RU_PER_MINUTE_BY_LICENCES``); the default never throttles."""
+    sharepoint_ru_per_day: int = 1_000_000_000
+    """Per-app SharePoint resource units per 24 hours (real: 1.2M to 6M)."""
+    sharepoint_blocked: bool = False
+    """Reject every SharePoint request with 503, as for an app blocked for abuse."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +118,8 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
             *routes_delta.routes,
             *routes_folders.routes,
             *routes_messages.routes,
+            *routes_sites.routes,
+            *routes_drives.routes,
         ],
         exception_handlers={
             GraphHTTPError: _graph_error_handler,
@@ -111,6 +136,12 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
         requests_per_window=options.mailbox_requests_per_window,
         window_seconds=options.mailbox_window_seconds,
         scope=options.throttle_scope,
+    )
+    app.state.downloads = DownloadService(options.download_url_lifetime_seconds)
+    app.state.sharepoint_throttle = SharePointThrottle(
+        per_minute=options.sharepoint_ru_per_minute,
+        per_day=options.sharepoint_ru_per_day,
+        blocked=options.sharepoint_blocked,
     )
     app.add_middleware(GraphFrontDoor, state=app.state)
     return app
@@ -163,6 +194,8 @@ class GraphFrontDoor:
                 headers = list(message.get("headers", []))
                 headers.append((b"request-id", request_id.encode()))
                 headers.append((b"client-request-id", (client_request_id or request_id).encode()))
+                for name, value in scope["state"].get("extra_headers", {}).items():
+                    headers.append((name.encode(), value.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -198,6 +231,13 @@ class GraphFrontDoor:
         if injected is not None:
             await _send_fault(request, injected, scope, receive, send)
             return
+        if path.startswith(DOWNLOAD_PATH):
+            # Download URLs carry their own credential; SharePoint still charges them.
+            if self._charge_sharepoint(scope, request, self.state.tenant.app.client_id, path):
+                await self.app(scope, receive, send)
+            else:
+                await scope["state"].pop("rejection")(scope, receive, send)
+            return
         if not path.startswith("/v1.0/"):
             await self.app(scope, receive, send)
             return
@@ -214,11 +254,15 @@ class GraphFrontDoor:
             await _send_fault(request, fault, scope, receive, send)
             return
 
+        app_id = str(claims.get("appid"))
+        if is_sharepoint_path(path) and not self._charge_sharepoint(scope, request, app_id, path):
+            await scope["state"].pop("rejection")(scope, receive, send)
+            return
+
         if mailbox is None:
             await self.app(scope, receive, send)
             return
 
-        app_id = str(claims.get("appid"))
         try:
             if mailbox in self.state.tenant.app.blocked_mailboxes:
                 raise GraphHTTPError(
@@ -238,6 +282,21 @@ class GraphFrontDoor:
             await self.app(scope, receive, send)
         finally:
             self.state.throttle.release(slot)
+
+    def _charge_sharepoint(self, scope: Scope, request: Request, app_id: str, path: str) -> bool:
+        """Charge SharePoint resource units; on rejection store the error and return False."""
+        query = scope.get("query_string", b"").decode("latin-1")
+        cost = request_cost(scope["method"], path, query)
+        try:
+            headers = self.state.sharepoint_throttle.charge(app_id, cost)
+        except GraphHTTPError as exc:
+            logger.info(
+                "SharePoint throttled %s %s: %d %s", scope["method"], path, exc.status, exc.code
+            )
+            scope["state"]["rejection"] = error_response(request, exc)
+            return False
+        scope["state"]["extra_headers"] = headers
+        return True
 
     def _mailbox_of(self, path: str) -> str | None:
         match = _MAILBOX_PATH.match(path)

@@ -18,6 +18,7 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 
 from m365lake.emulator import samplefiles
+from m365lake.emulator.generator_files import generate_drive_files
 from m365lake.emulator.generator_text import (
     CATEGORIES,
     EXTERNAL_CONTACTS,
@@ -60,7 +61,12 @@ class _Mailbox:
 
 
 def generate_tenant(
-    *, seed: int = 7, users: int = 5, messages_per_user: int = 40, domain: str = "contoso.example"
+    *,
+    seed: int = 7,
+    users: int = 5,
+    messages_per_user: int = 40,
+    domain: str = "contoso.example",
+    files_per_user: int = 4,
 ) -> SeedTenant:
     """Build a tenant of ``users`` mailboxes with ``messages_per_user`` messages each.
 
@@ -68,7 +74,9 @@ def generate_tenant(
     text) and lands in Inbox, Sent Items, Deleted Items and ``Archive/Projects/<name>``.
     Attachments rotate through PDF, DOCX, XLSX, PNG (attached or inline), CSV, text and a
     forwarded message/rfc822, so a tenant of the default size contains every kind. About a
-    third of the received mail is unread, and some messages carry categories.
+    third of the received mail is unread, and some messages carry categories. Each user's
+    OneDrive gets ``files_per_user`` small DOCX, PDF, CSV and text files, and two sites get
+    libraries with nested folders.
     """
     if users < 1 or messages_per_user < 0:
         raise ValueError(
@@ -96,6 +104,9 @@ def generate_tenant(
         tenant.folders.append((owner.address, ("Archive",)))
         tenant.folders.extend((owner.address, ("Archive", "Projects", p)) for p in PROJECTS)
         tenant.folders.append((owner.address, ("Drafts",)))
+    tenant.sites, tenant.files = generate_drive_files(
+        people, seed=seed, start=START, files_per_user=files_per_user
+    )
     return tenant
 
 

@@ -10,6 +10,11 @@ Accepted layouts (``path`` may also be a tenant folder whose ``mail/`` contains 
   ``archive`` unless ``mailbox`` says otherwise; else each subfolder is one mailbox. An
   mbox file becomes a mail folder named after the file.
 
+A tenant folder may also hold drive content, loaded byte-exact as one SeedFile per file:
+``onedrive/<user>/…`` (``<user>`` is a user principal name, or a name that becomes
+``<name>@<domain>``) and ``sites/<site>/<library>/…``. Names OneDrive rejects are
+skipped and counted in the same warning.
+
 Outlook .msg, TNEF and bare PKCS #7 files are skipped and counted in one warning: they are
 not RFC 822 text, Exchange does not accept them as MIME, and a wrapped copy would not be
 byte-exact with its source file.
@@ -31,6 +36,7 @@ from m365lake.emulator.corpusfiles import (
     non_mime_kind,
     split_mbox,
 )
+from m365lake.emulator.drive_folders import load_drive_folders
 from m365lake.emulator.seed import SeedMessage, SeedTenant, SeedUser
 from m365lake.errors import ConfigError
 
@@ -39,7 +45,8 @@ logger = logging.getLogger(__name__)
 ACCEPTED_LAYOUTS = (
     "a maildir root (<custodian>/<folder>/<N>. files), "
     "a folder of .eml / RFC 822 / .mbox files (optionally one subfolder per mailbox), "
-    "or a tenant folder holding mail/ with either of those"
+    "or a tenant folder holding mail/ with either of those, "
+    "onedrive/<user>/ files, or sites/<site>/<library>/ files"
 )
 
 # Maildir folder names that stand for Outlook well-known folders.
@@ -88,20 +95,29 @@ def load_corpus(
     mail_root = root / "mail" if (root / "mail").is_dir() else root
     state = _LoadState(root=root, domain=domain, tenant=SeedTenant(domain=domain))
 
-    if mailbox is None and _is_maildir(mail_root):
+    if _has_drive_folders(root) and not (root / "mail").is_dir():
+        # A tenant folder without mail/: its onedrive/ and sites/ are never mailboxes.
+        layout = "drives only"
+    elif mailbox is None and _is_maildir(mail_root):
         _load_maildir(state, mail_root)
         layout = "maildir"
     else:
         _load_message_files(state, mail_root, mailbox)
         layout = "message files"
 
-    if not state.tenant.messages:
+    drive_owners = load_drive_folders(
+        state.tenant, root, domain, state.skipped, state.skipped_examples
+    )
+    if not state.tenant.messages and not state.tenant.files:
         raise ConfigError(
-            f"no mail messages found under {str(root)!r}; expected {ACCEPTED_LAYOUTS}"
-            + _skipped_summary(state)
+            f"no mail messages found under {str(root)!r}, and no drive files; "
+            f"expected {ACCEPTED_LAYOUTS}" + _skipped_summary(state)
         )
     # A top-level folder of skipped files only (such as msg/) would become an empty mailbox.
     with_mail = {message.user_principal_name for message in state.tenant.messages}
+    for upn in drive_owners:
+        state.users.setdefault(upn, SeedUser(upn, upn.split("@")[0], mail=upn))
+    with_mail |= drive_owners
     state.tenant.users = sorted(
         (user for upn, user in state.users.items() if upn in with_mail),
         key=lambda user: user.user_principal_name,
@@ -116,13 +132,18 @@ def load_corpus(
             _skipped_summary(state),
         )
     logger.info(
-        "loaded %d messages in %d mailboxes from %s (%s layout)",
+        "loaded %d messages in %d mailboxes and %d drive files from %s (%s layout)",
         len(state.tenant.messages),
         len(state.tenant.users),
+        len(state.tenant.files),
         root,
         layout,
     )
     return state.tenant
+
+
+def _has_drive_folders(root: Path) -> bool:
+    return (root / "onedrive").is_dir() or (root / "sites").is_dir()
 
 
 def _skipped_summary(state: _LoadState) -> str:

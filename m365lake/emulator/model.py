@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m365lake.emulator import mailboxes, records
+from m365lake.emulator.drives import DriveTenantMixin
 from m365lake.emulator.records import (
     AppRegistration,
     FolderInfo,
@@ -51,7 +52,7 @@ DeltaEvent = MessageInfo | Tombstone
 PROPERTIES_CACHE_SIZE = 4096
 
 
-class Tenant:
+class Tenant(DriveTenantMixin):
     """A tenant with one app registration; all methods are thread-safe."""
 
     def __init__(self, *, domain: str = "contoso.example", tenant_id: str | None = None) -> None:
@@ -68,6 +69,7 @@ class Tenant:
         self._mailboxes: dict[str, _Mailbox] = {}
         self._sources: dict[str, str] = {}
         self._properties_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._init_drives()
 
     @classmethod
     def from_seed(cls, seed: SeedTenant, *, tenant_id: str | None = None) -> Tenant:
@@ -88,6 +90,7 @@ class Tenant:
             )
             if message.source is not None:
                 tenant._sources[message_id] = message.source
+        tenant._seed_drives(seed.sites, seed.files)
         logger.info(
             "tenant %s seeded: %d users, %d messages",
             tenant.tenant_id,
@@ -99,7 +102,7 @@ class Tenant:
     # ---- users -------------------------------------------------------------------------
 
     def add_user(self, user: SeedUser) -> str:
-        """Add a directory user (and a mailbox unless ``has_mailbox`` is false); return its id."""
+        """Add a directory user (with a mailbox and a OneDrive unless ``has_mailbox`` is false)."""
         with self._lock:
             user_id = records.derive_uuid("user", user.user_principal_name.lower())
             if user_id in self._users:
@@ -110,6 +113,8 @@ class Tenant:
                 self._mailboxes[user_id] = mailboxes.create_mailbox(
                     user_id, self._counter, STANDARD_FOLDERS
                 )
+                # Every licensed (mailbox-enabled) user also has a OneDrive.
+                self._create_onedrive(user_id, user.user_principal_name)
             return user_id
 
     def user_ids(self) -> list[str]:

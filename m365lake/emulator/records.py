@@ -64,7 +64,9 @@ class AppRegistration:
 
     client_id: str
     client_secret: str
-    roles: list[str] = field(default_factory=lambda: ["User.Read.All", "Mail.Read"])
+    roles: list[str] = field(
+        default_factory=lambda: ["User.Read.All", "Mail.Read", "Files.Read.All", "Sites.Read.All"]
+    )
     certificates: dict[str, bytes] = field(default_factory=dict)
     """Registered certificates as PEM, keyed by lowercase hex SHA-1 and SHA-256 thumbprints."""
     blocked_mailboxes: set[str] = field(default_factory=set)

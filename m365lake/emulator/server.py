@@ -98,6 +98,10 @@ class EmulatorServer:
             code=code,
         )
 
+    def inject_broken_download(self, item_id: str, after_bytes: int, times: int = 1) -> None:
+        """Make the next ``times`` downloads of ``item_id`` drop the connection after N bytes."""
+        self.app.state.downloads.inject_broken_download(item_id, after_bytes, times)
+
     def environment(self) -> dict[str, str]:
         """Return the environment variables that point m365lake (and msal) at this emulator."""
         return {

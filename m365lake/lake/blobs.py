@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO
 
 import zstandard
 
 from m365lake.errors import LakeError, LakeIntegrityError
-from m365lake.lake.storage import LocalStorage
+from m365lake.lake.storage import TEMP_PREFIX, LocalStorage
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,14 @@ class BlobStore:
             )
         return digest
 
+    def writer(self) -> BlobWriter:
+        """Open a streaming writer for content too large to hold in memory.
+
+        Use it as a context manager: leaving the block without ``commit()`` discards the
+        temp file.
+        """
+        return BlobWriter(self._storage, level=self._level)
+
     def read(self, sha256: str) -> bytes:
         """Return the raw content of a blob after checking it still hashes to its name."""
         relative = self.relative_path(sha256)
@@ -81,7 +94,9 @@ class BlobStore:
                 "restore it from a backup copy of the lake or re-run the backup"
             ) from None
         try:
-            data = zstandard.ZstdDecompressor().decompress(compressed)
+            # A decompression object also reads frames without a content size in the
+            # header, which ``BlobWriter`` writes because it learns the size only at the end.
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(compressed)
         except zstandard.ZstdError as error:
             raise LakeIntegrityError(
                 f"blob {sha256} at {self._storage.path(relative)} is not valid zstd data "
@@ -128,3 +143,85 @@ class BlobStore:
                 problems=problems,
             )
         return count
+
+
+class BlobWriter:
+    """Stream content into the blob store chunk by chunk.
+
+    Chunks are hashed and zstd-compressed into a temp file under ``blobs/sha256``, so the
+    memory used stays bounded by the compressor's window. ``commit`` links the temp file
+    under its SHA-256 name, or drops it when a blob with that hash already exists.
+    """
+
+    def __init__(self, storage: LocalStorage, *, level: int = 3) -> None:
+        self._storage = storage
+        storage.make_dirs(BLOB_DIR)
+        self._temp = storage.path(BLOB_DIR) / f"{TEMP_PREFIX}blob-{uuid.uuid4().hex}"
+        # The file stays open across write() calls; commit() or abort() closes it.
+        self._file: BinaryIO = open(self._temp, "xb")  # noqa: SIM115
+        self._compressor = zstandard.ZstdCompressor(level=level).stream_writer(
+            self._file, closefd=False
+        )
+        self._digest = hashlib.sha256()
+        self.size = 0
+        """Raw bytes written so far."""
+        self.created = False
+        """Whether ``commit`` stored a new blob (False when the hash was already stored)."""
+        self._status = "open"
+
+    def write(self, chunk: bytes) -> None:
+        if self._status != "open":
+            raise LakeError(f"blob writer is already {self._status}")
+        self._digest.update(chunk)
+        self._compressor.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> tuple[str, int]:
+        """Publish the blob and return its SHA-256 and raw size."""
+        if self._status != "open":
+            raise LakeError(f"blob writer is already {self._status}")
+        try:
+            self._compressor.flush(zstandard.FLUSH_FRAME)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            digest = self._digest.hexdigest()
+            target = self._storage.path(BlobStore.relative_path(digest))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # A hard link fails when the name exists, so the first writer of a hash
+                # wins and an existing blob is never replaced.
+                os.link(self._temp, target)
+            except FileExistsError:
+                logger.debug("blob %s already stored; dropping the duplicate", digest)
+            else:
+                self.created = True
+                self._storage.sync_directory(target.parent)
+                logger.debug("stored blob %s (%d bytes raw)", digest, self.size)
+        except BaseException:
+            self.abort()
+            raise
+        self._status = "committed"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temp)
+        return digest, self.size
+
+    def abort(self) -> None:
+        """Discard the temp file; does nothing after ``commit``."""
+        if self._status != "open":
+            return
+        self._status = "aborted"
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temp)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.abort()

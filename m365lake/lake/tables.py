@@ -100,6 +100,61 @@ ATTACHMENTS = pa.schema(
     ]
 )
 
+DRIVE_ITEMS = pa.schema(
+    [
+        _field("drive_id", pa.string(), required=True),
+        _field("item_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("site_id", pa.string()),
+        _field("parent_id", pa.string()),
+        _field("name", pa.string()),
+        _field("path", pa.string()),
+        _field("is_folder", pa.bool_()),
+        _field("size", pa.int64()),
+        _field("mime_type", pa.string()),
+        _field("created_at", TIMESTAMP),
+        _field("modified_at", TIMESTAMP),
+        _field("created_by", pa.string()),
+        _field("modified_by", pa.string()),
+        _field("etag", pa.string()),
+        _field("ctag", pa.string()),
+        _field("quickxor_hash", pa.string()),
+        _field("content_sha256", pa.string()),
+        _field("content_inline", pa.binary()),
+        _field("package_type", pa.string()),
+        _field("web_url", pa.string()),
+    ]
+)
+
+DRIVES = pa.schema(
+    [
+        _field("drive_id", pa.string(), required=True),
+        _field("drive_type", pa.string()),
+        _field("name", pa.string()),
+        _field("owner_kind", pa.string()),
+        _field("owner_id", pa.string()),
+        _field("owner_name", pa.string()),
+        _field("site_id", pa.string()),
+        _field("web_url", pa.string()),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
+SITES = pa.schema(
+    [
+        _field("site_id", pa.string(), required=True),
+        _field("name", pa.string()),
+        _field("display_name", pa.string()),
+        _field("web_url", pa.string()),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
 FAILURES = pa.schema(
     [
         _field("run_id", pa.string(), required=True),
@@ -141,6 +196,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "folders": FOLDERS,
     "messages": MESSAGES,
     "attachments": ATTACHMENTS,
+    "drive_items": DRIVE_ITEMS,
+    "drives": DRIVES,
+    "sites": SITES,
     "failures": FAILURES,
     "runs": RUNS,
 }

@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from m365lake.emulator import EmulatorOptions, Tenant, build_app
-from m365lake.emulator.seed import SeedMessage, SeedTenant, SeedUser
+from m365lake.emulator.seed import SeedFile, SeedMessage, SeedSite, SeedTenant, SeedUser
 
 T = TypeVar("T")
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -133,3 +134,32 @@ async def follow_delta(
             assert "@odata.nextLink" not in body
             return pages, body["@odata.deltaLink"]
         url = body["@odata.nextLink"]
+
+
+CORPUS_FILES = Path("/work/shared/corpus/files")
+EDGE_NAMES = CORPUS_FILES / "renamed-edge-names"
+
+
+def drive_seed() -> SeedTenant:
+    """Return ``seed_tenant()`` plus two sites and files in OneDrive and the libraries."""
+    seed = seed_tenant(messages_per_folder=2)
+    seed.sites = [
+        SeedSite("legal", "Legal", libraries=("Documents", "Contracts")),
+        SeedSite("finance", "Finance Team"),
+    ]
+    seed.files = [
+        SeedFile("onedrive", ALICE, "Documents", ("notes.txt",), b"hello world"),
+        SeedFile("onedrive", ALICE, "Documents", ("Projects", "plan.csv"), b"a,b\r\n1,2\r\n"),
+        SeedFile(
+            "onedrive", ALICE, "Documents", ("Projects", "Deep", "x.bin"), bytes(range(256)) * 40
+        ),
+        SeedFile("site", "legal", "Documents", ("Policies", "policy.txt"), b"policy v1"),
+        SeedFile("site", "legal", "Contracts", ("2024", "contract.pdf"), b"%PDF-1.4 fake"),
+        SeedFile("site", "finance", "Documents", ("budget.csv",), b"q,amount\r\nq1,10\r\n"),
+    ]
+    return seed
+
+
+@pytest.fixture
+def drive_tenant() -> Tenant:
+    return Tenant.from_seed(drive_seed())

@@ -149,3 +149,79 @@ def test_default_inline_threshold_is_1_mib(tmp_path: Path) -> None:
     assert lake.inline_threshold == 1024 * 1024
     assert lake.store_content(b"x" * 1024 * 1024).inline is not None
     assert lake.store_content(b"x" * (1024 * 1024 + 1)).inline is None
+
+
+def test_writer_streams_chunks_into_blob(lake: Lake) -> None:
+    chunks = [bytes([n]) * 70_000 for n in range(5)]
+
+    with lake.blobs.writer() as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+        digest, size = writer.commit()
+
+    data = b"".join(chunks)
+    assert digest == sha256_hex(data)
+    assert size == len(data)
+    assert lake.blobs.read(digest) == data
+    assert blob_file(lake, digest).stat().st_size < len(data)
+
+
+def test_writer_dedups_existing_blob(lake: Lake) -> None:
+    data = b"shared content " * 1000
+    first = lake.blobs.put(data)
+    mtime = blob_file(lake, first).stat().st_mtime_ns
+
+    with lake.blobs.writer() as writer:
+        writer.write(data)
+        digest, _ = writer.commit()
+
+    assert digest == first
+    assert blob_file(lake, first).stat().st_mtime_ns == mtime
+    assert list(lake.blobs.iter_hashes()) == [first]
+
+
+def test_writer_abort_leaves_nothing(lake: Lake) -> None:
+    with lake.blobs.writer() as writer:
+        writer.write(b"partial download")
+
+    files = [path for path in (lake.root / "blobs").rglob("*") if path.is_file()]
+    assert files == []
+    with pytest.raises(LakeError, match="aborted"):
+        writer.write(b"more")
+
+
+def test_writer_exception_in_block_discards_temp(lake: Lake) -> None:
+    with pytest.raises(RuntimeError), lake.blobs.writer() as writer:
+        writer.write(b"x" * 1000)
+        raise RuntimeError("connection lost")
+
+    assert [path for path in (lake.root / "blobs").rglob("*") if path.is_file()] == []
+
+
+def test_writer_empty_content(lake: Lake) -> None:
+    with lake.blobs.writer() as writer:
+        digest, size = writer.commit()
+
+    assert size == 0
+    assert lake.blobs.read(digest) == b""
+
+
+def test_writer_commit_twice_raises(lake: Lake) -> None:
+    writer = lake.blobs.writer()
+    writer.write(b"once")
+    writer.commit()
+
+    with pytest.raises(LakeError, match="committed"):
+        writer.commit()
+
+
+def test_writer_reports_created(lake: Lake) -> None:
+    with lake.blobs.writer() as first:
+        first.write(b"content")
+        first.commit()
+    with lake.blobs.writer() as second:
+        second.write(b"content")
+        second.commit()
+
+    assert first.created
+    assert not second.created

@@ -9,7 +9,17 @@ import pytest
 
 from m365lake.lake import SCHEMAS, build_batch, table_schema
 
-CONTRACT_TABLES = {"mailboxes", "folders", "messages", "attachments", "failures", "runs"}
+CONTRACT_TABLES = {
+    "mailboxes",
+    "folders",
+    "messages",
+    "attachments",
+    "drive_items",
+    "drives",
+    "sites",
+    "failures",
+    "runs",
+}
 
 
 def test_every_contract_table_has_schema() -> None:
@@ -39,16 +49,23 @@ def test_unknown_table_lists_known_tables() -> None:
 
 
 def test_build_batch_fills_missing_with_null() -> None:
-    batch = build_batch("failures", [{"run_id": "r", "captured_at": datetime.now(UTC),
-                                      "outcome": "skipped"}])
+    batch = build_batch(
+        "failures", [{"run_id": "r", "captured_at": datetime.now(UTC), "outcome": "skipped"}]
+    )
 
     assert batch.num_rows == 1
     assert batch.column("reason").to_pylist() == [None]
 
 
 def test_build_batch_parses_graph_timestamps() -> None:
-    row = {"mailbox_id": "u", "message_id": "m", "change": "created", "run_id": "r",
-           "captured_at": "2024-05-01T08:00:00Z", "sent_at": "2024-05-01T07:59:00Z"}
+    row = {
+        "mailbox_id": "u",
+        "message_id": "m",
+        "change": "created",
+        "run_id": "r",
+        "captured_at": "2024-05-01T08:00:00Z",
+        "sent_at": "2024-05-01T07:59:00Z",
+    }
 
     batch = build_batch("messages", [row])
 
@@ -67,8 +84,14 @@ def test_build_batch_rejects_missing_required() -> None:
 
 
 def test_build_batch_names_column_on_type_error() -> None:
-    row = {"mailbox_id": "u", "message_id": "m", "change": "created", "run_id": "r",
-           "captured_at": datetime.now(UTC), "size": "big"}
+    row = {
+        "mailbox_id": "u",
+        "message_id": "m",
+        "change": "created",
+        "run_id": "r",
+        "captured_at": datetime.now(UTC),
+        "size": "big",
+    }
 
     with pytest.raises(ValueError, match="'size'"):
         build_batch("messages", [row])

@@ -1,0 +1,114 @@
+"""SharePoint and OneDrive throttling: resource units (RU) per app, per minute and per day.
+
+Costs follow Microsoft's "Avoid getting throttled or blocked in SharePoint Online" guide.
+A single-item GET, a delta call with a token and a file download cost 1 RU. Multi-item
+queries (children, lists, delta without a token) and writes cost 2 RU. Any permission
+operation, including ``$expand=permissions``, costs 5 RU. Rejected calls are charged
+too. From 80% of the per-minute budget, responses carry ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF draft-03 names).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from m365lake.emulator.protocol import GraphHTTPError
+
+# Per-app budgets by the tenant's licence count (0-1k, 1k-5k, 5k-15k, 15k-50k, 50k+).
+RU_PER_MINUTE_BY_LICENCES = (1_250, 2_500, 3_750, 5_000, 6_250)
+RU_PER_DAY_BY_LICENCES = (1_200_000, 2_400_000, 3_600_000, 4_800_000, 6_000_000)
+WARNING_FRACTION = 0.8
+MINUTE = 60.0
+DAY = 86_400.0
+
+SHAREPOINT_PATH = re.compile(
+    r"^/v1\.0/(?:drives|sites)(?:/|$)|^/v1\.0/users/[^/]+/drives?(?:/|$)|^/_download/",
+    re.IGNORECASE,
+)
+_LIST_PATH = re.compile(r"/(?:children|drives|versions|getAllSites)$|^/v1\.0/sites$", re.IGNORECASE)
+
+
+def is_sharepoint_path(path: str) -> bool:
+    return SHAREPOINT_PATH.search(path) is not None
+
+
+def request_cost(method: str, path: str, query: str) -> int:
+    """Return the RU cost of one request."""
+    lowered = query.lower()
+    if ("permissions" in lowered and "expand" in lowered) or "/permissions" in path:
+        return 5
+    if method.upper() != "GET":
+        return 2
+    if path.lower().endswith("/delta"):
+        return 1 if "token=" in query else 2
+    if _LIST_PATH.search(path):
+        return 2
+    return 1
+
+
+class SharePointThrottle:
+    """Sliding per-minute and per-day RU windows per app id; thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        per_day: int,
+        blocked: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_minute = per_minute
+        self.per_day = per_day
+        self.blocked = blocked
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._charges: dict[str, deque[tuple[float, int]]] = {}
+
+    def charge(self, app_id: str, cost: int) -> dict[str, str]:
+        """Charge ``cost`` RU; return RateLimit headers, or raise 429/503 with Retry-After."""
+        if self.blocked:
+            raise GraphHTTPError(
+                503,
+                "serviceNotAvailable",
+                "The application is blocked for overusing SharePoint Online.",
+                headers={"Retry-After": "300"},
+            )
+        now = self._clock()
+        with self._lock:
+            charges = self._charges.setdefault(app_id, deque())
+            while charges and charges[0][0] <= now - DAY:
+                charges.popleft()
+            charges.append((now, cost))
+            minute_used = sum(c for t, c in charges if t > now - MINUTE)
+            day_used = sum(c for _, c in charges)
+            oldest_in_minute = next((t for t, _ in charges if t > now - MINUTE), now)
+        reset = max(1, math.ceil(oldest_in_minute + MINUTE - now))
+        if day_used > self.per_day:
+            raise self._throttled(max(reset, 3600))
+        if minute_used > self.per_minute:
+            raise self._throttled(reset)
+        if minute_used >= WARNING_FRACTION * self.per_minute:
+            return {
+                "RateLimit-Limit": str(self.per_minute),
+                "RateLimit-Remaining": str(max(0, self.per_minute - minute_used)),
+                "RateLimit-Reset": str(reset),
+            }
+        return {}
+
+    def _throttled(self, retry_after: int) -> GraphHTTPError:
+        return GraphHTTPError(
+            429,
+            "activityLimitReached",
+            "The request has been throttled.",
+            headers={
+                "Retry-After": str(retry_after),
+                "RateLimit-Limit": str(self.per_minute),
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": str(retry_after),
+            },
+        )
