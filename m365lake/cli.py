@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -107,7 +107,7 @@ def main(verbose: int) -> None:
     help="Emulator state folder (private CA). Default: under the user data directory.",
 )
 def demo(corpus: Path | None, lake_location: str | None, state_dir: Path | None) -> None:
-    """Start the tenant emulator, archive every mailbox through the Dagster asset, query it."""
+    """Start the emulator, archive its mail and files through the Dagster assets, query them."""
     # The demo drives the Dagster asset, so it is the one command that needs
     # Dagster; importing it here keeps the library importable without it.
     from pipelines.demo import run_demo
@@ -181,6 +181,19 @@ def _check_mailboxes(
     callback=_check_mailboxes,
     help="User principal name or id to archive (repeatable). Default: every mailbox.",
 )
+@click.option(
+    "--drive",
+    "drives",
+    multiple=True,
+    help="Graph drive id to archive (repeatable). Default: every OneDrive and site library.",
+)
+@click.option(
+    "--workload",
+    type=click.Choice(["all", "mail", "files"]),
+    default="all",
+    show_default=True,
+    help="What to archive: mail, OneDrive and SharePoint files, or both.",
+)
 @_lake_option
 @click.option(
     "--checkpoint-every",
@@ -190,9 +203,16 @@ def _check_mailboxes(
     show_default=True,
     help="Messages per mailbox between checkpoint commits, so an interrupted run resumes.",
 )
-def backup(mailboxes: tuple[str, ...], lake_location: str | None, checkpoint_messages: int) -> None:
-    """Archive mail incrementally from the tenant named by the AZURE_* variables."""
+def backup(
+    mailboxes: tuple[str, ...],
+    drives: tuple[str, ...],
+    workload: str,
+    lake_location: str | None,
+    checkpoint_messages: int,
+) -> None:
+    """Archive mail and files incrementally from the tenant named by the AZURE_* variables."""
     from m365lake.backup import backup_mail
+    from m365lake.backup_files import backup_files
     from m365lake.catalog import refresh_catalog
 
     try:
@@ -200,33 +220,54 @@ def backup(mailboxes: tuple[str, ...], lake_location: str | None, checkpoint_mes
     except M365LakeError as error:
         raise click.ClickException(str(error)) from error
     lake = _open_lake(lake_location, create=True)
+    failed: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     with _reported_errors(lake.root):
-        started = time.monotonic()
-        summary = asyncio.run(
-            backup_mail(
-                settings,
-                lake,
-                users=list(mailboxes) or None,
-                heartbeat=lambda progress: click.echo(progress.describe(), err=True),
-                checkpoint_messages=checkpoint_messages,
+        if workload in ("mail", "all"):
+            started = time.monotonic()
+            mail = asyncio.run(
+                backup_mail(
+                    settings,
+                    lake,
+                    users=list(mailboxes) or None,
+                    heartbeat=lambda progress: click.echo(progress.describe(), err=True),
+                    checkpoint_messages=checkpoint_messages,
+                )
             )
-        )
+            click.echo(
+                f"{len(mail.results)} mailboxes archived in {time.monotonic() - started:.1f} s: "
+                f"{mail.total('messages_new')} new, {mail.total('messages_updated')} updated, "
+                f"{mail.total('messages_deleted')} deleted, {mail.total('failures')} failures"
+            )
+            failed.update(mail.failed)
+            skipped.update(mail.skipped)
+        if workload in ("files", "all"):
+            started = time.monotonic()
+            files = asyncio.run(backup_files(settings, lake, drives=list(drives) or None))
+            click.echo(
+                f"{len(files.results)} drives archived in {time.monotonic() - started:.1f} s: "
+                f"{files.total('items_new')} new, {files.total('items_updated')} updated, "
+                f"{files.total('items_deleted')} deleted, {files.total('failures')} failures"
+            )
+            failed.update(files.failed)
+            skipped.update(files.skipped)
         refresh_catalog(lake)
-    click.echo(
-        f"{len(summary.results)} mailboxes archived in {time.monotonic() - started:.1f} s: "
-        f"{summary.total('messages_new')} new, {summary.total('messages_updated')} updated, "
-        f"{summary.total('messages_deleted')} deleted, {summary.total('failures')} failures"
-    )
-    for user, reason in summary.skipped.items():
-        click.echo(f"skipped {user}: {reason}", err=True)
-    for user, reason in summary.failed.items():
-        click.echo(f"failed {user}: {reason}. Run the backup again to retry it.", err=True)
-    if summary.failed:
+    for name, reason in skipped.items():
+        click.echo(f"skipped {name}: {reason}", err=True)
+    for name, reason in failed.items():
+        click.echo(f"failed {name}: {reason}. Run the backup again to retry it.", err=True)
+    if failed:
         sys.exit(1)
 
 
 @main.command()
-@click.argument("query")
+@click.argument("query", required=False)
+@click.option(
+    "--file",
+    "query_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the statement from this file (- for standard input), e.g. one in queries/.",
+)
 @click.option(
     "--format",
     "output_format",
@@ -249,11 +290,22 @@ def backup(mailboxes: tuple[str, ...], lake_location: str | None, checkpoint_mes
     help="Seconds the query may run before it is interrupted.",
 )
 @_lake_option
-def sql(query: str, output_format: str, timeout_seconds: float, lake_location: str | None) -> None:
+def sql(
+    query: str | None,
+    query_file: TextIO | None,
+    output_format: str,
+    timeout_seconds: float,
+    lake_location: str | None,
+) -> None:
     """Run one read-only SQL statement against the lake's DuckDB views."""
     from m365lake.catalog import run_sql
     from m365lake.query_output import format_table, to_json, write_csv
 
+    if (query is None) == (query_file is None):
+        raise click.UsageError("give the statement either as QUERY or with --file, not both")
+    if query_file is not None:
+        query = query_file.read()
+    assert query is not None
     lake = _open_lake(lake_location)
     with _reported_errors(lake.root):
         columns, rows = run_sql(lake, query, timeout_seconds=timeout_seconds)

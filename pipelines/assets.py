@@ -5,8 +5,9 @@ import asyncio
 import dagster as dg
 
 from m365lake.backup import backup_mail
+from m365lake.backup_files import backup_files
 from m365lake.catalog import refresh_catalog
-from pipelines.partitions import mailbox_partitions
+from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.resources import GraphResource, LakeResource
 
 GRAPH_POOL = "graph"
@@ -63,6 +64,55 @@ def mailbox_archive(
             "graph_requests": stats.requests if stats else 0,
             "throttled_responses": stats.throttled if stats else 0,
             "throttle_wait_seconds": float(stats.throttle_wait_seconds) if stats else 0.0,
+            "lake": dg.MetadataValue.path(str(archive.root)),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=drive_partitions,
+    pool=GRAPH_POOL,
+    group_name="files",
+    kinds={"parquet"},
+    description=(
+        "Every file of one OneDrive or SharePoint document library: one row per captured "
+        "version with QuickXorHash and SHA-256, content in blobs, coverage gaps recorded; "
+        "incremental through drive delta."
+    ),
+)
+def drive_archive(
+    context: dg.AssetExecutionContext, graph: GraphResource, lake: LakeResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    drive_id = context.partition_key
+    archive = lake.open()
+    archive.check_writable()
+    summary = asyncio.run(backup_files(graph.settings(), archive, drives=[drive_id]))
+    if drive_id in summary.skipped:
+        return dg.MaterializeResult(metadata={"skipped": summary.skipped[drive_id]})
+    if not summary.results:
+        reason = summary.failed.get(drive_id, "no result")
+        raise dg.Failure(description=f"drive {drive_id} was not archived: {reason}")
+    result = summary.results[0]
+    refresh_catalog(archive)
+    stats = summary.graph
+    return dg.MaterializeResult(
+        metadata={
+            "drive": result.drive.name or drive_id,
+            "owner": result.drive.owner_name or result.drive.owner_id,
+            "owner_kind": result.drive.owner_kind,
+            "run_id": result.run_id,
+            "commit_seq": result.commit_seq,
+            "items_new": result.items_new,
+            "items_updated": result.items_updated,
+            "items_deleted": result.items_deleted,
+            "content_reused": result.content_reused,
+            "failures": result.failures,
+            "resumes": result.resumes,
+            "resyncs": result.resyncs,
+            "bytes_downloaded": dg.MetadataValue.int(result.bytes_downloaded),
+            "blobs_written": result.blobs_written,
+            "graph_requests": stats.requests if stats else 0,
+            "throttled_responses": stats.throttled if stats else 0,
             "lake": dg.MetadataValue.path(str(archive.root)),
         }
     )

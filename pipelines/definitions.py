@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from pipelines.assets import mailbox_archive
+from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.deployments import resources_for
-from pipelines.sensors import mailbox_directory_sensor
+from pipelines.sensors import drive_directory_sensor, mailbox_directory_sensor
 
 defs = dg.Definitions(
-    assets=[mailbox_archive],
-    sensors=[mailbox_directory_sensor],
+    assets=[mailbox_archive, drive_archive],
+    sensors=[mailbox_directory_sensor, drive_directory_sensor],
     resources=resources_for(),
 )

@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import dagster as dg
@@ -18,10 +19,11 @@ from m365lake.config import GraphSettings
 from m365lake.emulator.runtime import default_state_dir, start_emulator
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
+from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
-from pipelines.assets import mailbox_archive
+from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.deployments import resources_for
-from pipelines.partitions import mailbox_partitions
+from pipelines.partitions import drive_partitions, mailbox_partitions
 
 EXAMPLE_QUERY = """
 SELECT from_address, count(*) AS messages, sum(size) AS bytes
@@ -46,6 +48,46 @@ async def list_directory(settings: GraphSettings) -> list[str]:
         return [mailbox.user_principal_name for mailbox in await list_mailboxes(graph)]
 
 
+MAIL_COUNTS = ("messages_new", "messages_updated", "messages_deleted", "failures")
+FILE_COUNTS = ("items_new", "items_updated", "items_deleted", "failures")
+
+
+async def list_drive_partitions(settings: GraphSettings) -> list[tuple[str, str]]:
+    """Return (drive id, readable label) for every OneDrive and site library."""
+    async with GraphClient(settings) as graph:
+        drives, _ = await list_drives(graph)
+    return [
+        (drive.drive_id, f"{drive.owner_name or drive.owner_id} / {drive.name}") for drive in drives
+    ]
+
+
+def _materialize(
+    asset: dg.AssetsDefinition,
+    partition: str,
+    instance: dg.DagsterInstance,
+    resources: dict[str, Any],
+    counts: tuple[str, ...],
+) -> None:
+    outcome = dg.materialize(
+        [asset],
+        partition_key=partition,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    if not outcome.success:
+        click.echo(f"  {partition}: failed; see the messages above", err=True)
+        return
+    metadata = outcome.asset_materializations_for_node(asset.key.to_user_string())[0].metadata
+    if "skipped" in metadata:
+        click.echo(f"  skipped: {metadata['skipped'].value}")
+        return
+    click.echo(
+        "  " + ", ".join(f"{name.replace('_', ' ')} {metadata[name].value}" for name in counts)
+    )
+
+
 def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path | None) -> None:
     started = time.monotonic()
     # The demo's tenant is made up, so it never writes into the lake that real
@@ -68,25 +110,12 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         instance.add_dynamic_partitions(mailbox_partitions.name, users)
         for number, user in enumerate(users, start=1):
             click.echo(f"[{number}/{len(users)}] materializing mailbox_archive[{user}]…")
-            outcome = dg.materialize(
-                [mailbox_archive],
-                partition_key=user,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            )
-            if not outcome.success:
-                click.echo(f"  {user}: failed; see the messages above", err=True)
-                continue
-            metadata = outcome.asset_materializations_for_node("mailbox_archive")[0].metadata
-            click.echo(
-                "  "
-                + ", ".join(
-                    f"{name.replace('_', ' ')} {metadata[name].value}"
-                    for name in ("messages_new", "messages_updated", "messages_deleted", "failures")
-                )
-            )
+            _materialize(mailbox_archive, user, instance, resources, MAIL_COUNTS)
+        drives = asyncio.run(list_drive_partitions(GraphSettings.from_env()))
+        instance.add_dynamic_partitions(drive_partitions.name, [key for key, _ in drives])
+        for number, (drive_id, label) in enumerate(drives, start=1):
+            click.echo(f"[{number}/{len(drives)}] materializing drive_archive[{label}]…")
+            _materialize(drive_archive, drive_id, instance, resources, FILE_COUNTS)
     finally:
         emulator.stop()
 
@@ -95,14 +124,17 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
     _, totals = run_sql(
         lake,
         "SELECT (SELECT count(*) FROM mailboxes), (SELECT count(*) FROM messages), "
-        "(SELECT coalesce(sum(size), 0) FROM messages), (SELECT count(*) FROM failures)",
+        "(SELECT coalesce(sum(size), 0) FROM messages), (SELECT count(*) FROM failures), "
+        "(SELECT count(*) FROM drives), (SELECT count(*) FROM files), "
+        "(SELECT coalesce(sum(size), 0) FROM files)",
     )
-    mailboxes, messages, message_bytes, failures = totals[0]
+    mailboxes, messages, message_bytes, failures, drive_count, files, file_bytes = totals[0]
     blobs = sum(1 for path in (lake.root / "blobs").rglob("*") if path.is_file())
     click.echo("")
     click.echo(f"Lake: {lake.root}")
     click.echo(
-        f"  {mailboxes} mailboxes, {messages} live messages, {message_bytes:,} bytes of MIME, "
+        f"  {mailboxes} mailboxes, {messages} live messages, {message_bytes:,} bytes of MIME; "
+        f"{drive_count} drives, {files} files, {file_bytes:,} bytes; "
         f"{blobs} blobs, {failures} failures; {_disk_usage(lake.root):,} bytes on disk; "
         f"{time.monotonic() - started:.1f} s"
     )

@@ -1,13 +1,14 @@
-"""Keep the mailbox partitions in step with the tenant's directory."""
+"""Keep the mailbox and drive partitions in step with the tenant's directory and sites."""
 
 import asyncio
 
 import dagster as dg
 
 from m365lake.graph import GraphClient
+from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
-from pipelines.assets import mailbox_archive
-from pipelines.partitions import mailbox_partitions
+from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.resources import GraphResource
 
 
@@ -34,4 +35,29 @@ def mailbox_directory_sensor(
     return dg.SensorResult(
         dynamic_partitions_requests=[mailbox_partitions.build_add_request(new)] if new else [],
         run_requests=[dg.RunRequest(partition_key=user) for user in new],
+    )
+
+
+async def _drives(graph: GraphResource) -> list[str]:
+    async with GraphClient(graph.settings()) as client:
+        drives, _ = await list_drives(client)
+        return [drive.drive_id for drive in drives]
+
+
+@dg.sensor(
+    asset_selection=[drive_archive],
+    minimum_interval_seconds=3600,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds a drive partition for each new OneDrive and site library, and backs it up.",
+)
+def drive_directory_sensor(
+    context: dg.SensorEvaluationContext, graph: GraphResource
+) -> dg.SensorResult:
+    # Partitions of deleted drives stay, like those of leavers' mailboxes.
+    drives = asyncio.run(_drives(graph))
+    known = set(context.instance.get_dynamic_partitions(drive_partitions.name))
+    new = [drive_id for drive_id in drives if drive_id not in known]
+    return dg.SensorResult(
+        dynamic_partitions_requests=[drive_partitions.build_add_request(new)] if new else [],
+        run_requests=[dg.RunRequest(partition_key=drive_id) for drive_id in new],
     )

@@ -301,3 +301,23 @@ def test_http_graph_url_hints_https(emulator_env):
     assert url in result.stderr
     assert "https://" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_backup_files_workload_archives_every_drive(emulator_env, tenant: Tenant):
+    backup = m365lake("backup", "--workload", "files", env=emulator_env)
+    result = m365lake(
+        "sql", "--format", "json", "SELECT count(*) AS n FROM files", env=emulator_env
+    )
+
+    assert backup.returncode == 0, backup.stderr
+    assert "drives archived" in backup.stdout
+    drives = [
+        tenant.drive_id_for("onedrive", info.user.user_principal_name) for info in tenant.users()
+    ]
+    drives += [
+        tenant.drive_id_for("site", site.name, library)
+        for site in tenant.sites()
+        for library in site.libraries
+    ]
+    expected = sum(len(tenant.live_files(drive_id)) for drive_id in drives)
+    assert json.loads(result.stdout) == [{"n": expected}]

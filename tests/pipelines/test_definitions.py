@@ -1,4 +1,4 @@
-"""The Dagster code location loads, and the mailbox asset archives the emulated tenant."""
+"""The Dagster code location loads, and its assets archive the emulated tenant."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from m365lake.catalog import run_sql
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
-from pipelines.assets import mailbox_archive
+from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.definitions import defs
 from pipelines.deployments import resources_for
-from pipelines.partitions import mailbox_partitions
-from pipelines.sensors import mailbox_directory_sensor
+from pipelines.partitions import drive_partitions, mailbox_partitions
+from pipelines.sensors import drive_directory_sensor, mailbox_directory_sensor
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def test_definitions_load():
     repository = defs.get_repository_def()
     assert repository.has_implicit_global_asset_job_def()
     assert {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()} == {
-        "mailbox_archive"
+        "mailbox_archive",
+        "drive_archive",
     }
     for asset in repository.asset_graph.assets_defs:
         for spec in asset.specs:
@@ -96,3 +97,40 @@ def test_directory_sensor_adds_partitions(emulator, emulator_env: Path):
     assert sorted(request.partition_key for request in result.run_requests) == users
     added = result.dynamic_partitions_requests[0]
     assert sorted(added.partition_keys) == users
+
+
+def test_drive_asset_materializes_against_emulator(emulator, emulator_env: Path):
+    tenant = emulator.tenant
+    upn = sorted(info.user.user_principal_name for info in tenant.users())[0]
+    drive_id = tenant.drive_id_for("onedrive", upn)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(drive_partitions.name, [drive_id])
+
+    outcome = dg.materialize(
+        [drive_archive],
+        partition_key=drive_id,
+        instance=instance,
+        resources=resources_for("emulator"),
+    )
+
+    assert outcome.success
+    metadata = outcome.asset_materializations_for_node("drive_archive")[0].metadata
+    expected = len(tenant.live_files(drive_id))
+    assert expected > 0
+    assert metadata["failures"].value == 0
+    lake = Lake.open(emulator_env)
+    files = run_sql(lake, f"SELECT count(*) FROM files WHERE drive_id = '{drive_id}'")[1]
+    assert files[0][0] == expected
+
+
+def test_drive_sensor_adds_every_drive(emulator, emulator_env: Path):
+    instance = dg.DagsterInstance.ephemeral()
+    context = dg.build_sensor_context(instance=instance, resources=resources_for("emulator"))
+
+    result = drive_directory_sensor(context)
+
+    keys = sorted(request.partition_key for request in result.run_requests)
+    upns = [info.user.user_principal_name for info in emulator.tenant.users()]
+    for upn in upns:
+        assert emulator.tenant.drive_id_for("onedrive", upn) in keys
+    assert len(keys) > len(upns), "site libraries are partitions too"
