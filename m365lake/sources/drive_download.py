@@ -103,6 +103,17 @@ def _start_offset(status: int, content_range: str | None, requested: int) -> int
     return start
 
 
+def _from_download_host(error: GraphError) -> bool:
+    """Return whether the failed request went to the URL a ``/content`` 302 pointed at.
+
+    The first attempt requests ``/content`` and follows its redirect, so an expired URL
+    fails that attempt too. GraphClient retries a 401 once with a new token, which
+    fetches a fresh URL that can expire as well. ``error.url`` is the path of the request
+    that failed, and only Graph's own ``/content`` path ends in ``/content``.
+    """
+    return error.url is not None and not error.url.partition("?")[0].endswith("/content")
+
+
 async def download_content(
     graph: GraphClient,
     lake: Lake,
@@ -163,7 +174,8 @@ async def download_content(
                     type(error).__name__,
                 )
             except GraphError as error:
-                if url == content_url or error.status not in EXPIRED_URL_STATUSES:
+                on_download_host = url != content_url or _from_download_host(error)
+                if error.status not in EXPIRED_URL_STATUSES or not on_download_host:
                     raise
                 resumes += 1
                 if resumes > max_resumes:

@@ -8,7 +8,7 @@ from typing import Any
 
 from m365lake.errors import GraphRequestError, ItemNotFoundError
 from m365lake.graph import GraphClient
-from m365lake.sources.mailboxes import Mailbox, list_mailboxes
+from m365lake.sources.mailboxes import Mailbox, list_users
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,12 @@ async def list_site_drives(graph: GraphClient, site: Site) -> list[Drive]:
 
 
 async def list_drives(graph: GraphClient) -> tuple[list[Drive], list[Site]]:
-    """Return every OneDrive of a mailbox-enabled user and every site library, with the sites."""
+    """Return every user's OneDrive and every site library, with the sites.
+
+    Every user is asked, not only mail-enabled ones, because OneDrive-only licences exist.
+    """
     drives: list[Drive] = []
-    for user in await list_mailboxes(graph):
+    for user in await list_users(graph):
         drive = await get_user_drive(graph, user)
         if drive is not None:
             drives.append(drive)

@@ -43,19 +43,21 @@ class Mailbox:
         }
 
 
-async def list_mailboxes(graph: GraphClient) -> list[Mailbox]:
-    """Return every user of the tenant that has a mail address, sorted by UPN.
+async def list_users(graph: GraphClient) -> list[Mailbox]:
+    """Return every user of the tenant, sorted by UPN, disabled users included.
 
-    Users without ``mail`` have no Exchange Online mailbox to archive; disabled users
-    are kept, because a leaver's mailbox is often the one a case needs.
+    A leaver's data is often the data a case needs, so disabled accounts are kept.
     """
     params = {"$select": USER_SELECT, "$top": str(USERS_PAGE_SIZE)}
-    mailboxes = []
+    users = []
     async for page in graph.iter_pages("/users", params=params):
-        for user in page.get("value", []):
-            if user.get("mail"):
-                mailboxes.append(Mailbox.from_graph(user))
-    return sorted(mailboxes, key=lambda mailbox: mailbox.user_principal_name.lower())
+        users.extend(Mailbox.from_graph(user) for user in page.get("value", []))
+    return sorted(users, key=lambda user: user.user_principal_name.lower())
+
+
+async def list_mailboxes(graph: GraphClient) -> list[Mailbox]:
+    """Return every user that has a mail address: users without one have no mailbox."""
+    return [user for user in await list_users(graph) if user.mail]
 
 
 async def get_mailbox(graph: GraphClient, user: str) -> Mailbox:
