@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
-from m365lake.lake import Lake, Lease, LeaseHeldError
+from m365lake.lake import Lake, LeaseHeldError
 from m365lake.sources.mail import (
     CHECKPOINT_MESSAGES,
     MailboxBackupResult,
@@ -74,12 +74,6 @@ class BackupSummary:
         return sum(int(getattr(result, counter)) for result in self.results)
 
 
-async def _renew(lease: Lease) -> None:
-    while True:
-        await asyncio.sleep(lease.ttl / 3)
-        await asyncio.to_thread(lease.renew)
-
-
 async def _backup_one(
     graph: GraphClient,
     lake: Lake,
@@ -90,7 +84,7 @@ async def _backup_one(
 ) -> MailboxBackupResult:
     async with gate:
         lease = lake.acquire_lease(f"mail-{mailbox.mailbox_id}", owner=new_run_id())
-        renewal = asyncio.ensure_future(_renew(lease))
+        renewal = asyncio.ensure_future(lease.keep_renewed())
         try:
             for attempt in range(1, CONFLICT_ATTEMPTS + 1):
                 try:

@@ -11,7 +11,7 @@ from m365lake.backup import new_run_id
 from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError
 from m365lake.graph import GraphClient, GraphStats
-from m365lake.lake import Lake, Lease, LeaseHeldError
+from m365lake.lake import Lake, LeaseHeldError
 from m365lake.sources.drive_list import Drive, Site, list_drives
 from m365lake.sources.drives import DEFAULT_MAX_FILE_SIZE, DriveBackupResult, backup_drive
 
@@ -56,12 +56,6 @@ def record_sites(lake: Lake, sites: Sequence[Site], run_id: str) -> None:
         tx.commit(counts={"sites": len(changed)})
 
 
-async def _renew(lease: Lease) -> None:
-    while True:
-        await asyncio.sleep(lease.ttl / 3)
-        await asyncio.to_thread(lease.renew)
-
-
 async def _backup_one(
     graph: GraphClient,
     lake: Lake,
@@ -71,7 +65,7 @@ async def _backup_one(
 ) -> DriveBackupResult:
     async with gate:
         lease = lake.acquire_lease(f"files-{drive.drive_id}", owner=new_run_id())
-        renewal = asyncio.ensure_future(_renew(lease))
+        renewal = asyncio.ensure_future(lease.keep_renewed())
         try:
             for attempt in range(1, CONFLICT_ATTEMPTS + 1):
                 try:

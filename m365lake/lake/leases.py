@@ -12,6 +12,7 @@ the last renewal), or, on the same host, its process id no longer runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -82,6 +83,12 @@ class Lease:
     def release(self) -> None:
         if _read(self.storage, self.name).get("token") == self.token:
             self.storage.remove(self.name)
+
+    async def keep_renewed(self) -> None:
+        """Renew the lease every third of its lifetime until the task is cancelled."""
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await asyncio.to_thread(self.renew)
 
 
 def _read(storage: LocalStorage, name: str) -> dict[str, Any]:

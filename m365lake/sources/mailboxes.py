@@ -49,7 +49,7 @@ async def list_users(graph: GraphClient) -> list[Mailbox]:
     A leaver's data is often the data a case needs, so disabled accounts are kept.
     """
     params = {"$select": USER_SELECT, "$top": str(USERS_PAGE_SIZE)}
-    users = []
+    users: list[Mailbox] = []
     async for page in graph.iter_pages("/users", params=params):
         users.extend(Mailbox.from_graph(user) for user in page.get("value", []))
     return sorted(users, key=lambda user: user.user_principal_name.lower())
