@@ -44,16 +44,32 @@ def site_key(site_id: str) -> str:
     return f"files/sites/{site_id}"
 
 
+SITE_COMMIT_ATTEMPTS = 5
+
+
 def record_sites(lake: Lake, sites: Sequence[Site], run_id: str) -> None:
-    """Commit a ``sites`` row for each site that is new or changed since the last commit."""
-    changed = [site for site in sites if lake.state(site_key(site.site_id)) != site.row()]
-    if not changed:
-        return
-    with lake.begin(run_id=run_id, kind="sites", container=None) as tx:
-        tx.write_rows("sites", [site.row() for site in changed], partition={})
-        for site in changed:
-            tx.set_state(site_key(site.site_id), site.row())
-        tx.commit(counts={"sites": len(changed)})
+    """Commit a ``sites`` row for each site that is new or changed since the last commit.
+
+    Concurrent backups list the same sites. The one that commits second gets a conflict,
+    reads the state again and usually finds nothing left to record.
+    """
+    for attempt in range(1, SITE_COMMIT_ATTEMPTS + 1):
+        with lake.begin(run_id=run_id, kind="sites", container=None) as tx:
+            # The state is read after the transaction starts, so a commit by another
+            # writer in between is caught at commit time.
+            changed = [site for site in sites if lake.state(site_key(site.site_id)) != site.row()]
+            if not changed:
+                return
+            tx.write_rows("sites", [site.row() for site in changed], partition={})
+            for site in changed:
+                tx.set_state(site_key(site.site_id), site.row())
+            try:
+                tx.commit(counts={"sites": len(changed)})
+                return
+            except CommitConflictError:
+                if attempt == SITE_COMMIT_ATTEMPTS:
+                    raise
+                log.info("site list committed concurrently; reading it again")
 
 
 async def _backup_one(
