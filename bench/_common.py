@@ -40,6 +40,9 @@ class ServedTenant:
     """Sum of the MIME sizes the emulator holds."""
     mailboxes: int
     pid: int
+    files: int = 0
+    """Files in the tenant's drives, when the emulator was started with generated files."""
+    file_bytes: int = 0
 
 
 @contextlib.contextmanager
@@ -47,6 +50,8 @@ def serve_emulator(
     *,
     corpora: list[Path] | None = None,
     large_mailbox: int = 0,
+    big_file: int = 0,
+    small_files: int = 0,
     requests_per_window: int = UNTHROTTLED_REQUESTS_PER_WINDOW,
 ) -> Iterator[ServedTenant]:
     """Run bench/_serve.py in a child process and yield settings that point at it."""
@@ -63,6 +68,10 @@ def serve_emulator(
             command += ["--corpus", str(corpus)]
         if large_mailbox:
             command += ["--large-mailbox", str(large_mailbox)]
+        if big_file:
+            command += ["--big-file", str(big_file)]
+        if small_files:
+            command += ["--small-files", str(small_files)]
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -82,6 +91,8 @@ def serve_emulator(
                 raw_bytes=report["raw_bytes"],
                 mailboxes=report["mailboxes"],
                 pid=process.pid,
+                files=report["files"],
+                file_bytes=report["file_bytes"],
             )
         finally:
             if process.stdin is not None:

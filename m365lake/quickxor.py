@@ -20,6 +20,10 @@ WIDTH_BITS = 160
 SHIFT = 11
 BLOCK = WIDTH_BITS  # bytes per lane cycle: the bit position repeats every 160 bytes
 _MASK = (1 << WIDTH_BITS) - 1
+FOLD_BYTES = BLOCK * 8192
+"""Largest slice ``update`` folds as one integer, because folding costs more than linear
+time in the slice length. On a 2-CPU x86_64 machine, one 2 GiB call took 25 s and 9.8 GB
+of memory. 256 MiB took 2.8 s at once and 0.24 s in slices of this size."""
 
 
 def _fold_blocks(chunk: bytes) -> int:
@@ -37,14 +41,19 @@ def _fold_blocks(chunk: bytes) -> int:
 class QuickXorHash:
     """Streaming QuickXorHash: ``update`` with chunks of any size, then ``b64digest``."""
 
-    def __init__(self, data: bytes = b"") -> None:
+    def __init__(self, data: bytes | memoryview = b"") -> None:
         self._lanes = 0
         self._pending = b""
         self._length = 0
         if data:
             self.update(data)
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
+        if len(data) > FOLD_BYTES:
+            view = memoryview(data)
+            for start in range(0, len(view), FOLD_BYTES):
+                self.update(view[start : start + FOLD_BYTES])
+            return
         self._length += len(data)
         buffer = self._pending + data if self._pending else bytes(data)
         aligned = len(buffer) - len(buffer) % BLOCK
@@ -53,9 +62,7 @@ class QuickXorHash:
         self._pending = buffer[aligned:]
 
     def digest(self) -> bytes:
-        lanes = (self._lanes ^ int.from_bytes(self._pending, "little")).to_bytes(
-            BLOCK, "little"
-        )
+        lanes = (self._lanes ^ int.from_bytes(self._pending, "little")).to_bytes(BLOCK, "little")
         accumulator = 0
         for index, value in enumerate(lanes):
             if not value:

@@ -145,6 +145,9 @@ class _Drive:
     generation: int = 1
     resync_code: str = RESYNC_CODES[0]
     item_counter: int = 0
+    used_bytes: int = 0
+    """Sum of the current content sizes of the drive's files, kept up to date by
+    ``_set_content`` and ``delete_item`` because every drive route reads it."""
 
 
 @dataclass(frozen=True)
@@ -346,7 +349,7 @@ class DriveTenantMixin:
             drive = self._drives.get(drive_id)
             if drive is None:
                 return None
-            used = sum(len(i.content) for i in drive.items.values() if not i.is_folder)
+            used = drive.used_bytes
             return DriveInfo(
                 drive.id,
                 drive.kind,
@@ -491,6 +494,7 @@ class DriveTenantMixin:
             # Children first, so the feed lists a folder's deletion after its contents.
             for doomed_id in reversed(doomed):
                 removed_item = drive.items.pop(doomed_id)
+                drive.used_bytes -= len(removed_item.content)
                 assert removed_item.parent_id is not None
                 drive.children.pop((removed_item.parent_id, removed_item.name.casefold()), None)
                 seq = self._drive_seq.next()
@@ -705,6 +709,7 @@ class DriveTenantMixin:
         return folder
 
     def _set_content(self, item: _Item, content: bytes, when: datetime, actor: str | None) -> None:
+        self._drives[item.drive_id].used_bytes += len(content) - len(item.content)
         item.content = content
         item.quick_xor = quickxor_b64(content)
         item.content_version += 1

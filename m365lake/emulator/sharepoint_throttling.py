@@ -67,7 +67,12 @@ class SharePointThrottle:
         self.blocked = blocked
         self._clock = clock
         self._lock = threading.Lock()
-        self._charges: dict[str, deque[tuple[float, int]]] = {}
+        # Per app: (time, cost) charges of the last day and of the last minute, with
+        # running totals, so a charge costs constant time however many came before it.
+        self._day: dict[str, deque[tuple[float, int]]] = {}
+        self._minute: dict[str, deque[tuple[float, int]]] = {}
+        self._day_used: dict[str, int] = {}
+        self._minute_used: dict[str, int] = {}
 
     def charge(self, app_id: str, cost: int) -> dict[str, str]:
         """Charge ``cost`` RU; return RateLimit headers, or raise 429/503 with Retry-After."""
@@ -80,13 +85,9 @@ class SharePointThrottle:
             )
         now = self._clock()
         with self._lock:
-            charges = self._charges.setdefault(app_id, deque())
-            while charges and charges[0][0] <= now - DAY:
-                charges.popleft()
-            charges.append((now, cost))
-            minute_used = sum(c for t, c in charges if t > now - MINUTE)
-            day_used = sum(c for _, c in charges)
-            oldest_in_minute = next((t for t, _ in charges if t > now - MINUTE), now)
+            day_used = self._add(self._day, self._day_used, app_id, now, cost, DAY)
+            minute_used = self._add(self._minute, self._minute_used, app_id, now, cost, MINUTE)
+            oldest_in_minute = self._minute[app_id][0][0]
         reset = max(1, math.ceil(oldest_in_minute + MINUTE - now))
         if day_used > self.per_day:
             raise self._throttled(max(reset, 3600))
@@ -99,6 +100,24 @@ class SharePointThrottle:
                 "RateLimit-Reset": str(reset),
             }
         return {}
+
+    @staticmethod
+    def _add(
+        windows: dict[str, deque[tuple[float, int]]],
+        totals: dict[str, int],
+        app_id: str,
+        now: float,
+        cost: int,
+        width: float,
+    ) -> int:
+        """Drop charges older than ``width`` seconds, add this one and return the window's RU."""
+        charges = windows.setdefault(app_id, deque())
+        used = totals.get(app_id, 0)
+        while charges and charges[0][0] <= now - width:
+            used -= charges.popleft()[1]
+        charges.append((now, cost))
+        totals[app_id] = used + cost
+        return totals[app_id]
 
     def _throttled(self, retry_after: int) -> GraphHTTPError:
         return GraphHTTPError(

