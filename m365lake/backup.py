@@ -61,7 +61,7 @@ HeartbeatCallback = Callable[[BackupProgress], None]
 
 @dataclass
 class BackupSummary:
-    """What one backup invocation did across its mailboxes."""
+    """Outcome of one backup invocation across its mailboxes."""
 
     results: list[MailboxBackupResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)

@@ -74,7 +74,8 @@ def _reported_errors(lake_root: Path | str) -> Iterator[None]:
 
 
 def _configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    level = levels.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO; the Graph client already writes one line per request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -120,7 +121,7 @@ def demo(corpus: Path | None, lake_location: str | None, state_dir: Path | None)
 
 @main.group()
 def emulator() -> None:
-    """The built-in Microsoft 365 tenant emulator."""
+    """Run the built-in Microsoft 365 tenant emulator."""
 
 
 @emulator.command("serve")
@@ -321,7 +322,7 @@ def sql(
 @main.command()
 @_lake_option
 def catalog(lake_location: str | None) -> None:
-    """Rebuild catalog.duckdb so the duckdb CLI sees every committed file."""
+    """Rebuild catalog.duckdb so the duckdb CLI reads every committed file."""
     from m365lake.catalog import refresh_catalog
 
     lake = _open_lake(lake_location)

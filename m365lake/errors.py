@@ -55,8 +55,8 @@ class ConfigError(M365LakeError, Terminal):
 class GraphError(M365LakeError):
     """A request to Microsoft Graph or to the token endpoint failed.
 
-    ``code`` is the OData error code (``error.code``), ``request_id`` the ``request-id``
-    response header that Microsoft support asks for.
+    ``code`` is the OData error code (``error.code``). ``request_id`` is the ``request-id``
+    response header, which Microsoft support requests when a case is opened.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class GraphTransientError(GraphError, Transient):
 
 
 class ThrottledError(GraphTransientError):
-    """Graph kept answering 429 or 503 after every retry honoured ``Retry-After``."""
+    """Graph returned 429 or 503 to every retry, each made after its ``Retry-After``."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -94,11 +94,11 @@ class AuthenticationError(GraphError, Terminal):
 
 
 class AccessDeniedError(GraphError, Terminal):
-    """Graph answered 403: the app registration lacks a permission for this resource."""
+    """Graph returned 403: the app registration lacks a permission for this resource."""
 
 
 class ItemNotFoundError(GraphError, Terminal):
-    """Graph answered 404: the mailbox, folder or item no longer exists."""
+    """Graph returned 404: the mailbox, folder or item no longer exists."""
 
 
 class MailboxNotEnabledError(GraphError, Terminal):
@@ -108,7 +108,7 @@ class MailboxNotEnabledError(GraphError, Terminal):
 class SyncStateExpiredError(GraphError, Transient):
     """A delta or paging token is no longer valid; the container must be enumerated again.
 
-    ``location`` holds the fresh delta URL when Graph sent one in the ``Location`` header.
+    ``location`` is the fresh delta URL when Graph sent one in the ``Location`` header.
     """
 
     def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:

@@ -12,6 +12,21 @@ from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.resources import GraphResource
 
 
+def _add_new_partitions(
+    context: dg.SensorEvaluationContext,
+    partitions: dg.DynamicPartitionsDefinition,
+    keys: list[str],
+) -> dg.SensorResult:
+    """Add the keys Dagster does not know yet and request a first run of each."""
+    assert partitions.name is not None
+    known = set(context.instance.get_dynamic_partitions(partitions.name))
+    new = [key for key in keys if key not in known]
+    return dg.SensorResult(
+        dynamic_partitions_requests=[partitions.build_add_request(new)] if new else [],
+        run_requests=[dg.RunRequest(partition_key=key) for key in new],
+    )
+
+
 async def _directory(graph: GraphResource) -> list[str]:
     async with GraphClient(graph.settings()) as client:
         return [mailbox.user_principal_name for mailbox in await list_mailboxes(client)]
@@ -29,13 +44,7 @@ def mailbox_directory_sensor(
     context: dg.SensorEvaluationContext, graph: GraphResource
 ) -> dg.SensorResult:
     # Partitions of users who left stay: their archive is kept, and often needed.
-    directory = asyncio.run(_directory(graph))
-    known = set(context.instance.get_dynamic_partitions(mailbox_partitions.name))
-    new = [user for user in directory if user not in known]
-    return dg.SensorResult(
-        dynamic_partitions_requests=[mailbox_partitions.build_add_request(new)] if new else [],
-        run_requests=[dg.RunRequest(partition_key=user) for user in new],
-    )
+    return _add_new_partitions(context, mailbox_partitions, asyncio.run(_directory(graph)))
 
 
 async def _drives(graph: GraphResource) -> list[str]:
@@ -54,10 +63,4 @@ def drive_directory_sensor(
     context: dg.SensorEvaluationContext, graph: GraphResource
 ) -> dg.SensorResult:
     # Partitions of deleted drives stay, like those of leavers' mailboxes.
-    drives = asyncio.run(_drives(graph))
-    known = set(context.instance.get_dynamic_partitions(drive_partitions.name))
-    new = [drive_id for drive_id in drives if drive_id not in known]
-    return dg.SensorResult(
-        dynamic_partitions_requests=[drive_partitions.build_add_request(new)] if new else [],
-        run_requests=[dg.RunRequest(partition_key=drive_id) for drive_id in new],
-    )
+    return _add_new_partitions(context, drive_partitions, asyncio.run(_drives(graph)))

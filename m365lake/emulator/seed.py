@@ -33,7 +33,7 @@ class SeedMessage:
     is_read: bool = True
     categories: tuple[str, ...] = ()
     source: str | None = None
-    """Where the message came from (corpus-relative path), for test assertions only."""
+    """Corpus-relative path of the message's file, for test assertions only."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class SeedFile:
 
     ``owner`` is a user principal name when ``drive_kind`` is ``onedrive``, else a site
     name; ``library`` names the site's library (always ``Documents`` for OneDrive).
-    ``path`` holds the folder names and the file name below the drive root.
+    ``path`` contains the folder names and the file name below the drive root.
     """
 
     drive_kind: str
