@@ -33,7 +33,7 @@ ENV_LAKE = "M365LAKE_LAKE"
 
 @dataclass(frozen=True)
 class GraphSettings:
-    """Where the tenant is and how the app registration proves who it is."""
+    """Tenant location and the app registration's credentials."""
 
     tenant_id: str
     client_id: str

@@ -1,5 +1,6 @@
 -- Items that could not be archived, by mailbox, stage and reason, newest first.
--- A 'failed' item is retried by the next run; 'skipped' says why it was not kept.
+-- A 'failed' item is retried by the next run. For a 'skipped' item, the reason
+-- column gives why it was not kept.
 SELECT
     b.user_principal_name AS mailbox,
     f.stage,

@@ -57,7 +57,7 @@ def start_emulator(
     """Start the emulator; with ``port`` 0, reuse the port of the last start when it is free.
 
     Delta links are absolute URLs, so a lake filled from this emulator keeps working
-    across restarts only while the emulator answers on the same address.
+    across restarts only while the emulator listens on the same address.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     tenant = build_tenant(corpus)

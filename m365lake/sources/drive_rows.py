@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from m365lake.lake import ContentRef
-from m365lake.sources.mail_rows import now_utc, parse_graph_time
+from m365lake.sources.rows import now_utc, parse_graph_time
 
 # Properties requested in drive delta. Delta has no parentReference.path, so paths are
 # derived from parentReference.id (see drive_tree).
@@ -126,30 +126,4 @@ def deletion_row(
         "name": name,
         "path": path,
         "is_folder": folder,
-    }
-
-
-def failure_row(
-    *,
-    drive_id: str,
-    run_id: str,
-    item_id: str | None,
-    stage: str,
-    outcome: str,
-    reason: str,
-    detail: str,
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "captured_at": now_utc(),
-        "workload": "files",
-        "mailbox_id": None,
-        "container_id": drive_id,
-        "item_id": item_id,
-        "stage": stage,
-        "outcome": outcome,
-        "reason": reason,
-        "detail": detail,
-        "request_id": request_id,
     }

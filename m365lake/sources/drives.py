@@ -40,7 +40,7 @@ from m365lake.sources.drive_state import (
     load_drive_state,
 )
 from m365lake.sources.drive_tree import DriveTree, TreeNode
-from m365lake.sources.mail_rows import now_utc
+from m365lake.sources.rows import failure_row, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -364,8 +364,10 @@ class _DriveRun:
         log.warning(
             "drive %s: %s of item %s %s: %s", self.drive_id, stage, item_id, outcome, reason
         )
-        row = drive_rows.failure_row(
-            drive_id=self.drive_id,
+        row = failure_row(
+            workload="files",
+            mailbox_id=None,
+            container_id=self.drive_id,
             run_id=self.result.run_id,
             item_id=item_id,
             stage=stage,

@@ -31,6 +31,7 @@ from m365lake.sources import mail_rows
 from m365lake.sources.mail_state import KnownFolder, MailboxState, load_mailbox_state
 from m365lake.sources.mailboxes import Mailbox
 from m365lake.sources.mime import list_attachments
+from m365lake.sources.rows import failure_row, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class _MailboxRun:
 
     def finish(self) -> dict[str, Any]:
         """Write the mailbox's directory entry and run row, and make the final commit."""
-        self.result.finished_at = mail_rows.now_utc()
+        self.result.finished_at = now_utc()
         mailbox_id = self.mailbox.mailbox_id
         directory_entry = self.mailbox.row()
         if self.lake.state(mailbox_key(mailbox_id)) != directory_entry:
@@ -605,8 +606,9 @@ class _MailboxRun:
         self.tx.write_rows(
             "failures",
             [
-                mail_rows.failure_row(
-                    mailbox=self.mailbox,
+                failure_row(
+                    workload="mail",
+                    mailbox_id=self.mailbox.mailbox_id,
                     run_id=self.result.run_id,
                     container_id=folder_id,
                     item_id=message_id,
@@ -638,7 +640,7 @@ async def backup_mailbox(
     ``CHECKPOINT_SECONDS``) it also commits at the end of a folder, so a run that
     dies on a large mailbox does not start over.
     """
-    result = MailboxBackupResult(mailbox=mailbox, run_id=run_id, started_at=mail_rows.now_utc())
+    result = MailboxBackupResult(mailbox=mailbox, run_id=run_id, started_at=now_utc())
     tx = lake.begin(run_id=run_id, kind="mail", container=mailbox.mailbox_id)
     run = None
     try:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from m365lake.lake import ContentRef
 from m365lake.sources.mailboxes import Mailbox
 from m365lake.sources.mime import AttachmentInfo
+from m365lake.sources.rows import now_utc, parse_graph_time
 
 # Properties requested in message delta. Everything a compliance officer filters on
 # comes from Graph's own view of the message (what Outlook shows), not from
@@ -35,21 +35,6 @@ MESSAGE_SELECT = ",".join(
         "categories",
     ]
 )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_graph_time(value: str | None) -> datetime | None:
-    """Parse Graph's ISO-8601 UTC timestamps (``2001-05-14T23:39:00Z``)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _address(recipient: dict[str, Any] | None) -> str | None:
@@ -194,31 +179,4 @@ def folder_row(
         "captured_at": captured_at,
         "run_id": run_id,
         "deleted_at": captured_at if change == "deleted" else None,
-    }
-
-
-def failure_row(
-    *,
-    mailbox: Mailbox,
-    run_id: str,
-    container_id: str | None,
-    item_id: str | None,
-    stage: str,
-    outcome: str,
-    reason: str,
-    detail: str,
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "captured_at": now_utc(),
-        "workload": "mail",
-        "mailbox_id": mailbox.mailbox_id,
-        "container_id": container_id,
-        "item_id": item_id,
-        "stage": stage,
-        "outcome": outcome,
-        "reason": reason,
-        "detail": detail,
-        "request_id": request_id,
     }

@@ -1,4 +1,4 @@
-"""What the lake already holds for one mailbox: the latest version of each folder and message.
+"""Archived state of one mailbox: the latest version of each folder and message.
 
 A backup compares Graph's changes against this to write a version only when something
 changed, and to turn tombstones and resyncs into deletions.
