@@ -19,7 +19,11 @@ branch on the type, never on message text::
     │   ├── LakeNotFoundError       (Terminal) the folder holds no lake
     │   ├── CommitConflictError     (Transient) another writer took the commit sequence number
     │   └── LakeIntegrityError      (Terminal) a hash, manifest or chain does not match
-    └── QueryError                  (Terminal) a SQL statement was rejected or failed
+    ├── QueryError                  (Terminal) a SQL statement was rejected or failed
+    └── SearchError                 the search index or a KQL query failed
+        ├── KqlSyntaxError          (Terminal) a KQL query does not parse; carries the offset
+        │   └── UnknownPropertyError (Terminal) a property restriction names no known property
+        └── SearchIndexError        (Terminal) the index is missing, locked or behind the lake
 """
 
 from __future__ import annotations
@@ -153,3 +157,36 @@ class LakeIntegrityError(LakeError, Terminal):
 
 class QueryError(M365LakeError, Terminal):
     """A SQL statement was rejected (not read-only) or failed in DuckDB."""
+
+
+class SearchError(M365LakeError):
+    """The search index or a KQL query failed."""
+
+
+class KqlSyntaxError(SearchError, Terminal):
+    """A KQL query does not parse.
+
+    ``position`` is the 0-based character offset in ``query`` where parsing failed, and
+    ``expected`` names what the parser would have accepted there.
+    """
+
+    def __init__(self, message: str, *, query: str, position: int, expected: str = "") -> None:
+        super().__init__(message)
+        self.query = query
+        self.position = position
+        self.expected = expected
+
+
+class UnknownPropertyError(KqlSyntaxError):
+    """A property restriction (``name:value``) names a property the dialect does not know."""
+
+    def __init__(
+        self, message: str, *, query: str, position: int, name: str, known: Sequence[str]
+    ) -> None:
+        super().__init__(message, query=query, position=position, expected="a known property")
+        self.name = name
+        self.known = list(known)
+
+
+class SearchIndexError(SearchError, Terminal):
+    """The search index is missing, locked by another writer or cannot be read."""
