@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import dagster as dg
 
 from m365lake.config import (
-    PUBLIC_AUTHORITY_HOST,
-    PUBLIC_GRAPH_URL,
+    ENV_AUTHORITY_HOST,
+    ENV_CA_BUNDLE,
+    ENV_CLIENT_CERTIFICATE_PASSWORD,
+    ENV_CLIENT_CERTIFICATE_PATH,
+    ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET,
+    ENV_GRAPH_URL,
+    ENV_TENANT_ID,
     GraphSettings,
     default_lake_location,
 )
@@ -23,22 +29,38 @@ class GraphResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     client_secret: str | None = None
     certificate_path: str | None = None
     certificate_password: str | None = None
-    authority_host: str = PUBLIC_AUTHORITY_HOST
-    graph_url: str = PUBLIC_GRAPH_URL
+    authority_host: str | None = None
+    """Login host; None reads ``AZURE_AUTHORITY_HOST`` at run time, else the public cloud."""
+    graph_url: str | None = None
+    """Graph base URL; None reads ``M365LAKE_GRAPH_URL`` at run time, else the public cloud."""
     ca_bundle: str | None = None
-    """PEM file of CAs to trust for login and Graph, for a TLS-inspecting proxy or the emulator."""
+    """PEM file of CAs to trust for login and Graph, for a TLS-inspecting proxy or the emulator.
+
+    None reads ``M365LAKE_CA_BUNDLE`` at run time, else the system store is used.
+    """
 
     def settings(self) -> GraphSettings:
-        return GraphSettings(
-            tenant_id=self.tenant_id,
-            client_id=self.client_id,
-            client_secret=self.client_secret or None,
-            certificate_path=Path(self.certificate_path) if self.certificate_path else None,
-            certificate_password=self.certificate_password or None,
-            authority_host=self.authority_host.rstrip("/"),
-            graph_url=self.graph_url.rstrip("/"),
-            ca_bundle=Path(self.ca_bundle) if self.ca_bundle else None,
-        )
+        # The optional endpoint settings fall back to the environment when the run starts,
+        # so a tenant in a national cloud or behind a TLS-inspecting proxy needs no code
+        # change. Credentials never fall back: a deployment names exactly one credential.
+        # GraphSettings.from_env then applies the same validation as the CLI.
+        environ = {
+            name: value
+            for name, value in os.environ.items()
+            if name in (ENV_AUTHORITY_HOST, ENV_GRAPH_URL, ENV_CA_BUNDLE)
+        }
+        explicit = {
+            ENV_TENANT_ID: self.tenant_id,
+            ENV_CLIENT_ID: self.client_id,
+            ENV_CLIENT_SECRET: self.client_secret,
+            ENV_CLIENT_CERTIFICATE_PATH: self.certificate_path,
+            ENV_CLIENT_CERTIFICATE_PASSWORD: self.certificate_password,
+            ENV_AUTHORITY_HOST: self.authority_host,
+            ENV_GRAPH_URL: self.graph_url,
+            ENV_CA_BUNDLE: self.ca_bundle,
+        }
+        environ.update({name: value for name, value in explicit.items() if value})
+        return GraphSettings.from_env(environ)
 
 
 class LakeResource(dg.ConfigurableResource):  # type: ignore[type-arg]
