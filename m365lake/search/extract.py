@@ -1,0 +1,259 @@
+"""Text extraction for the search index: message bodies, attachments and drive files.
+
+``extract_text`` and ``extract_message`` never raise. An item whose text cannot be read
+(encrypted, corrupt, unsupported, too large) comes back with a status and a plain-words
+reason, so the index can still find it by metadata and report it as partially indexed,
+as Microsoft Purview does. For untrusted input at scale, run them through
+``ExtractionPool`` (``extract_pool``), which adds a per-item time limit and memory cap.
+
+Formats are recognised by content first and by name second (``extract_sniff``). The
+libraries behind each format were chosen by measurement: see the "Extraction" section of
+bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+from m365lake.search import extract_sniff
+from m365lake.search.extract_pool import ExtractionPool
+from m365lake.search.extract_types import (
+    DEFAULT_MAX_CHARS,
+    MAX_INPUT_BYTES,
+    MAX_NESTING_DEPTH,
+    AttachmentText,
+    Extraction,
+    ExtractionFailed,
+    ExtractionStatus,
+    MessageText,
+    failure,
+)
+
+__all__ = [
+    "DEFAULT_MAX_CHARS",
+    "MAX_INPUT_BYTES",
+    "AttachmentText",
+    "Extraction",
+    "ExtractionPool",
+    "ExtractionStatus",
+    "MessageText",
+    "extract_message",
+    "extract_text",
+]
+
+logger = logging.getLogger(__name__)
+
+# Extensions that promise a container format; content that does not match is corrupt.
+_CLAIMED_FORMATS = {
+    "pdf": "PDF",
+    "docx": "Word",
+    "docm": "Word",
+    "xlsx": "Excel",
+    "xlsm": "Excel",
+    "xlsb": "Excel",
+    "pptx": "PowerPoint",
+    "pptm": "PowerPoint",
+    "odt": "OpenDocument",
+    "ods": "OpenDocument",
+    "odp": "OpenDocument",
+    "doc": "Word",
+    "xls": "Excel",
+    "ppt": "PowerPoint",
+    "zip": "zip",
+    "epub": "EPUB",
+}
+
+
+def extract_text(
+    data: bytes,
+    *,
+    filename: str | None = None,
+    content_type: str | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+) -> Extraction:
+    """Extract the text of one file or attachment; never raises.
+
+    ``filename`` and ``content_type`` are hints: the content decides the format when it is
+    recognisable. Text longer than ``max_chars`` is cut off with status "too_large".
+    """
+    return extract_nested(data, filename, content_type, max_chars, 0)
+
+
+def extract_message(mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> MessageText:
+    """Extract the body and attachments of a MIME message (or an Outlook .msg); never raises.
+
+    The body is the text/plain part when there is one, else the HTML part converted to
+    text. Each attachment comes back with its name, type, size and extraction; an
+    attached message's extraction holds its headers, body and attachments as text.
+    """
+    try:
+        if len(mime) > MAX_INPUT_BYTES:
+            return _unreadable_message(failure("too_large", _too_large_reason(len(mime))))
+        if mime.startswith(extract_sniff.OLE_MAGIC):
+            from m365lake.search.extract_outlook import extract_msg_message
+
+            return extract_msg_message(
+                mime, max_chars=max_chars, depth=0, extract_nested=extract_nested
+            )
+        from m365lake.search.extract_mail import extract_mime_message
+
+        return extract_mime_message(
+            mime, max_chars=max_chars, depth=0, extract_nested=extract_nested
+        )
+    except ExtractionFailed as failed:
+        return _unreadable_message(failure(failed.status, failed.reason))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        logger.warning("message extraction failed: %s: %s", type(error).__name__, error)
+        return _unreadable_message(
+            failure("corrupt", f"the message could not be parsed ({type(error).__name__})")
+        )
+
+
+def _unreadable_message(extraction: Extraction) -> MessageText:
+    return MessageText(body="", body_extraction=extraction, attachments=[])
+
+
+def extract_nested(
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+    max_chars: int,
+    depth: int,
+) -> Extraction:
+    """Extract ``data`` found ``depth`` containers deep (0 for a top-level item); never raises."""
+    try:
+        if len(data) > MAX_INPUT_BYTES:
+            return failure("too_large", _too_large_reason(len(data)))
+        if depth > MAX_NESTING_DEPTH:
+            return failure(
+                "unsupported",
+                f"nested more than {MAX_NESTING_DEPTH} containers deep; not opened",
+            )
+        kind = extract_sniff.sniff_format(data, filename, content_type)
+        return _extract_kind(kind, data, filename, content_type, max_chars, depth)
+    except ExtractionFailed as failed:
+        return failure(failed.status, failed.reason)
+    except MemoryError:
+        return failure("too_large", "extraction ran out of memory")
+    except RecursionError:
+        return failure("corrupt", "the file is nested too deeply to parse")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        logger.warning("extraction of %r failed: %s: %s", filename, type(error).__name__, error)
+        return failure("corrupt", f"the file could not be parsed ({type(error).__name__}: {error})")
+
+
+def _too_large_reason(size: int) -> str:
+    return (
+        f"the input is {size:,} bytes, over the {MAX_INPUT_BYTES:,}-byte limit for text extraction"
+    )
+
+
+def _extract_kind(
+    kind: str,
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+    max_chars: int,
+    depth: int,
+) -> Extraction:
+    if kind in extract_sniff.UNSUPPORTED_NAMES:
+        return failure("unsupported", f"the file is {extract_sniff.UNSUPPORTED_NAMES[kind]}")
+    claimed = _CLAIMED_FORMATS.get(extract_sniff.extension_of(filename))
+    if claimed and kind in ("text", "binary", "html"):
+        return failure(
+            "corrupt", f"the file is named as a {claimed} file but its content is not one"
+        )
+    extractor = _extractors().get(kind)
+    if extractor is None:
+        return failure("unsupported", f"no text extractor for {kind} files")
+    charset = _charset_of(content_type)
+    return extractor(data, max_chars, depth, charset)
+
+
+def _charset_of(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip("\"'") or None
+    return None
+
+
+_Extractor = Callable[[bytes, int, int, str | None], Extraction]
+
+
+@functools.cache
+def _extractors() -> dict[str, _Extractor]:
+    # Imported on first use so that a worker process only loads what it needs.
+    from m365lake.search import (
+        extract_archive,
+        extract_legacy,
+        extract_office,
+        extract_outlook,
+        extract_pdf,
+        extract_plain,
+        extract_sheet,
+        extract_tnef,
+    )
+    from m365lake.search.extract_mail import extract_mime_as_text
+
+    return {
+        "pdf": lambda d, m, _depth, _c: extract_pdf.extract_pdf(d, max_chars=m),
+        "docx": lambda d, m, _depth, _c: extract_office.extract_docx(d, max_chars=m),
+        "pptx": lambda d, m, _depth, _c: extract_office.extract_pptx(d, max_chars=m),
+        "vsdx": lambda d, m, _depth, _c: extract_office.extract_vsdx(d, max_chars=m),
+        "odt": lambda d, m, _depth, _c: extract_office.extract_odf(d, max_chars=m),
+        "odp": lambda d, m, _depth, _c: extract_office.extract_odf(d, max_chars=m),
+        "odg": lambda d, m, _depth, _c: extract_office.extract_odf(d, max_chars=m),
+        "epub": lambda d, m, _depth, _c: extract_office.extract_epub(d, max_chars=m),
+        "xps": lambda d, m, _depth, _c: extract_office.extract_xps(d, max_chars=m),
+        "xlsx": lambda d, m, _depth, _c: extract_sheet.extract_spreadsheet(
+            d, max_chars=m, kind="xlsx"
+        ),
+        "xlsb": lambda d, m, _depth, _c: extract_sheet.extract_spreadsheet(
+            d, max_chars=m, kind="xlsb"
+        ),
+        "ods": lambda d, m, _depth, _c: extract_sheet.extract_spreadsheet(
+            d, max_chars=m, kind="ods"
+        ),
+        "ole:doc": lambda d, m, _depth, _c: extract_legacy.extract_doc(d, max_chars=m),
+        "ole:xls": lambda d, m, _depth, _c: extract_legacy.extract_xls(d, max_chars=m),
+        "ole:ppt": lambda d, m, _depth, _c: extract_legacy.extract_ppt(d, max_chars=m),
+        "ole:encrypted-ooxml": lambda _d, _m, _depth, _c: failure(
+            "encrypted", "the Office document is password-protected (encrypted package)"
+        ),
+        "ole:irm": lambda _d, _m, _depth, _c: failure(
+            "encrypted", "the Office document is protected by rights management (IRM)"
+        ),
+        "ole:msg": lambda d, m, depth, _c: extract_outlook.extract_msg_as_text(
+            d, max_chars=m, depth=depth, extract_nested=extract_nested
+        ),
+        "msg-invalid": lambda _d, _m, _depth, _c: failure(
+            "corrupt", "the file is named as an Outlook .msg file but is not an OLE compound file"
+        ),
+        "tnef": lambda d, m, depth, _c: extract_tnef.extract_tnef(
+            d, max_chars=m, depth=depth, extract_nested=extract_nested
+        ),
+        "message": lambda d, m, depth, _c: extract_mime_as_text(
+            d, max_chars=m, depth=depth, extract_nested=extract_nested
+        ),
+        "rtf": lambda d, m, _depth, _c: extract_plain.extract_rtf(d, max_chars=m),
+        "html": lambda d, m, _depth, c: extract_plain.extract_html(d, max_chars=m, charset=c),
+        "text": lambda d, m, _depth, c: extract_plain.extract_plain(d, max_chars=m, charset=c),
+        "zip": lambda d, m, depth, _c: extract_archive.extract_zip(
+            d, max_chars=m, depth=depth, extract_nested=extract_nested
+        ),
+        "tar": lambda d, m, depth, _c: extract_archive.extract_tar(
+            d, max_chars=m, depth=depth, extract_nested=extract_nested
+        ),
+        "gzip": lambda d, m, depth, _c: extract_archive.extract_gzip(
+            d, max_chars=m, depth=depth, extract_nested=extract_nested
+        ),
+    }

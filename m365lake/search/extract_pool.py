@@ -1,0 +1,257 @@
+"""Text extraction in worker processes, with a time limit and a memory cap per item.
+
+Parsers for hostile formats can loop, allocate without bound or crash in native code
+(PDFium, calamine). Running them in a worker keeps the indexer alive: an item that runs
+past the time limit gets status "timeout", one that exhausts the memory cap gets
+"too_large", and a worker that dies is replaced before the next item.
+
+Workers are started with the "spawn" method, because forking a process that runs
+threads (Tantivy's writer, Dagster) can deadlock the child.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from m365lake.search.extract_types import (
+    DEFAULT_MAX_CHARS,
+    Extraction,
+    ExtractionStatus,
+    MessageText,
+    failure,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 60.0
+# The cap is on address space (RLIMIT_AS), which counts mapped libraries and thread
+# stacks as well as the heap; a worker with every parser loaded maps about 0.4 GiB.
+DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
+# A worker is replaced after this many items, so heap fragmentation cannot grow forever.
+DEFAULT_MAX_TASKS_PER_WORKER = 500
+
+TextExtractor = Callable[..., Extraction]
+MessageExtractor = Callable[..., MessageText]
+
+
+def default_workers() -> int:
+    """Return one worker per core but one, leaving a core for the caller (1 on 2 cores)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _worker_main(
+    connection: multiprocessing.connection.Connection,
+    memory_limit_bytes: int | None,
+    text_extractor: TextExtractor | None,
+    message_extractor: MessageExtractor | None,
+) -> None:
+    # The parent decides when to stop; a Ctrl-C in the terminal reaches it, not us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit_bytes is not None and sys.platform != "win32":
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    # Imported here, not at module level, because extract re-exports this module's pool.
+    from m365lake.search import extract
+
+    text_extractor = text_extractor or extract.extract_text
+    message_extractor = message_extractor or extract.extract_message
+    while True:
+        try:
+            request = connection.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        kind, data, options = request
+        result: Extraction | MessageText
+        try:
+            if kind == "message":
+                result = message_extractor(data, **options)
+            else:
+                result = text_extractor(data, **options)
+        except MemoryError:
+            result = _failed(kind, "too_large", "extraction exceeded the worker's memory limit")
+        except Exception as error:  # the extractors do not raise, but an injected one might
+            result = _failed(kind, "corrupt", f"extraction failed ({type(error).__name__})")
+        del data
+        try:
+            connection.send(result)
+        except MemoryError:
+            connection.send(
+                _failed(kind, "too_large", "the extracted text exceeded the worker's memory limit")
+            )
+
+
+def _failed(kind: str, status: ExtractionStatus, reason: str) -> Extraction | MessageText:
+    extraction = failure(status, reason)
+    if kind == "message":
+        return MessageText(body="", body_extraction=extraction, attachments=[])
+    return extraction
+
+
+class _Worker:
+    def __init__(self, context: Any, pool: ExtractionPool) -> None:
+        parent, child = context.Pipe(duplex=True)
+        self.connection: multiprocessing.connection.Connection = parent
+        self.process = context.Process(
+            target=_worker_main,
+            args=(child, pool.memory_limit_bytes, pool.text_extractor, pool.message_extractor),
+            name="m365lake-extract",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.tasks = 0
+
+    def stop(self, *, kill: bool) -> None:
+        if not kill:
+            try:
+                self.connection.send(None)
+            except (OSError, ValueError):
+                kill = True
+        if kill:
+            self.process.kill()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
+
+
+class ExtractionPool:
+    """Worker processes that run ``extract_text`` and ``extract_message`` under limits.
+
+    Safe to call from several threads; each call blocks until a worker is free. By
+    default there is one worker per core but one, so on 2 cores one core extracts while
+    the caller indexes on the other. ``text_extractor`` and ``message_extractor`` replace
+    the real extractors (tests inject slow or crashing ones); they must be importable
+    module-level functions, because the workers are spawned.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES,
+        max_tasks_per_worker: int = DEFAULT_MAX_TASKS_PER_WORKER,
+        text_extractor: TextExtractor | None = None,
+        message_extractor: MessageExtractor | None = None,
+    ) -> None:
+        if workers is None:
+            workers = default_workers()
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive seconds, got {timeout}")
+        self.timeout = timeout
+        self.memory_limit_bytes = memory_limit_bytes
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self.text_extractor = text_extractor
+        self.message_extractor = message_extractor
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.replaced_workers = 0
+        """Workers replaced after a timeout or crash, for the caller's statistics."""
+        for _ in range(workers):
+            self._idle.put(_Worker(self._context, self))
+        self._size = workers
+
+    def extract_text(
+        self,
+        data: bytes,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ) -> Extraction:
+        """Run ``extract.extract_text`` in a worker; see there for the arguments."""
+        options = {"filename": filename, "content_type": content_type, "max_chars": max_chars}
+        result = self._run("text", data, options, label=filename)
+        assert isinstance(result, Extraction)
+        return result
+
+    def extract_message(self, mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> MessageText:
+        """Run ``extract.extract_message`` in a worker; see there for the arguments."""
+        result = self._run("message", mime, {"max_chars": max_chars}, label="message")
+        assert isinstance(result, MessageText)
+        return result
+
+    def _run(
+        self, kind: str, data: bytes, options: dict[str, Any], *, label: str | None
+    ) -> Extraction | MessageText:
+        if self._closed:
+            raise RuntimeError("ExtractionPool is closed; create a new pool to extract more items")
+        worker = self._idle.get()
+        try:
+            worker.connection.send((kind, data, options))
+            if not worker.connection.poll(self.timeout):
+                logger.warning(
+                    "extraction of %r timed out after %.0f s; replacing its worker",
+                    label,
+                    self.timeout,
+                )
+                worker = self._replace(worker)
+                return _failed(
+                    kind, "timeout", f"extraction did not finish within {self.timeout:g} seconds"
+                )
+            result: Extraction | MessageText = worker.connection.recv()
+            worker.tasks += 1
+            if worker.tasks >= self.max_tasks_per_worker:
+                worker.stop(kill=False)
+                worker = _Worker(self._context, self)
+        except (EOFError, OSError, BrokenPipeError):
+            exit_code = worker.process.exitcode
+            if exit_code is None:
+                worker.process.join(timeout=5)
+                exit_code = worker.process.exitcode
+            logger.warning(
+                "extraction worker died on %r (exit code %s); replacing it", label, exit_code
+            )
+            worker = self._replace(worker)
+            return _failed(kind, "corrupt", _crash_reason(exit_code))
+        finally:
+            self._idle.put(worker)
+        return result
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.stop(kill=True)
+        with self._lock:
+            self.replaced_workers += 1
+        return _Worker(self._context, self)
+
+    def close(self) -> None:
+        """Stop every worker; waits for calls in progress to return their workers."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in range(self._size):
+            self._idle.get().stop(kill=False)
+
+    def __enter__(self) -> ExtractionPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _crash_reason(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"the extraction worker crashed on this item ({name})"
+    return f"the extraction worker exited on this item (exit code {exit_code})"
