@@ -1,0 +1,352 @@
+"""Find the item versions an index update needs, and read those rows from the lake.
+
+The index contains one document per item: the latest captured version that is not a
+deletion, with ``deleted_at`` set when the tenant deleted the item afterwards. These are
+the rows that the catalog's ``message_versions`` and ``file_versions`` views show with
+the newest ``captured_at`` per item, so a hit joins back to them.
+
+An update reads the manifests committed since the index's last one. Only the identity
+and version columns of their files are scanned to pick each changed item's version, so
+content columns are read only for the rows that are indexed. An item whose newest rows
+are all deletions needs its last live version from older files; those are looked up in
+the same partition (mailbox or drive) only.
+
+Versions are ordered as the catalog orders them: ``captured_at``, then commit order, then
+the row's position in its file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from m365lake.lake import Lake
+from m365lake.search.documents import Directory, DriveEntry, MailboxEntry, SiteEntry
+
+logger = logging.getLogger(__name__)
+
+ITEM_TABLES: Mapping[str, tuple[str, str]] = {
+    "messages": ("mailbox_id", "message_id"),
+    "drive_items": ("drive_id", "item_id"),
+}
+"""The tables whose items become documents, with their (container, item) key columns."""
+
+# DuckDB may use this much memory to order the identity columns of every version. A
+# rebuild of a million items needs well under it; beyond it DuckDB spills to disk.
+DUCKDB_MEMORY_LIMIT = "2GB"
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    """A Parquet file that a manifest lists, in commit order."""
+
+    path: Path
+    table: str
+    seq: int
+    rows: int
+    partition: Mapping[str, str]
+
+
+def committed_files(lake: Lake, manifests: Sequence[Mapping[str, Any]]) -> list[CommittedFile]:
+    """Return the files the manifests list, in commit order."""
+    return [
+        CommittedFile(
+            path=lake.storage.path(entry["path"]),
+            table=entry["table"],
+            seq=int(manifest["seq"]),
+            rows=int(entry.get("rows") or 0),
+            partition=dict(entry.get("partition") or {}),
+        )
+        for manifest in manifests
+        for entry in manifest.get("files", [])
+    ]
+
+
+@dataclass(frozen=True)
+class ItemVersion:
+    """The version of one item to index, located by file and row."""
+
+    table: str
+    container_id: str
+    item_id: str
+    path: Path
+    row_index: int
+    deleted_at: Any
+    """When the tenant deleted the item after this version (a datetime), or None."""
+
+
+@dataclass(frozen=True)
+class _Located:
+    """Located versions of one table in Arrow form, sorted by file and row."""
+
+    files: Sequence[Path]
+    rows: pa.Table
+    """Columns container_id, item_id, file_pos (1-based into ``files``), row_index, deleted_at."""
+
+
+@dataclass
+class VersionSet:
+    """The item versions one update indexes, kept in Arrow form until they are read.
+
+    A million versions take tens of megabytes this way; as Python objects they would
+    take several hundred.
+    """
+
+    table: str
+    parts: list[_Located]
+    folders_skipped: int = 0
+
+    def __len__(self) -> int:
+        return sum(part.rows.num_rows for part in self.parts)
+
+    def versions(self) -> Iterator[list[ItemVersion]]:
+        """Yield the versions one file at a time, in row order."""
+        for part in self.parts:
+            if part.rows.num_rows == 0:
+                continue
+            file_positions = part.rows["file_pos"].combine_chunks()
+            run_ends = pc.run_end_encode(file_positions).run_ends.to_pylist()
+            start = 0
+            for end in run_ends:
+                chunk = part.rows.slice(start, end - start).to_pylist()
+                start = end
+                yield [
+                    ItemVersion(
+                        table=self.table,
+                        container_id=row["container_id"],
+                        item_id=row["item_id"],
+                        path=part.files[row["file_pos"] - 1],
+                        row_index=int(row["row_index"]),
+                        deleted_at=row["deleted_at"],
+                    )
+                    for row in chunk
+                ]
+
+
+def _locate_sql(table: str, keyed: bool) -> str:
+    """Return a query that picks each item's latest live version and its deletion time.
+
+    ``deleted_at`` is the first deletion recorded after that version, and only when the
+    newest row of the item is a deletion (a restored item is live again). ``file_pos`` is
+    NULL for an item with no live version in the files read.
+    """
+    container, item = ITEM_TABLES[table]
+    folder = "coalesce(is_folder, false)" if table == "drive_items" else "false"
+    key_filter = (
+        f"AS t SEMI JOIN wanted_keys AS k "
+        f"ON t.{container} = k.container_id AND t.{item} = k.item_id"
+        if keyed
+        else ""
+    )
+    return f"""
+        WITH versions AS (
+            SELECT {container} AS container_id, {item} AS item_id, change, captured_at,
+                   deleted_at, {folder} AS is_folder,
+                   list_position($files, filename) AS file_pos,
+                   file_row_number AS row_index
+            FROM read_parquet($files, filename = true, file_row_number = true,
+                              hive_partitioning = false, union_by_name = true)
+            {key_filter}
+        ),
+        numbered AS (
+            SELECT *, row_number() OVER (
+                PARTITION BY container_id, item_id
+                ORDER BY captured_at DESC, file_pos DESC, row_index DESC
+            ) AS newest_rank
+            FROM versions
+        ),
+        live AS (
+            SELECT container_id, item_id, min(newest_rank) AS live_rank
+            FROM numbered WHERE change <> 'deleted' GROUP BY ALL
+        )
+        SELECT n.container_id, n.item_id,
+               any_value(n.file_pos) FILTER (WHERE n.newest_rank = l.live_rank) AS file_pos,
+               any_value(n.row_index) FILTER (WHERE n.newest_rank = l.live_rank) AS row_index,
+               coalesce(any_value(n.is_folder) FILTER (WHERE n.newest_rank = l.live_rank),
+                        false) AS is_folder,
+               CASE WHEN bool_or(n.newest_rank = 1 AND n.change = 'deleted') THEN
+                   arg_max(coalesce(n.deleted_at, n.captured_at), n.newest_rank)
+                       FILTER (WHERE n.change = 'deleted' AND n.newest_rank < l.live_rank)
+               END AS deleted_at
+        FROM numbered AS n LEFT JOIN live AS l USING (container_id, item_id)
+        GROUP BY n.container_id, n.item_id, l.live_rank
+        ORDER BY file_pos, row_index
+    """
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    return connection
+
+
+def _locate(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    files: Sequence[Path],
+    keys: pa.Table | None = None,
+) -> pa.Table:
+    if keys is not None:
+        connection.register("wanted_keys", keys)
+    try:
+        sql = _locate_sql(table, keys is not None)
+        params = {"files": [str(path) for path in files]}
+        return connection.sql(sql, params=params).to_arrow_table()
+    finally:
+        if keys is not None:
+            connection.unregister("wanted_keys")
+
+
+def _split(files: Sequence[Path], located: pa.Table) -> tuple[_Located, pa.Table, int]:
+    """Split located rows into live versions to index, keys without one, and folder count."""
+    has_version = pc.is_valid(located["file_pos"])
+    is_folder = located["is_folder"]
+    found = located.filter(pc.and_(has_version, pc.invert(is_folder)))
+    folders = located.filter(pc.and_(has_version, is_folder)).num_rows
+    missing = located.filter(pc.invert(has_version)).select(["container_id", "item_id"])
+    columns = ["container_id", "item_id", "file_pos", "row_index", "deleted_at"]
+    return _Located(files, found.select(columns)), missing, folders
+
+
+def changed_versions(
+    table: str, all_files: Sequence[CommittedFile], new_files: Sequence[CommittedFile]
+) -> VersionSet:
+    """Return the version to index of every item with rows in ``new_files``.
+
+    ``all_files`` is every committed file up to the last new manifest, in commit order;
+    ``new_files`` is its tail that the index has not seen. Items whose chosen version is
+    a folder, and items deleted before any version was captured, are left out.
+    """
+    new = [file.path for file in new_files if file.table == table]
+    result = VersionSet(table, [])
+    if not new:
+        return result
+    with _connect() as connection:
+        found, missing, folders = _split(new, _locate(connection, table, new))
+        result.parts.append(found)
+        result.folders_skipped += folders
+        if missing.num_rows:
+            files = _partition_files(table, all_files, missing)
+            older, gone, folders = _split(files, _locate(connection, table, files, missing))
+            result.parts.append(older)
+            result.folders_skipped += folders
+            if gone.num_rows:
+                logger.info("%d deleted %s had no archived version to index", gone.num_rows, table)
+    return result
+
+
+def all_versions(table: str, all_files: Sequence[CommittedFile]) -> VersionSet:
+    """Return the version to index of every item in ``table`` (for a rebuild)."""
+    return changed_versions(table, all_files, all_files)
+
+
+def _partition_files(table: str, all_files: Sequence[CommittedFile], keys: pa.Table) -> list[Path]:
+    """Return the files of ``table`` in the partitions (mailboxes, drives) of ``keys``."""
+    container_column = ITEM_TABLES[table][0]
+    containers = set(keys["container_id"].to_pylist())
+    return [
+        file.path
+        for file in all_files
+        if file.table == table and file.partition.get(container_column) in containers
+    ]
+
+
+def read_rows(versions: Sequence[ItemVersion]) -> Iterator[tuple[ItemVersion, dict[str, Any]]]:
+    """Yield each version of one file with its full row, one Parquet row group at a time.
+
+    ``versions`` must all be in one file, sorted by row. Memory contains one row group's
+    selected rows at a time.
+    """
+    if not versions:
+        return
+    parquet = pq.ParquetFile(versions[0].path)
+    try:
+        yield from _read_file_rows(parquet, versions)
+    finally:
+        parquet.close()
+
+
+def _read_file_rows(
+    parquet: pq.ParquetFile, wanted: Sequence[ItemVersion]
+) -> Iterator[tuple[ItemVersion, dict[str, Any]]]:
+    position = 0
+    first_row = 0
+    for group in range(parquet.metadata.num_row_groups):
+        group_rows = parquet.metadata.row_group(group).num_rows
+        end_row = first_row + group_rows
+        selected: list[ItemVersion] = []
+        while position < len(wanted) and wanted[position].row_index < end_row:
+            selected.append(wanted[position])
+            position += 1
+        if selected:
+            rows = parquet.read_row_group(group)
+            indices = pa.array([version.row_index - first_row for version in selected])
+            yield from zip(selected, rows.take(indices).to_pylist(), strict=True)
+        first_row = end_row
+        if position >= len(wanted):
+            return
+
+
+_LATEST_SQL = """
+    SELECT * EXCLUDE (filename, file_row_number)
+    FROM read_parquet($files, filename = true, file_row_number = true,
+                      hive_partitioning = false, union_by_name = true)
+    QUALIFY row_number() OVER (
+        PARTITION BY {key}
+        ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC
+    ) = 1
+"""
+
+
+def _latest_rows(
+    connection: duckdb.DuckDBPyConnection, files: Sequence[Path], key: str
+) -> list[dict[str, Any]]:
+    if not files:
+        return []
+    cursor = connection.execute(
+        _LATEST_SQL.format(key=key), {"files": [str(path) for path in files]}
+    )
+    names = [column[0] for column in cursor.description or []]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def load_directory(all_files: Sequence[CommittedFile]) -> Directory:
+    """Read the latest row of every mailbox, drive and site from the committed files."""
+
+    def paths(table: str) -> list[Path]:
+        return [file.path for file in all_files if file.table == table]
+
+    with _connect() as connection:
+        mailboxes = {
+            row["mailbox_id"]: MailboxEntry(
+                user_principal_name=row["user_principal_name"] or row["mailbox_id"],
+                display_name=row["display_name"],
+            )
+            for row in _latest_rows(connection, paths("mailboxes"), "mailbox_id")
+        }
+        drives = {
+            row["drive_id"]: DriveEntry(
+                owner_kind=row["owner_kind"],
+                owner_id=row["owner_id"],
+                owner_name=row["owner_name"],
+                site_id=row["site_id"],
+                web_url=row["web_url"],
+                name=row["name"],
+            )
+            for row in _latest_rows(connection, paths("drives"), "drive_id")
+        }
+        sites = {
+            row["site_id"]: SiteEntry(
+                name=row["name"], display_name=row["display_name"], web_url=row["web_url"]
+            )
+            for row in _latest_rows(connection, paths("sites"), "site_id")
+        }
+    return Directory(mailboxes=mailboxes, drives=drives, sites=sites)
