@@ -191,6 +191,13 @@ class _Parser:
             return left, restriction
 
         self._next()
+        if property_kind(group) is not FieldKind.TEXT:
+            raise self._error(
+                near,
+                f"NEAR inside the parentheses of a text property, not {group}",
+                f"{near.text} needs word positions, and {group} is a "
+                f"{property_kind(group).value} property",
+            )
         distance = DEFAULT_NEAR_DISTANCE if near.distance is None else near.distance
         if distance > MAX_NEAR_DISTANCE:
             raise self._error(
