@@ -107,6 +107,7 @@ def extract_message(mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> Messa
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
+        # PyO3 libraries (python-calamine) raise PanicException, a BaseException subclass.
         logger.warning("message extraction failed: %s: %s", type(error).__name__, error)
         return _unreadable_message(
             failure("corrupt", f"the message could not be parsed ({type(error).__name__})")
@@ -162,13 +163,13 @@ def _extract_kind(
     max_chars: int,
     depth: int,
 ) -> Extraction:
-    if kind in extract_sniff.UNSUPPORTED_NAMES:
-        return failure("unsupported", f"the file is {extract_sniff.UNSUPPORTED_NAMES[kind]}")
     claimed = _CLAIMED_FORMATS.get(extract_sniff.extension_of(filename))
     if claimed and kind in ("text", "binary", "html"):
         return failure(
             "corrupt", f"the file is named as a {claimed} file but its content is not one"
         )
+    if kind in extract_sniff.UNSUPPORTED_NAMES:
+        return failure("unsupported", f"the file is {extract_sniff.UNSUPPORTED_NAMES[kind]}")
     extractor = _extractors().get(kind)
     if extractor is None:
         return failure("unsupported", f"no text extractor for {kind} files")
@@ -206,19 +207,24 @@ def _extractors() -> dict[str, _Extractor]:
 
     return {
         "pdf": lambda d, m, _depth, _c: extract_pdf.extract_pdf(d, max_chars=m),
-        "docx": lambda d, m, _depth, _c: extract_office.extract_docx(d, max_chars=m),
-        "pptx": lambda d, m, _depth, _c: extract_office.extract_pptx(d, max_chars=m),
+        "docx": lambda d, m, depth, _c: extract_office.extract_docx(
+            d, max_chars=m, embedded=_embedded_extractor(m, depth)
+        ),
+        "pptx": lambda d, m, depth, _c: extract_office.extract_pptx(
+            d, max_chars=m, embedded=_embedded_extractor(m, depth)
+        ),
         "vsdx": lambda d, m, _depth, _c: extract_office.extract_vsdx(d, max_chars=m),
         "odt": lambda d, m, _depth, _c: extract_office.extract_odf(d, max_chars=m),
         "odp": lambda d, m, _depth, _c: extract_office.extract_odf(d, max_chars=m),
         "odg": lambda d, m, _depth, _c: extract_office.extract_odf(d, max_chars=m),
+        "iwork09": lambda d, m, _depth, _c: extract_office.extract_iwork09(d, max_chars=m),
         "epub": lambda d, m, _depth, _c: extract_office.extract_epub(d, max_chars=m),
         "xps": lambda d, m, _depth, _c: extract_office.extract_xps(d, max_chars=m),
-        "xlsx": lambda d, m, _depth, _c: extract_sheet.extract_spreadsheet(
-            d, max_chars=m, kind="xlsx"
+        "xlsx": lambda d, m, depth, _c: extract_sheet.extract_spreadsheet(
+            d, max_chars=m, kind="xlsx", embedded=_embedded_extractor(m, depth)
         ),
-        "xlsb": lambda d, m, _depth, _c: extract_sheet.extract_spreadsheet(
-            d, max_chars=m, kind="xlsb"
+        "xlsb": lambda d, m, depth, _c: extract_sheet.extract_spreadsheet(
+            d, max_chars=m, kind="xlsb", embedded=_embedded_extractor(m, depth)
         ),
         "ods": lambda d, m, _depth, _c: extract_sheet.extract_spreadsheet(
             d, max_chars=m, kind="ods"
@@ -226,6 +232,7 @@ def _extractors() -> dict[str, _Extractor]:
         "ole:doc": lambda d, m, _depth, _c: extract_legacy.extract_doc(d, max_chars=m),
         "ole:xls": lambda d, m, _depth, _c: extract_legacy.extract_xls(d, max_chars=m),
         "ole:ppt": lambda d, m, _depth, _c: extract_legacy.extract_ppt(d, max_chars=m),
+        "ole:embedded": _extract_ole_object,
         "ole:encrypted-ooxml": lambda _d, _m, _depth, _c: failure(
             "encrypted", "the Office document is password-protected (encrypted package)"
         ),
@@ -253,7 +260,27 @@ def _extractors() -> dict[str, _Extractor]:
         "tar": lambda d, m, depth, _c: extract_archive.extract_tar(
             d, max_chars=m, depth=depth, extract_nested=extract_nested
         ),
+        "7z": lambda d, _m, _depth, _c: extract_archive.extract_7z(d),
         "gzip": lambda d, m, depth, _c: extract_archive.extract_gzip(
             d, max_chars=m, depth=depth, extract_nested=extract_nested
         ),
     }
+
+
+def _embedded_extractor(max_chars: int, depth: int) -> Callable[[bytes, str], Extraction]:
+    def extract_embedded(data: bytes, name: str) -> Extraction:
+        return extract_nested(data, name, None, max_chars, depth + 1)
+
+    return extract_embedded
+
+
+def _extract_ole_object(
+    data: bytes, max_chars: int, depth: int, _charset: str | None
+) -> Extraction:
+    from m365lake.search.extract_legacy import unwrap_ole_object
+
+    unwrapped = unwrap_ole_object(data)
+    if unwrapped is None:
+        return failure("unsupported", "the embedded OLE object holds no file that can be read")
+    content, name = unwrapped
+    return extract_nested(content, name, None, max_chars, depth + 1)

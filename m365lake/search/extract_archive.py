@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -64,16 +65,26 @@ def _combine(
         )
     if problems and result.status in ("ok", "empty"):
         name, first = problems[0]
-        if len(problems) == len(entries) and all(p.status == first.status for _, p in problems):
+        first_reason = _shorten(first.reason or first.status)
+        same_status = all(p.status == first.status for _, p in problems)
+        if len(entries) > 1 and len(problems) == len(entries) and same_status:
             status = first.status
-            reason = f"every member of the {kind} archive is {_words(first)}: {first.reason}"
+            reason = f"every member of the {kind} archive is {_words(first)}: {first_reason}"
         else:
             status = first.status
-            reason = f"{kind} member {name!r}: {first.reason}"
+            reason = f"{kind} member {name!r}: {first_reason}"
             if len(problems) > 1:
                 reason += f" (and {len(problems) - 1} more incomplete member(s))"
         return Extraction(text=result.text, status=status, reason=reason)
     return result
+
+
+def _shorten(reason: str, limit: int = 240) -> str:
+    # Nested archives nest their reasons. Keep the start (the outer member names) and the
+    # end (the innermost cause) so the report line stays readable and useful.
+    if len(reason) <= limit:
+        return reason
+    return reason[: limit // 3] + " … " + reason[-(limit - limit // 3) :]
 
 
 def _words(extraction: Extraction) -> str:
@@ -212,3 +223,25 @@ def _gzip_member_name(data: bytes) -> str | None:
         return None
     end = data.find(b"\x00", 10)
     return data[10:end].decode("latin-1") if end > 10 else None
+
+
+# 7-Zip's coder id for AES-256 with SHA-256 key derivation (7-Zip's Methods.txt).
+_7Z_AES_CODER = b"\x06\xf1\x07\x01"
+
+
+def extract_7z(data: bytes) -> Extraction:
+    """Report a 7-Zip archive: members are not opened, but encryption is recognised.
+
+    The coder list in the archive's end header names AES when the content or the header
+    is encrypted. A header compressed with LZMA hides the content's coders, so such an
+    encrypted archive is reported as unsupported.
+    """
+    if len(data) < 32:
+        raise ExtractionFailed("corrupt", "the 7-Zip archive's start header is truncated")
+    offset, size = struct.unpack_from("<QQ", data, 12)
+    header = data[32 + offset : 32 + offset + size]
+    if len(header) != size:
+        raise ExtractionFailed("corrupt", "the 7-Zip archive's end header is out of range")
+    if _7Z_AES_CODER in header:
+        return failure("encrypted", "the 7-Zip archive is password-protected (AES-256)")
+    return failure("unsupported", "the file is a 7-Zip archive; 7-Zip archives are not opened")

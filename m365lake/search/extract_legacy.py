@@ -259,3 +259,40 @@ def _xls_is_encrypted(workbook: bytes) -> bool:
             return False
         position += 4 + length
     return False
+
+
+def unwrap_ole_object(data: bytes) -> tuple[bytes, str | None] | None:
+    """Return the file inside an embedded OLE object and its name, or None.
+
+    Office stores an embedded file as an OLE compound file: a packaged file in an
+    "\\x01Ole10Native" stream, an Office Open XML document in a "Package" stream, or a
+    PDF (Acrobat's OLE server) in a "CONTENTS" stream.
+    """
+    document = OleDocument(data, "embedded object")
+    try:
+        if document.exists("\x01Ole10Native"):
+            return _ole10_native(document.read("\x01Ole10Native"))
+        for name in ("Package", "CONTENTS"):
+            if document.exists(name):
+                return document.read(name), None
+        return None
+    finally:
+        document.close()
+
+
+def _ole10_native(stream: bytes) -> tuple[bytes, str | None] | None:
+    # Layout: total size (4), flags (2), label\0, source path\0, 4 reserved bytes,
+    # temporary path length (4) and path, data size (4), data.
+    try:
+        position = 6
+        label_end = stream.index(b"\x00", position)
+        label = stream[position:label_end].decode("cp1252", errors="replace")
+        position = stream.index(b"\x00", label_end + 1) + 1 + 4
+        path_length = struct.unpack_from("<I", stream, position)[0]
+        position += 4 + path_length
+        size = struct.unpack_from("<I", stream, position)[0]
+        position += 4
+    except (ValueError, struct.error):
+        return None
+    content = stream[position : position + size]
+    return (content, label or None) if len(content) == size else None

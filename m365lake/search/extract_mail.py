@@ -48,19 +48,23 @@ def decode_header_value(value: object) -> str:
     """Decode an RFC 2047 header value leniently; never raises."""
     if value is None:
         return ""
-    raw = str(value)
     try:
-        parts = email.header.decode_header(raw)
+        if isinstance(value, email.header.Header):
+            # compat32 wraps raw 8-bit header bytes in a Header ("unknown-8bit"), and str()
+            # of that Header replaces them with U+FFFD.
+            parts = email.header.decode_header(value)
+        else:
+            parts = email.header.decode_header(str(value))
     except Exception:
-        return raw
+        return " ".join(str(value).split())
     decoded: list[str] = []
     for chunk, charset in parts:
         if isinstance(chunk, bytes):
-            decoded.append(decode_text(chunk, charset or "utf-8"))
+            known = charset if charset and charset != "unknown-8bit" else None
+            decoded.append(decode_text(chunk, known))
         else:
             decoded.append(chunk)
-    text = "".join(decoded) if len(parts) > 1 else (decoded[0] if decoded else "")
-    return " ".join(text.split())
+    return " ".join("".join(decoded).split())
 
 
 def parse_message(data: bytes) -> email.message.Message:
@@ -136,7 +140,7 @@ def _walk_alternative(children: Sequence[object], walk: _Walk, level: int) -> No
 
 
 def _is_attachment(part: email.message.Message) -> bool:
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = str(part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
         return True
     if part.get_content_type() in ("text/plain", "text/html") and not _filename(part):
@@ -147,6 +151,14 @@ def _is_attachment(part: email.message.Message) -> bool:
 def _filename(part: email.message.Message) -> str | None:
     try:
         name = part.get_filename()
+        headers = [part.get(h) for h in ("Content-Disposition", "Content-Type")]
+        if name and any(isinstance(h, email.header.Header) for h in headers):
+            # Parameters with raw 8-bit bytes: decode the headers first, then re-parse.
+            probe = email.message.Message()
+            for header, value in zip(("Content-Disposition", "Content-Type"), headers, strict=True):
+                if value is not None:
+                    probe[header] = decode_header_value(value)
+            name = probe.get_filename() or name
     except Exception:
         name = None
     if name is None:
@@ -197,6 +209,22 @@ def _body_extraction(walk: _Walk, *, max_chars: int) -> Extraction:
 
 
 def _attachment_text(
+    part: email.message.Message, *, max_chars: int, depth: int, extract_nested: NestedExtractor
+) -> AttachmentText:
+    try:
+        return _read_attachment(
+            part, max_chars=max_chars, depth=depth, extract_nested=extract_nested
+        )
+    except Exception as error:
+        # One malformed part must not hide the message's other attachments.
+        logger.warning("attachment could not be read: %s: %s", type(error).__name__, error)
+        extraction = failure(
+            "corrupt", f"the attachment's MIME part cannot be decoded ({type(error).__name__})"
+        )
+        return AttachmentText(name=None, content_type=None, size=0, extraction=extraction)
+
+
+def _read_attachment(
     part: email.message.Message, *, max_chars: int, depth: int, extract_nested: NestedExtractor
 ) -> AttachmentText:
     name = _filename(part)

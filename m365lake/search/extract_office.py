@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from lxml import etree
 
@@ -28,7 +28,17 @@ _XML_PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, huge_tree=False, recover=True, remove_comments=True
 )
 
-_SKIP_TAGS = frozenset(("instrText", "Fallback", "delInstrText", "script", "style"))
+# Extracts an embedded file found inside a document: (data, part name) -> Extraction.
+EmbeddedExtractor = Callable[[bytes, str], Extraction]
+
+# Field codes, fallback copies of drawings, and drawing geometry (offsets, alignment),
+# whose text nodes hold numbers and keywords rather than document text.
+_SKIP_TAGS = frozenset(
+    (
+        "instrText", "delInstrText", "Fallback", "script", "style", "posOffset", "align",
+        "pctPosHOffset", "pctPosVOffset", "pctWidth", "pctHeight",
+    )
+)  # fmt: skip
 _BLOCK_TAGS = frozenset(("p", "h", "tr", "br", "cr", "line-break", "Text", "list-item", "si"))
 _TAB_TAGS = frozenset(("tab", "tc", "table-cell"))
 _SPACE_TAGS = frozenset(("s",))
@@ -138,8 +148,12 @@ def _local_name(element: etree._Element) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+
+
 def _join(texts: Iterable[str]) -> str:
-    return "\n\n".join(text.strip() for text in texts if text.strip())
+    joined = "\n\n".join(text.strip() for text in texts if text.strip())
+    return _BLANK_LINES.sub("\n\n", joined)
 
 
 def core_properties(document: ZipDocument, part: str) -> tuple[str | None, str | None]:
@@ -164,7 +178,32 @@ def _texts_of(document: ZipDocument, names: Iterable[str]) -> list[str]:
     return [xml_text(parse_xml(document.read(name))) for name in names]
 
 
-def extract_docx(data: bytes, *, max_chars: int) -> Extraction:
+def embedded_texts(
+    document: ZipDocument, folder: str, embedded: EmbeddedExtractor | None
+) -> list[str]:
+    """Return the text of charts, embedded files and imported chunks inside ``folder``.
+
+    Embedded files (an attached PDF, a pasted spreadsheet, an altChunk HTML page) are
+    extracted one container level deeper. Their text is added when it could be read; one
+    that cannot be read does not make its host incomplete, because the host's own text is.
+    """
+    texts = _texts_of(document, document.matching(rf"{folder}/charts/chart\d+\.xml"))
+    if embedded is None:
+        return texts
+    parts = [
+        *document.matching(rf"{folder}/embeddings/.+"),
+        *document.matching(rf"{folder}/[^/]+\.(mht|mhtml|htm|html|rtf|txt)"),
+    ]
+    for name in parts:
+        result = embedded(document.read(name), name)
+        if result.text.strip():
+            texts.append(f"[{name.rsplit('/', 1)[-1]}]\n{result.text}")
+    return texts
+
+
+def extract_docx(
+    data: bytes, *, max_chars: int, embedded: EmbeddedExtractor | None = None
+) -> Extraction:
     """Extract a Word document (.docx, .docm, .dotx): body, headers, footers, notes, comments."""
     document = ZipDocument(data, "Word")
     try:
@@ -178,14 +217,16 @@ def extract_docx(data: bytes, *, max_chars: int) -> Extraction:
             *document.matching(r"word/(footnotes|endnotes|comments)\.xml"),
             *document.matching(r"word/glossary/document\.xml"),
         ]
-        text = _join(_texts_of(document, parts))
+        text = _join(_texts_of(document, parts) + embedded_texts(document, "word", embedded))
         title, author = _ooxml_title_author(document)
     finally:
         document.close()
     return finish(text, max_chars=max_chars, title=title, author=author)
 
 
-def extract_pptx(data: bytes, *, max_chars: int) -> Extraction:
+def extract_pptx(
+    data: bytes, *, max_chars: int, embedded: EmbeddedExtractor | None = None
+) -> Extraction:
     """Extract a PowerPoint presentation (.pptx, .pptm): slides, notes and comments."""
     document = ZipDocument(data, "PowerPoint")
     try:
@@ -197,7 +238,7 @@ def extract_pptx(data: bytes, *, max_chars: int) -> Extraction:
             *document.matching(r"ppt/notesSlides/notesSlide\d+\.xml"),
             *document.matching(r"ppt/comments/comment\d+\.xml"),
         ]
-        text = _join(_texts_of(document, parts))
+        text = _join(_texts_of(document, parts) + embedded_texts(document, "ppt", embedded))
         title, author = _ooxml_title_author(document)
     finally:
         document.close()
@@ -293,3 +334,52 @@ def extract_xps(data: bytes, *, max_chars: int) -> Extraction:
     finally:
         document.close()
     return finish(_join(texts), max_chars=max_chars, title=title, author=author)
+
+
+# Compression methods zipfile reads: stored, deflate, bzip2, lzma.
+_KNOWN_ZIP_METHODS = (0, 8, 12, 14)
+
+
+def extract_iwork09(data: bytes, *, max_chars: int) -> Extraction:
+    """Extract an iWork '09 Pages, Numbers or Keynote file (a zip with an XML index)."""
+    document = ZipDocument(data, "iWork")
+    try:
+        names = [n for n in document.names if n.lower().startswith(("index.xml", "index.apxl"))]
+        if not names:
+            raise ExtractionFailed("corrupt", "the iWork file has no index.xml or index.apxl")
+        info = document.archive.getinfo(names[0])
+        if info.compress_type not in _KNOWN_ZIP_METHODS:
+            # Password-protected iWork '09 files store their parts with Apple's own
+            # encrypting compression methods.
+            raise ExtractionFailed("encrypted", "the iWork document is password-protected")
+        index = document.read(names[0])
+    finally:
+        document.close()
+    if names[0].lower().endswith(".gz"):
+        index = _gunzip(index)
+    root = parse_xml(index)
+    texts: list[str] = []
+    if root is not None:
+        for element in root.iter():
+            name = _local_name(element)
+            if name == "p":
+                texts.append("".join(element.itertext()))
+            elif name == "ct":  # a Numbers text cell keeps its value in the "s" attribute
+                texts.extend(value for key, value in element.attrib.items() if key.endswith("}s"))
+    return finish("\n".join(t for t in texts if t.strip()), max_chars=max_chars)
+
+
+def _gunzip(data: bytes) -> bytes:
+    import gzip
+    import zlib
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            content = stream.read(MAX_PART_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        raise ExtractionFailed(
+            "corrupt", f"the iWork index cannot be decompressed ({error})"
+        ) from None
+    if len(content) > MAX_PART_BYTES:
+        raise ExtractionFailed("too_large", "the iWork index expands past the part size limit")
+    return content

@@ -32,7 +32,7 @@ _BLOCK_TAGS = frozenset(
     )
 )  # fmt: skip
 _CELL_TAGS = frozenset(("td", "th"))
-_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+_SPACES = re.compile(r"[ \r\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
 

@@ -18,8 +18,7 @@ TNEF_MAGIC = b"\x78\x9f\x3e\x22"
 # Formats recognised but not extracted, with the words used in the status reason.
 UNSUPPORTED_NAMES: dict[str, str] = {
     "image": "an image; text in images is not recognised (no OCR)",
-    "7z": "a 7-Zip archive; 7-Zip archives are not opened",
-    "iwork": "an Apple iWork document (Pages, Numbers or Keynote); the format is not read",
+    "iwork": "an Apple iWork 2013+ document (Pages, Numbers or Keynote); the format is not read",
     "onenote": "a OneNote section; the format is not read",
     "access": "a Microsoft Access database; the format is not read",
     "wordperfect": "a WordPerfect document; the format is not read",
@@ -166,6 +165,8 @@ def _sniff_ole(data: bytes, extension: str) -> str:
         return "ole:msg"
     if "contents" in streams and "quill" in roots:
         return "publisher"
+    if "\x01ole10native" in streams or "package" in streams or "contents" in streams:
+        return "ole:embedded"
     if "visiodocument" in streams:
         return "visio-legacy"
     if "matost" in streams or extension == "wps":
@@ -206,6 +207,13 @@ def _sniff_zip(data: bytes, extension: str) -> str:
             return "xps"
     if any(n.endswith(".fdseq") or n.endswith(".fpage") for n in lowered):
         return "xps"
+    if "buildversionhistory.plist" in lowered and lowered & {
+        "index.xml",
+        "index.apxl",
+        "index.xml.gz",
+        "index.apxl.gz",
+    }:
+        return "iwork09"
     if "index/document.iwa" in lowered or any(
         n.startswith("index/") and n.endswith(".iwa") for n in lowered
     ):

@@ -29,6 +29,7 @@ _ATT_ATTACH_REND_DATA = 0x00069002
 _ATT_ATTACH_TITLE = 0x00018010
 _ATT_ATTACH_DATA = 0x0006800F
 _ATT_ATTACHMENT = 0x00069005
+_ATT_OEM_CODEPAGE = 0x00069007
 
 # MAPI property ids and types ([MS-OXPROPS], [MS-OXCDATA] 2.11.1).
 _PR_SUBJECT = 0x0037
@@ -56,6 +57,8 @@ class _Attachment:
 
 @dataclass
 class _Tnef:
+    codepage: str | None = None
+    """Code page of 8-bit strings, from attOemCodepage; None when the stream has none."""
     subject: str = ""
     body: str = ""
     html: bytes | None = None
@@ -124,40 +127,44 @@ def _parse(data: bytes) -> _Tnef:
         position += 9 + length + 2  # the 2-byte checksum is not verified
         if len(value) < length:
             break  # truncated stream: keep what was read
-        if attribute == _ATT_SUBJECT:
-            tnef.subject = decode_text(value.rstrip(b"\x00"))
+        if attribute == _ATT_OEM_CODEPAGE and len(value) >= 4:
+            tnef.codepage = f"cp{struct.unpack_from('<I', value, 0)[0]}"
+        elif attribute == _ATT_SUBJECT:
+            tnef.subject = decode_text(value.rstrip(b"\x00"), tnef.codepage)
         elif attribute == _ATT_BODY:
-            tnef.body = decode_text(value.rstrip(b"\x00"))
+            tnef.body = decode_text(value.rstrip(b"\x00"), tnef.codepage)
         elif attribute == _ATT_ATTACH_REND_DATA:
             current = _Attachment()
             tnef.attachments.append(current)
         elif attribute == _ATT_ATTACH_TITLE and current is not None:
-            current.name = decode_text(value.rstrip(b"\x00")) or None
+            current.name = decode_text(value.rstrip(b"\x00"), tnef.codepage) or None
         elif attribute == _ATT_ATTACH_DATA and current is not None:
             current.data = value
         elif attribute == _ATT_MAPI_PROPS:
             _apply_message_props(tnef, _mapi_props(value))
         elif attribute == _ATT_ATTACHMENT and current is not None:
-            _apply_attachment_props(current, _mapi_props(value))
+            _apply_attachment_props(current, _mapi_props(value), tnef.codepage)
     return tnef
 
 
 def _apply_message_props(tnef: _Tnef, props: dict[int, tuple[int, bytes]]) -> None:
     if _PR_SUBJECT in props and not tnef.subject:
-        tnef.subject = _string(*props[_PR_SUBJECT])
+        tnef.subject = _string(*props[_PR_SUBJECT], tnef.codepage)
     if _PR_BODY in props and not tnef.body:
-        tnef.body = _string(*props[_PR_BODY])
+        tnef.body = _string(*props[_PR_BODY], tnef.codepage)
     if _PR_BODY_HTML in props:
         tnef.html = props[_PR_BODY_HTML][1]
     if _PR_RTF_COMPRESSED in props:
         tnef.rtf = props[_PR_RTF_COMPRESSED][1]
 
 
-def _apply_attachment_props(attachment: _Attachment, props: dict[int, tuple[int, bytes]]) -> None:
+def _apply_attachment_props(
+    attachment: _Attachment, props: dict[int, tuple[int, bytes]], codepage: str | None
+) -> None:
     if _PR_ATTACH_LONG_FILENAME in props:
-        attachment.name = _string(*props[_PR_ATTACH_LONG_FILENAME]) or attachment.name
+        attachment.name = _string(*props[_PR_ATTACH_LONG_FILENAME], codepage) or attachment.name
     if _PR_ATTACH_MIME_TAG in props:
-        attachment.content_type = _string(*props[_PR_ATTACH_MIME_TAG]) or None
+        attachment.content_type = _string(*props[_PR_ATTACH_MIME_TAG], codepage) or None
     if _PR_ATTACH_DATA in props:
         kind, value = props[_PR_ATTACH_DATA]
         if kind == 0x000D and len(value) > 16:
@@ -167,10 +174,10 @@ def _apply_attachment_props(attachment: _Attachment, props: dict[int, tuple[int,
             attachment.data = value
 
 
-def _string(kind: int, value: bytes) -> str:
+def _string(kind: int, value: bytes, codepage: str | None) -> str:
     if kind == 0x001F:
         return value.decode("utf-16-le", errors="replace").rstrip("\x00")
-    return decode_text(value.rstrip(b"\x00"))
+    return decode_text(value.rstrip(b"\x00"), codepage)
 
 
 def _mapi_props(data: bytes) -> dict[int, tuple[int, bytes]]:
