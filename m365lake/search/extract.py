@@ -1,10 +1,12 @@
 """Text extraction for the search index: message bodies, attachments and drive files.
 
-``extract_text`` and ``extract_message`` never raise. An item whose text cannot be read
-(encrypted, corrupt, unsupported, too large) comes back with a status and a plain-words
-reason, so the index can still find it by metadata and report it as partially indexed,
-as Microsoft Purview does. For untrusted input at scale, run them through
-``ExtractionPool`` (``extract_pool``), which adds a per-item time limit and memory cap.
+``extract_text`` and ``extract_message`` raise nothing but KeyboardInterrupt and
+SystemExit. An item whose text cannot be read (encrypted, corrupt, unsupported, too
+large) comes back with a status and a plain-words reason, so the index can still find it
+by metadata and report it as partially indexed, as Microsoft Purview does. A crash in
+native code (PDFium, calamine) or an endless loop still stops the calling process, so
+the indexer runs them through ``ExtractionPool`` (``extract_pool``), which adds a
+per-item time limit and memory cap.
 
 Formats are recognised by content first and by name second (``extract_sniff``). The
 libraries behind each format were chosen by measurement: see the "Extraction" section of
@@ -45,7 +47,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Extensions that promise a container format; content that does not match is corrupt.
+# Extensions that promise a format. Content that matches no known format under such a
+# name is reported as corrupt rather than unsupported.
 _CLAIMED_FORMATS = {
     "pdf": "PDF",
     "docx": "Word",
@@ -73,7 +76,7 @@ def extract_text(
     content_type: str | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
 ) -> Extraction:
-    """Extract the text of one file or attachment; never raises.
+    """Extract the text of one file or attachment, reporting failures in the result.
 
     ``filename`` and ``content_type`` are hints: the content decides the format when it is
     recognisable. Text longer than ``max_chars`` is cut off with status "too_large".
@@ -82,7 +85,7 @@ def extract_text(
 
 
 def extract_message(mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> MessageText:
-    """Extract the body and attachments of a MIME message (or an Outlook .msg); never raises.
+    """Extract the body and attachments of a MIME message or an Outlook .msg file.
 
     The body is the text/plain part when there is one, else the HTML part converted to
     text. Each attachment comes back with its name, type, size and extraction; an
@@ -125,14 +128,15 @@ def extract_nested(
     max_chars: int,
     depth: int,
 ) -> Extraction:
-    """Extract ``data`` found ``depth`` containers deep (0 for a top-level item); never raises."""
+    """Extract ``data`` found ``depth`` containers deep (0 for a top-level item)."""
     try:
         if len(data) > MAX_INPUT_BYTES:
             return failure("too_large", _too_large_reason(len(data)))
         if depth > MAX_NESTING_DEPTH:
             return failure(
                 "unsupported",
-                f"nested more than {MAX_NESTING_DEPTH} containers deep; not opened",
+                f"the item is nested more than {MAX_NESTING_DEPTH} containers deep, so it "
+                "was not opened",
             )
         kind = extract_sniff.sniff_format(data, filename, content_type)
         return _extract_kind(kind, data, filename, content_type, max_chars, depth)
@@ -192,7 +196,8 @@ _Extractor = Callable[[bytes, int, int, str | None], Extraction]
 
 @functools.cache
 def _extractors() -> dict[str, _Extractor]:
-    # Imported on first use so that a worker process only loads what it needs.
+    # Imported on first use, so a process that only imports this module (the indexer,
+    # which extracts through the pool) loads no parser library.
     from m365lake.search import (
         extract_archive,
         extract_legacy,

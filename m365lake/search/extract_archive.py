@@ -25,7 +25,7 @@ from m365lake.search.extract_types import (
     finish,
 )
 
-# Members beyond this count are listed by the archive's own count only.
+# An archive with more members is read up to this many and reported as "too_large".
 MAX_MEMBERS = 10_000
 # Decompressed bytes read from one archive in total, across all members: a guard against
 # zip bombs (a few KiB that expand to GiB).
@@ -33,6 +33,8 @@ MAX_EXPANDED_BYTES = 512 * 1024 * 1024
 
 
 class _Budget:
+    """Decompressed bytes still allowed for one archive."""
+
     def __init__(self) -> None:
         self.remaining = MAX_EXPANDED_BYTES
 
@@ -41,7 +43,9 @@ class _Budget:
         data = stream.read(limit + 1)
         if len(data) > limit:
             raise ExtractionFailed(
-                "too_large", f"the archive member {name} expands past {limit:,} bytes"
+                "too_large",
+                f"the archive member {name} expands past {limit:,} bytes, the limit left "
+                "for this archive",
             )
         self.remaining -= len(data)
         return data

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from m365lake.search.extract_plain import decode_text, html_to_text
+from m365lake.search.extract_smime import cms_kind, signed_content
 from m365lake.search.extract_types import (
     AttachmentText,
     Extraction,
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 NestedExtractor = Callable[[bytes, str | None, str | None, int, int], Extraction]
 
 _HEADERS_SHOWN = ("Subject", "From", "To", "Cc", "Bcc", "Date")
+_PKCS7_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 # MIME parts nested deeper than this are not walked (flanker's "endless" enclosure test
 # nests thousands of levels).
 MAX_MIME_DEPTH = 50
@@ -38,8 +40,8 @@ MAX_MIME_DEPTH = 50
 
 @dataclass
 class _Walk:
-    plain: list[str] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
+    """Text of the inline body parts in message order, HTML already converted."""
     attachments: list[email.message.Message] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -113,30 +115,59 @@ def _walk_part(part: email.message.Message, walk: _Walk, level: int) -> None:
             if isinstance(child, email.message.Message):
                 _walk_part(child, walk, level + 1)
         return
+    if content_type in _PKCS7_MIME_TYPES:
+        _walk_pkcs7(part, walk, level)
+        return
     if _is_attachment(part):
         walk.attachments.append(part)
         return
     if content_type == "text/plain":
-        walk.plain.append(_part_text(part))
+        walk.body.append(_part_text(part))
     elif content_type == "text/html":
-        walk.html.append(_part_text(part))
+        walk.body.append(html_to_text(_part_text(part))[0])
     else:
         walk.attachments.append(part)
+
+
+def _walk_pkcs7(part: email.message.Message, walk: _Walk, level: int) -> None:
+    """Walk the MIME entity inside an opaque-signed S/MIME part; note an encrypted one."""
+    data = _payload_bytes(part)
+    kind = cms_kind(data)
+    if kind == "signed":
+        content = signed_content(data)
+        if content is not None:
+            _walk_part(parse_message(content), walk, level + 1)
+            return
+    elif kind == "encrypted":
+        walk.problems.append("the message is encrypted (S/MIME)")
+    walk.attachments.append(part)
 
 
 def _walk_alternative(children: Sequence[object], walk: _Walk, level: int) -> None:
     parts = [child for child in children if isinstance(child, email.message.Message)]
     plain = [p for p in parts if p.get_content_type() == "text/plain" and not _is_attachment(p)]
-    if plain:
-        walk.plain.append(_part_text(plain[0]))
-        # Alternatives other than the plain and HTML renderings (calendar invitations,
-        # nested related parts with attachments) still carry content.
-        for other in parts:
-            if other.get_content_type() not in ("text/plain", "text/html"):
-                _walk_part(other, walk, level + 1)
-        return
-    for child in parts:
-        _walk_part(child, walk, level + 1)
+    html = [p for p in parts if p.get_content_type() == "text/html" and not _is_attachment(p)]
+    # Prefer the plain rendering, unless it is blank and the HTML one is not (some mailers
+    # send an empty text/plain beside the real HTML body).
+    plain_text = _part_text(plain[0]) if plain else ""
+    rendering = ""
+    if plain_text.strip():
+        rendering = plain_text
+    elif html:
+        rendering = html_to_text(_part_text(html[0]))[0]
+    # Other alternatives still carry content: calendar invitations, and multipart/related
+    # parts holding the HTML rendering with its inline images. Their attachments count,
+    # but their body text only when no rendering was found above, so it is not doubled.
+    for other in parts:
+        if other in plain[:1] or other in html[:1]:
+            continue
+        inner = _Walk()
+        _walk_part(other, inner, level + 1)
+        walk.attachments.extend(inner.attachments)
+        walk.problems.extend(inner.problems)
+        if not rendering.strip():
+            rendering = "\n\n".join(inner.body)
+    walk.body.append(rendering)
 
 
 def _is_attachment(part: email.message.Message) -> bool:
@@ -195,15 +226,11 @@ def _part_text(part: email.message.Message) -> str:
 
 
 def _body_extraction(walk: _Walk, *, max_chars: int) -> Extraction:
-    if walk.plain:
-        text = "\n\n".join(walk.plain)
-    elif walk.html:
-        text = "\n\n".join(html_to_text(markup)[0] for markup in walk.html)
-    else:
-        text = ""
+    text = "\n\n".join(part for part in walk.body if part.strip())
     result = finish(text, max_chars=max_chars)
     if walk.problems and result.status in ("ok", "empty"):
-        status: ExtractionStatus = "encrypted" if "encrypted" in walk.problems[0] else "corrupt"
+        encrypted = "encrypted" in walk.problems[0]
+        status: ExtractionStatus = "encrypted" if encrypted else "corrupt"
         return Extraction(text=result.text, status=status, reason="; ".join(walk.problems))
     return result
 
@@ -244,13 +271,11 @@ def _special_attachment(content_type: str, part: email.message.Message) -> Extra
         return finish("", max_chars=1)
     if content_type == "application/pgp-signature":
         return finish("", max_chars=1)
-    if content_type in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
-        smime_type = (part.get_param("smime-type") or "").__str__().lower()
-        if smime_type == "enveloped-data" or not smime_type:
-            return failure("encrypted", "the message is S/MIME encrypted")
-        return failure(
-            "unsupported", f"S/MIME {smime_type} content is not unwrapped from its signature"
-        )
+    if content_type in _PKCS7_MIME_TYPES:
+        # Signed content that could be read was walked as part of the message already.
+        if cms_kind(_payload_bytes(part)) == "encrypted":
+            return failure("encrypted", "the part is S/MIME encrypted")
+        return failure("corrupt", "the S/MIME part holds no readable signed content")
     if content_type == "application/pgp-encrypted" or (
         content_type == "application/octet-stream"
         and ((part.get_filename() or "").lower().endswith((".pgp", ".gpg", ".asc")))

@@ -95,6 +95,18 @@ class _MsgStorage:
     def binary(self, property_id: int) -> bytes | None:
         return self._stream(f"__substg1.0_{property_id:04X}{_TYPE_BINARY:04X}")
 
+    def stored_bytes(self) -> int:
+        """Return the total size of the streams under this storage (its size as stored)."""
+        depth = len(self.prefix)
+        total = 0
+        for entry in self.ole.listdir(streams=True, storages=False):
+            if entry[:depth] == self.prefix:
+                try:
+                    total += int(self.ole.get_size("/".join(entry)))
+                except Exception:
+                    continue
+        return total
+
     def children(self, kind: str) -> list[list[str]]:
         depth = len(self.prefix)
         found = {
@@ -234,7 +246,10 @@ def _attachment(
         headers = _headers(embedded)
         extraction = message_as_text(text, headers, max_chars=max_chars)
         return AttachmentText(
-            name or headers["Subject"] or None, content_type or "message/rfc822", 0, extraction
+            name or headers["Subject"] or None,
+            content_type or "message/rfc822",
+            embedded.stored_bytes(),
+            extraction,
         )
     data = attachment.binary(_ATTACH_DATA)
     if data is None:

@@ -14,16 +14,18 @@ ExtractionStatus = Literal[
 
 COMPLETE_STATUSES: tuple[ExtractionStatus, ...] = ("ok", "empty")
 
-# Text beyond this many characters is cut off and the item reported as partially indexed.
-# One million characters is several hundred pages of prose: enough for nearly every
-# document, small enough that one item cannot bloat the index.
+# Text beyond this many characters is cut off, and the item is reported as partially
+# indexed (status "too_large" with the text kept). One million characters is roughly 300
+# pages of prose at 3,000 characters a page (an estimate), enough for nearly every
+# document while one item cannot bloat the index.
 DEFAULT_MAX_CHARS = 1_000_000
 
-# Inputs larger than this are not parsed at all (status "too_large"), because parsers hold
-# the whole input and usually several times its size in memory.
+# Inputs larger than this are not parsed at all (status "too_large"), because every parser
+# here holds the whole input in memory, and its parsed form takes more.
 MAX_INPUT_BYTES = 100 * 1024 * 1024
 
-# Containers (zip, mail attachments, embedded messages) are opened this many levels deep.
+# Containers (archives, attached messages, embedded objects) are opened this many levels
+# deep, which also stops self-containing archives such as zip quines.
 MAX_NESTING_DEPTH = 5
 
 
@@ -74,7 +76,8 @@ class MessageText:
 class ExtractionFailed(Exception):
     """Raised inside the format modules to end an extraction with a status and reason.
 
-    ``extract_text`` turns it into an ``Extraction``; it never reaches callers.
+    ``extract_text`` and ``extract_message`` turn it into an ``Extraction``, so callers
+    never see it.
     """
 
     def __init__(self, status: ExtractionStatus, reason: str) -> None:
