@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from m365lake.config import ENV_LAKE, GraphSettings, default_lake_location
-from m365lake.errors import LakeIntegrityError, LakeNotFoundError, M365LakeError
+from m365lake.errors import KqlSyntaxError, LakeIntegrityError, LakeNotFoundError, M365LakeError
 from m365lake.sources.mail import CHECKPOINT_MESSAGES
 
 if TYPE_CHECKING:
@@ -362,3 +363,174 @@ def verify(no_blobs: bool, lake_location: str | None) -> None:
     checked = f"{counts['manifests']} manifests, {counts['files']} files"
     checked += ", blobs skipped (--no-blobs)" if no_blobs else f", {counts['blobs']} blobs"
     click.echo(f"OK: the lake at {lake.root} passed verification: {checked}")
+
+
+OUTPUT_FORMAT_OPTION = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format: a table for reading, or JSON or CSV with whole values for scripts.",
+)
+EXCLUDE_DELETED_OPTION = click.option(
+    "--exclude-deleted",
+    is_flag=True,
+    help="Leave out items the tenant has deleted. By default they are searched too.",
+)
+
+
+def _kql_error_message(error: KqlSyntaxError, query: str) -> str:
+    """Return the parser's message with the query and a caret under the failing position."""
+    message = str(error).rstrip()
+    if "^" not in message:
+        text = error.query.replace("\n", " ").replace("\t", " ")
+        message += f"\n    {text}\n    {' ' * max(error.position, 0)}^"
+    if error.query != query:
+        message = f"in keyword {error.query!r}: {message}"
+    return message
+
+
+def _warn_if_behind(commits_behind: int) -> None:
+    if commits_behind:
+        click.echo(
+            f"note: the index is {commits_behind} commit(s) behind the lake; run "
+            "`m365lake index` to search the newest archived items too",
+            err=True,
+        )
+
+
+@main.command("index")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Index every item again from the lake's tables, replacing the current index.",
+)
+@_lake_option
+def index_command(rebuild: bool, lake_location: str | None) -> None:
+    """Bring the search index up to date with the lake's commits (incremental)."""
+    from m365lake.search.index import update_index
+
+    lake = _open_lake(lake_location)
+    with _reported_errors(lake.root):
+        update = update_index(
+            lake,
+            rebuild=rebuild,
+            progress=lambda progress: click.echo(
+                f"… {progress.documents_added + progress.documents_replaced} documents "
+                f"written up to commit {progress.manifest_seq}",
+                err=True,
+            ),
+        )
+    click.echo(
+        f"{update.documents_added} documents added, {update.documents_replaced} replaced "
+        f"({update.marked_deleted} deleted in the tenant), {update.partially_indexed} "
+        f"partially indexed, in {update.seconds:.1f} s"
+    )
+    click.echo(
+        f"the index at {lake.root / 'index'} contains {update.documents_total} documents "
+        f"({update.partially_indexed_total} partially indexed) up to commit "
+        f"{update.manifest_seq}, {update.index_bytes / 1_000_000:.1f} MB"
+    )
+
+
+@main.command("search")
+@click.argument("query")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Number of best-scoring items to list; the total count covers every match.",
+)
+@OUTPUT_FORMAT_OPTION
+@EXCLUDE_DELETED_OPTION
+@_lake_option
+def search_command(
+    query: str, limit: int, output_format: str, exclude_deleted: bool, lake_location: str | None
+) -> None:
+    """Search the archive with a KQL query, as in Microsoft Purview content search."""
+    from m365lake.query_output import format_table, json_value, write_csv
+    from m365lake.search.hits import HIT_COLUMNS, search
+
+    lake = _open_lake(lake_location)
+    with _reported_errors(lake.root), _reported_kql_errors(query):
+        result = search(lake, query, limit=limit, include_deleted=not exclude_deleted)
+    rows = [hit.row() for hit in result.hits]
+    if output_format == "json":
+        records = [dict(zip(HIT_COLUMNS, row, strict=True)) for row in rows]
+        document = {"query": query, "total": result.total, "hits": records}
+        click.echo(json.dumps(json_value(document), indent=2, ensure_ascii=False))
+    elif output_format == "csv":
+        write_csv(HIT_COLUMNS, rows, sys.stdout)
+        click.echo(f"{len(rows)} of {result.total} matching items listed", err=True)
+    else:
+        for line in format_table(HIT_COLUMNS, rows)[:-1]:
+            click.echo(line)
+        click.echo(f"({len(rows)} of {result.total} matching items)")
+    _warn_if_behind(result.commits_behind)
+
+
+@contextlib.contextmanager
+def _reported_kql_errors(query: str) -> Iterator[None]:
+    try:
+        yield
+    except KqlSyntaxError as error:
+        raise click.ClickException(_kql_error_message(error, query)) from error
+
+
+def _read_keywords(keywords: tuple[str, ...], keywords_file: TextIO | None) -> list[str]:
+    """Return the keywords from the options: one KQL keyword per file line, # for comments."""
+    result = [keyword.strip() for keyword in keywords]
+    if keywords_file is not None:
+        for line in keywords_file:
+            stripped = line.strip()
+            if stripped and not stripped.startswith("#"):
+                result.append(stripped)
+    if any(not keyword for keyword in result):
+        raise click.BadParameter("a keyword is empty; give each --keyword some KQL")
+    return result
+
+
+@main.command("search-stats")
+@click.argument("query")
+@click.option(
+    "--keyword",
+    "keywords",
+    multiple=True,
+    help="A KQL keyword to count ANDed with QUERY (repeatable).",
+)
+@click.option(
+    "--keywords-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read keywords from this file, one KQL keyword per line (# starts a comment).",
+)
+@OUTPUT_FORMAT_OPTION
+@EXCLUDE_DELETED_OPTION
+@_lake_option
+def search_stats_command(
+    query: str,
+    keywords: tuple[str, ...],
+    keywords_file: TextIO | None,
+    output_format: str,
+    exclude_deleted: bool,
+    lake_location: str | None,
+) -> None:
+    """Count items and bytes per keyword, custodian and location, as Purview reports them."""
+    from m365lake.query_output import format_table, json_value
+    from m365lake.search.stats import COLUMNS, search_statistics
+
+    keyword_list = _read_keywords(keywords, keywords_file)
+    lake = _open_lake(lake_location)
+    with _reported_errors(lake.root), _reported_kql_errors(query):
+        statistics = search_statistics(
+            lake, query, keyword_list, include_deleted=not exclude_deleted
+        )
+    if output_format == "json":
+        click.echo(json.dumps(json_value(statistics.to_dict()), indent=2, ensure_ascii=False))
+    elif output_format == "csv":
+        statistics.write_csv(sys.stdout)
+    else:
+        for line in format_table(COLUMNS, statistics.rows())[:-1]:
+            click.echo(line)
+    _warn_if_behind(max(0, statistics.lake_seq - statistics.index_seq))

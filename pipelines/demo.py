@@ -17,13 +17,16 @@ import platformdirs
 from m365lake.catalog import refresh_catalog, run_sql
 from m365lake.config import GraphSettings
 from m365lake.emulator.runtime import default_state_dir, start_emulator
+from m365lake.errors import SearchIndexError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
+from m365lake.search.hits import search
 from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.deployments import resources_for
 from pipelines.partitions import drive_partitions, mailbox_partitions
+from pipelines.search import search_index
 
 EXAMPLE_QUERY = """
 SELECT from_address, count(*) AS messages, sum(size) AS bytes
@@ -50,6 +53,9 @@ async def list_directory(settings: GraphSettings) -> list[str]:
 
 MAIL_COUNTS = ("messages_new", "messages_updated", "messages_deleted", "failures")
 FILE_COUNTS = ("items_new", "items_updated", "items_deleted", "failures")
+INDEX_COUNTS = ("documents_added", "documents_replaced", "partially_indexed", "seconds")
+# Matches messages in the generated tenant and in the Enron corpus.
+EXAMPLE_SEARCH = "budget OR forecast"
 
 
 async def list_drive_partitions(settings: GraphSettings) -> list[tuple[str, str]]:
@@ -63,7 +69,7 @@ async def list_drive_partitions(settings: GraphSettings) -> list[tuple[str, str]
 
 def _materialize(
     asset: dg.AssetsDefinition,
-    partition: str,
+    partition: str | None,
     instance: dg.DagsterInstance,
     resources: dict[str, Any],
     counts: tuple[str, ...],
@@ -77,7 +83,9 @@ def _materialize(
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     if not outcome.success:
-        click.echo(f"  {partition}: failed; see the messages above", err=True)
+        click.echo(
+            f"  {partition or asset.key.to_user_string()}: failed; see the messages above", err=True
+        )
         return
     metadata = outcome.asset_materializations_for_node(asset.key.to_user_string())[0].metadata
     if "skipped" in metadata:
@@ -86,6 +94,18 @@ def _materialize(
     click.echo(
         "  " + ", ".join(f"{name.replace('_', ' ')} {metadata[name].value}" for name in counts)
     )
+
+
+def _print_example_search(lake: Lake) -> None:
+    try:
+        result = search(lake, EXAMPLE_SEARCH, limit=5)
+    except SearchIndexError as error:
+        click.echo(f"\nThe example search could not run: {error}", err=True)
+        return
+    click.echo(f"\nExample: m365lake search '{EXAMPLE_SEARCH}' ({result.total} matching items)")
+    for hit in result.hits:
+        when = hit.captured_at.date().isoformat() if hit.captured_at else ""
+        click.echo(f"  {hit.workload:<5}  {hit.custodian or '':<28}  {when}  {hit.title or ''}")
 
 
 def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path | None) -> None:
@@ -116,6 +136,8 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         for number, (drive_id, label) in enumerate(drives, start=1):
             click.echo(f"[{number}/{len(drives)}] materializing drive_archive[{label}]…")
             _materialize(drive_archive, drive_id, instance, resources, FILE_COUNTS)
+        click.echo("Materializing search_index…")
+        _materialize(search_index, None, instance, resources, INDEX_COUNTS)
     finally:
         emulator.stop()
 
@@ -145,6 +167,7 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
     click.echo(f"  {columns[0]:<{width}}  {columns[1]:>8}  {columns[2]:>10}")
     for sender, count, size in rows:
         click.echo(f"  {sender!s:<{width}}  {count:>8}  {size:>10,}")
+    _print_example_search(lake)
     duckdb_cli = shutil.which("duckdb")
     hint = (
         f"duckdb -readonly {lake.root / 'catalog.duckdb'}"

@@ -115,7 +115,7 @@ def read_state(folder: Path) -> IndexState | None:
     )
 
 
-def _write_state(folder: Path, state: IndexState) -> None:
+def write_state(folder: Path, state: IndexState) -> None:
     temporary = folder / f".{STATE_FILE}.{uuid.uuid4().hex}.tmp"
     with open(temporary, "wb") as handle:
         handle.write(state.to_json())
@@ -124,7 +124,7 @@ def _write_state(folder: Path, state: IndexState) -> None:
     os.replace(temporary, folder / STATE_FILE)
 
 
-def _open_tantivy(folder: Path, *, create: bool) -> tantivy.Index:
+def open_tantivy(folder: Path, *, create: bool) -> tantivy.Index:
     """Open (or create) the Tantivy index in ``folder`` with the project's analyzers."""
     try:
         if create:
@@ -163,7 +163,7 @@ def open_index(lake: Lake) -> OpenIndex:
         raise SearchIndexError(
             f"the search index at {folder} was built with another field table. {REBUILD_ADVICE}"
         )
-    index = _open_tantivy(folder, create=False)
+    index = open_tantivy(folder, create=False)
     return OpenIndex(index=index, state=state, path=folder, lake_seq=lake.head().seq)
 
 
@@ -344,7 +344,7 @@ class _Updater:
         pending = [
             (manifest, digest) for manifest, digest in manifests if manifest["seq"] > after_seq
         ]
-        index = _open_tantivy(folder, create=True)
+        index = open_tantivy(folder, create=True)
         writer = _writer(index, folder)
         try:
             for chunk in _chunks(pending, self.chunk_rows):
@@ -422,7 +422,7 @@ class _Updater:
             schema=schema_digest(),
             updated_at=dt.datetime.now(dt.UTC).isoformat(),
         )
-        _write_state(folder, state)
+        write_state(folder, state)
         self.update.manifest_seq = seq
 
     def _check_lease(self) -> None:
@@ -434,7 +434,7 @@ class _Updater:
             )
 
     def _measure(self, folder: Path) -> None:
-        index = _open_tantivy(folder, create=False)
+        index = open_tantivy(folder, create=False)
         searcher = index.searcher()
         self.update.documents_total = searcher.num_docs
         partial = tantivy.Query.term_query(index.schema, "partially_indexed", True)
