@@ -321,7 +321,7 @@ def _mail_parts(corpus: Path) -> Iterator[tuple[str, str, bytes]]:
 
 
 def run_candidate(candidate: str, group: str, corpus: Path, rounds: int) -> dict[str, object]:
-    """Measure one candidate on one format group; runs inside the child process.
+    """Measure one candidate on one format group, inside the child process.
 
     Success and failure counts come from the first round; seconds are the mean per round.
     """

@@ -50,22 +50,22 @@ logger = logging.getLogger(__name__)
 # Extensions that promise a format. Content that matches no known format under such a
 # name is reported as corrupt rather than unsupported.
 _CLAIMED_FORMATS = {
-    "pdf": "PDF",
-    "docx": "Word",
-    "docm": "Word",
-    "xlsx": "Excel",
-    "xlsm": "Excel",
-    "xlsb": "Excel",
-    "pptx": "PowerPoint",
-    "pptm": "PowerPoint",
-    "odt": "OpenDocument",
-    "ods": "OpenDocument",
-    "odp": "OpenDocument",
-    "doc": "Word",
-    "xls": "Excel",
-    "ppt": "PowerPoint",
-    "zip": "zip",
-    "epub": "EPUB",
+    "pdf": "a PDF",
+    "docx": "a Word",
+    "docm": "a Word",
+    "xlsx": "an Excel",
+    "xlsm": "an Excel",
+    "xlsb": "an Excel",
+    "pptx": "a PowerPoint",
+    "pptm": "a PowerPoint",
+    "odt": "an OpenDocument",
+    "ods": "an OpenDocument",
+    "odp": "an OpenDocument",
+    "doc": "a Word",
+    "xls": "an Excel",
+    "ppt": "a PowerPoint",
+    "zip": "a zip",
+    "epub": "an EPUB",
 }
 
 
@@ -169,9 +169,7 @@ def _extract_kind(
 ) -> Extraction:
     claimed = _CLAIMED_FORMATS.get(extract_sniff.extension_of(filename))
     if claimed and kind in ("text", "binary", "html"):
-        return failure(
-            "corrupt", f"the file is named as a {claimed} file but its content is not one"
-        )
+        return failure("corrupt", f"the file is named as {claimed} file but its content is not one")
     if kind in extract_sniff.UNSUPPORTED_NAMES:
         return failure("unsupported", f"the file is {extract_sniff.UNSUPPORTED_NAMES[kind]}")
     extractor = _extractors().get(kind)
@@ -192,6 +190,11 @@ def _charset_of(content_type: str | None) -> str | None:
 
 
 _Extractor = Callable[[bytes, int, int, str | None], Extraction]
+
+
+def load_parsers() -> None:
+    """Import every parser library now, as a worker does before its first item."""
+    _extractors()
 
 
 @functools.cache

@@ -248,4 +248,4 @@ def extract_7z(data: bytes) -> Extraction:
         raise ExtractionFailed("corrupt", "the 7-Zip archive's end header is out of range")
     if _7Z_AES_CODER in header:
         return failure("encrypted", "the 7-Zip archive is password-protected (AES-256)")
-    return failure("unsupported", "the file is a 7-Zip archive; 7-Zip archives are not opened")
+    return failure("unsupported", "the file is a 7-Zip archive, and 7-Zip archives are not opened")

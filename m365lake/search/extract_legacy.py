@@ -185,7 +185,8 @@ def _word6_text(word: bytes) -> str:
 
 
 def _clean_word_text(text: str) -> str:
-    # Field codes (e.g. HYPERLINK "...") sit between 0x13 and 0x14; the shown result follows.
+    # A field code (e.g. HYPERLINK "...") sits between 0x13 and 0x14, and the result
+    # shown to the reader follows it up to 0x15.
     previous = None
     while previous != text:
         previous = text

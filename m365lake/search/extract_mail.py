@@ -1,7 +1,8 @@
 """Body and attachment text of RFC 5322 (MIME) messages.
 
-The parser runs with the ``compat32`` policy because it never raises on a malformed
-header; headers are decoded here with lenient fallbacks instead.
+The parser runs with the ``compat32`` policy, which keeps header values as raw strings
+instead of parsing them when they are read, so a malformed header cannot raise. Headers
+are decoded here, with lenient fallbacks.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ NestedExtractor = Callable[[bytes, str | None, str | None, int, int], Extraction
 
 _HEADERS_SHOWN = ("Subject", "From", "To", "Cc", "Bcc", "Date")
 _PKCS7_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
-# MIME parts nested deeper than this are not walked (flanker's "endless" enclosure test
-# nests thousands of levels).
+# MIME parts nested deeper than this are not walked. Real mail nests a few levels, and
+# hostile mail nesting thousands would exhaust Python's recursion limit.
 MAX_MIME_DEPTH = 50
 
 
@@ -47,7 +48,7 @@ class _Walk:
 
 
 def decode_header_value(value: object) -> str:
-    """Decode an RFC 2047 header value leniently; never raises."""
+    """Decode an RFC 2047 header value, falling back to the raw text when it is invalid."""
     if value is None:
         return ""
     try:
@@ -70,7 +71,7 @@ def decode_header_value(value: object) -> str:
 
 
 def parse_message(data: bytes) -> email.message.Message:
-    """Parse MIME bytes; never raises for any input."""
+    """Parse MIME bytes. Any input parses, because compat32 records defects instead."""
     return email.message_from_bytes(data, policy=email.policy.compat32)
 
 
@@ -130,7 +131,7 @@ def _walk_part(part: email.message.Message, walk: _Walk, level: int) -> None:
 
 
 def _walk_pkcs7(part: email.message.Message, walk: _Walk, level: int) -> None:
-    """Walk the MIME entity inside an opaque-signed S/MIME part; note an encrypted one."""
+    """Walk the MIME entity inside an opaque-signed S/MIME part, or note an encrypted one."""
     data = _payload_bytes(part)
     kind = cms_kind(data)
     if kind == "signed":

@@ -18,7 +18,7 @@ from lxml import etree
 from m365lake.search.extract_plain import html_to_text
 from m365lake.search.extract_types import Extraction, ExtractionFailed, finish
 
-# One XML part larger than this after decompression is not read; real documents stay far
+# One XML part larger than this after decompression is not read. Real documents stay far
 # below it, and a zip bomb's parts go far above.
 MAX_PART_BYTES = 64 * 1024 * 1024
 # All parts of one document together.
@@ -103,7 +103,7 @@ def _natural_key(name: str) -> list[int | str]:
 
 
 def parse_xml(data: bytes) -> etree._Element | None:
-    """Parse an XML part leniently; None when nothing could be parsed."""
+    """Parse an XML part leniently, returning None when nothing could be parsed."""
     try:
         return etree.fromstring(data, _XML_PARSER)
     except etree.XMLSyntaxError:
@@ -184,8 +184,9 @@ def embedded_texts(
     """Return the text of charts, embedded files and imported chunks inside ``folder``.
 
     Embedded files (an attached PDF, a pasted spreadsheet, an altChunk HTML page) are
-    extracted one container level deeper. Their text is added when it could be read; one
-    that cannot be read does not make its host incomplete, because the host's own text is.
+    extracted one container level deeper, and their text is added when it could be read.
+    An embedded file that cannot be read leaves its host complete, because the host's own
+    text was all extracted.
     """
     texts = _texts_of(document, document.matching(rf"{folder}/charts/chart\d+\.xml"))
     if embedded is None:

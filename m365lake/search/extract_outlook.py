@@ -237,7 +237,9 @@ def _attachment(
     )
     if is_embedded:
         if depth + 1 > MAX_EMBEDDED_DEPTH:
-            extraction = failure("unsupported", "embedded message nested too deep; not opened")
+            extraction = failure(
+                "unsupported", "the embedded message is nested too deep, so it was not opened"
+            )
             return AttachmentText(name, "message/rfc822", 0, extraction)
         embedded = _MsgStorage(message.ole, embedded_path, header_size=24)
         text = _message_text(

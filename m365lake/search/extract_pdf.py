@@ -57,7 +57,7 @@ def _read_document(document: pypdfium2.PdfDocument, *, max_chars: int) -> Extrac
     if not text.strip() and images:
         raise ExtractionFailed(
             "unsupported",
-            f"the PDF has no text layer, only {images} image(s); text in images is not "
+            f"the PDF has no text layer, only {images} image(s), and text in images is not "
             "recognised (no OCR)",
         )
     result = finish(text, max_chars=max_chars, **metadata)

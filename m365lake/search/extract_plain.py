@@ -140,8 +140,8 @@ def extract_html(data: bytes, *, max_chars: int, charset: str | None = None) -> 
 
 def extract_rtf(data: bytes, *, max_chars: int) -> Extraction:
     """Extract an RTF document."""
-    # RTF is 7-bit by specification; bytes above 127 only appear in damaged files, and
-    # the \\ansicpg code page decides how \\'hh escapes decode, which striprtf handles.
+    # RTF is 7-bit by specification, so bytes above 127 only appear in damaged files.
+    # The \\ansicpg code page decides how \\'hh escapes decode, and striprtf applies it.
     source = data.decode("latin-1")
     if "{\\rtf" not in source[:1024]:
         raise ExtractionFailed("corrupt", "the file has an .rtf name but no RTF header")

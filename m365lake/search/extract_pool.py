@@ -39,6 +39,8 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 # as well as the heap. A worker that has parsed one file of each kind maps about 50 MiB
 # (VmSize on Linux x86_64), so the rest is left for the parsed document.
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
+# Time for a new worker to start the interpreter and import the parsers.
+WORKER_START_TIMEOUT_SECONDS = 120.0
 # A worker is replaced after this many items, so heap fragmentation cannot grow forever.
 DEFAULT_MAX_TASKS_PER_WORKER = 500
 
@@ -67,8 +69,12 @@ def _worker_main(
     # Imported here, not at module level, because extract re-exports this module's pool.
     from m365lake.search import extract
 
+    if text_extractor is None or message_extractor is None:
+        extract.load_parsers()
     text_extractor = text_extractor or extract.extract_text
     message_extractor = message_extractor or extract.extract_message
+    # Startup (interpreter, imports) does not count against the first item's time limit.
+    connection.send("ready")
     while True:
         try:
             request = connection.recv()
@@ -104,6 +110,8 @@ def _failed(kind: str, status: ExtractionStatus, reason: str) -> Extraction | Me
 
 
 class _Worker:
+    """One spawned worker process and the parent's end of its pipe."""
+
     def __init__(self, context: Any, pool: ExtractionPool) -> None:
         parent, child = context.Pipe(duplex=True)
         self.connection: multiprocessing.connection.Connection = parent
@@ -116,6 +124,16 @@ class _Worker:
         self.process.start()
         child.close()
         self.tasks = 0
+        self.ready = False
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait for the worker's startup message; False when it died or took too long."""
+        try:
+            if self.connection.poll(timeout) and self.connection.recv() == "ready":
+                self.ready = True
+        except (EOFError, OSError):
+            self.ready = False
+        return self.ready
 
     def stop(self, *, kill: bool) -> None:
         if not kill:
@@ -135,10 +153,10 @@ class _Worker:
 class ExtractionPool:
     """Worker processes that run ``extract_text`` and ``extract_message`` under limits.
 
-    Safe to call from several threads; each call blocks until a worker is free. By
+    Safe to call from several threads, and each call blocks until a worker is free. By
     default there is one worker per core but one, so on 2 cores one core extracts while
     the caller indexes on the other. ``text_extractor`` and ``message_extractor`` replace
-    the real extractors (tests inject slow or crashing ones); they must be importable
+    the real extractors (tests inject slow or crashing ones). They must be importable
     module-level functions, because the workers are spawned.
     """
 
@@ -181,14 +199,14 @@ class ExtractionPool:
         content_type: str | None = None,
         max_chars: int = DEFAULT_MAX_CHARS,
     ) -> Extraction:
-        """Run ``extract.extract_text`` in a worker; see there for the arguments."""
+        """Run ``extract.extract_text`` in a worker, with the same arguments."""
         options = {"filename": filename, "content_type": content_type, "max_chars": max_chars}
         result = self._run("text", data, options, label=filename)
         assert isinstance(result, Extraction)
         return result
 
     def extract_message(self, mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> MessageText:
-        """Run ``extract.extract_message`` in a worker; see there for the arguments."""
+        """Run ``extract.extract_message`` in a worker, with the same arguments."""
         result = self._run("message", mime, {"max_chars": max_chars}, label="message")
         assert isinstance(result, MessageText)
         return result
@@ -198,15 +216,15 @@ class ExtractionPool:
     ) -> Extraction | MessageText:
         if self._closed:
             raise RuntimeError(
-                "the ExtractionPool is closed; create a new pool to extract more items"
+                "the ExtractionPool is closed, so create a new pool to extract more items"
             )
-        worker = self._idle.get()
-        if not worker.process.is_alive():
-            # Died while idle (killed from outside): not this item's fault.
-            logger.warning(
-                "idle extraction worker exited (code %s); replacing it", worker.process.exitcode
+        worker = self._started_worker(self._idle.get())
+        if worker is None:
+            return _failed(
+                kind,
+                "timeout",
+                f"no extraction worker started within {WORKER_START_TIMEOUT_SECONDS:g} seconds",
             )
-            worker = self._replace(worker)
         try:
             worker.connection.send((kind, data, options))
             if not worker.connection.poll(self.timeout):
@@ -238,6 +256,26 @@ class ExtractionPool:
             self._idle.put(worker)
         return result
 
+    def _started_worker(self, worker: _Worker) -> _Worker | None:
+        """Return ``worker`` once it is running and ready, replacing it once if it is not.
+
+        On failure the replacement goes back to the idle queue and None is returned.
+        """
+        for _attempt in range(2):
+            if worker.ready and worker.process.is_alive():
+                return worker
+            if not worker.ready and worker.wait_ready(WORKER_START_TIMEOUT_SECONDS):
+                return worker
+            # A worker that died while idle (killed from outside) or never started is not
+            # the fault of the item about to be sent.
+            logger.warning(
+                "extraction worker is not running (exit code %s); replacing it",
+                worker.process.exitcode,
+            )
+            worker = self._replace(worker)
+        self._idle.put(worker)
+        return None
+
     def _replace(self, worker: _Worker) -> _Worker:
         worker.stop(kill=True)
         with self._lock:
@@ -245,7 +283,7 @@ class ExtractionPool:
         return _Worker(self._context, self)
 
     def close(self) -> None:
-        """Stop every worker; waits for calls in progress to return their workers."""
+        """Stop every worker, after waiting for calls in progress to finish."""
         if self._closed:
             return
         self._closed = True

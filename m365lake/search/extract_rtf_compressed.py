@@ -15,7 +15,7 @@ _PREBUF = (
 _COMPRESSED = 0x75465A4C  # "LZFu"
 _UNCOMPRESSED = 0x414C454D  # "MELA"
 _DICTIONARY_SIZE = 4096
-# A raw size above this is treated as damage; real message bodies are far smaller.
+# A raw size above this is treated as damage, because real message bodies are far smaller.
 _MAX_RAW_SIZE = 64 * 1024 * 1024
 
 

@@ -21,7 +21,7 @@ _OID = 0x06
 _OCTET_STRING = 0x04
 _CONSTRUCTED_OCTET_STRING = 0x24
 _CONTEXT_0 = 0xA0
-# Nesting limit for the BER reader; CMS needs fewer than ten levels.
+# Nesting limit for the BER reader. CMS needs fewer than ten levels.
 _MAX_DEPTH = 32
 
 CmsKind = Literal["signed", "encrypted", "unknown"]

@@ -17,27 +17,27 @@ TNEF_MAGIC = b"\x78\x9f\x3e\x22"
 
 # Formats recognised but not extracted, with the words used in the status reason.
 UNSUPPORTED_NAMES: dict[str, str] = {
-    "image": "an image; text in images is not recognised (no OCR)",
-    "iwork": "an Apple iWork 2013+ document (Pages, Numbers or Keynote); the format is not read",
-    "onenote": "a OneNote section; the format is not read",
-    "access": "a Microsoft Access database; the format is not read",
-    "wordperfect": "a WordPerfect document; the format is not read",
-    "publisher": "a Microsoft Publisher document; the format is not read",
-    "works": "a Microsoft Works document; the format is not read",
-    "visio-legacy": "a Visio 2003 drawing (.vsd); the format is not read",
+    "image": "an image, and text in images is not recognised (no OCR)",
+    "iwork": "an Apple iWork 2013+ document (Pages, Numbers or Keynote), a format not read",
+    "onenote": "a OneNote section, a format not read",
+    "access": "a Microsoft Access database, a format not read",
+    "wordperfect": "a WordPerfect document, a format not read",
+    "publisher": "a Microsoft Publisher document, a format not read",
+    "works": "a Microsoft Works document, a format not read",
+    "visio-legacy": "a Visio 2003 drawing (.vsd), a format not read",
     "ole-other": "an OLE compound file of an unrecognised kind",
-    "audio-video": "an audio or video file; speech is not transcribed",
+    "audio-video": "an audio or video file, and speech is not transcribed",
     "binary": "binary data of an unrecognised format",
 }
 
 _TEXT_EXTENSIONS = {
     "txt", "text", "csv", "tsv", "log", "md", "json", "xml", "url", "ics", "vcf", "vcs",
-    "ini", "cfg", "yaml", "yml", "sql", "py", "js", "css", "eml_txt",
+    "ini", "cfg", "yaml", "yml", "sql", "py", "js", "css",
 }  # fmt: skip
 _HTML_EXTENSIONS = {"htm", "html", "xhtml", "mht", "mhtml"}
 _MESSAGE_EXTENSIONS = {"eml", "mht", "mhtml"}
 _IMAGE_EXTENSIONS = {
-    "jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "heic", "heif", "ico", "svg_",
+    "jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "heic", "heif", "ico",
 }  # fmt: skip
 _MEDIA_EXTENSIONS = {"mp3", "mp4", "wav", "m4a", "mov", "avi", "wmv", "wma", "ogg", "flac"}
 
@@ -98,7 +98,7 @@ def sniff_format(data: bytes, filename: str | None, content_type: str | None) ->
     if extension == "tar" or (len(data) > 262 and data[257:262] == b"ustar"):
         return "tar"
     if extension == "msg" or mime == "application/vnd.ms-outlook":
-        # An .msg that is not an OLE file cannot be read; say so as a corrupt message.
+        # An .msg file that is not an OLE compound file cannot be read, so report it as corrupt.
         return "msg-invalid"
     if extension in _MESSAGE_EXTENSIONS or mime in ("message/rfc822", "message/global"):
         return "message"

@@ -58,7 +58,7 @@ class _Attachment:
 @dataclass
 class _Tnef:
     codepage: str | None = None
-    """Code page of 8-bit strings, from attOemCodepage; None when the stream has none."""
+    """Code page of 8-bit strings from attOemCodepage, or None when the stream has none."""
     subject: str = ""
     body: str = ""
     html: bytes | None = None
@@ -181,7 +181,7 @@ def _string(kind: int, value: bytes, codepage: str | None) -> str:
 
 
 def _mapi_props(data: bytes) -> dict[int, tuple[int, bytes]]:
-    """Parse an attMAPIProps value ([MS-OXTNEF] 2.1.3.5); stops quietly at damage."""
+    """Parse an attMAPIProps value ([MS-OXTNEF] 2.1.3.5), keeping what precedes any damage."""
     props: dict[int, tuple[int, bytes]] = {}
     if len(data) < 4:
         return props

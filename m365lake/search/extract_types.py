@@ -34,11 +34,11 @@ class Extraction:
     """The text of one item, or the reason it has none."""
 
     text: str
-    """The extracted text; "" when nothing could be extracted."""
+    """The extracted text, or "" when nothing could be extracted."""
     status: ExtractionStatus
     """"ok" and "empty" (a file with no text, e.g. a blank document) are complete."""
     reason: str | None = None
-    """Plain words for the partially-indexed report; None when complete."""
+    """Plain words for the partially-indexed report, or None when complete."""
     title: str | None = None
     """Document metadata title, when the format has one."""
     author: str | None = None
@@ -67,7 +67,7 @@ class MessageText:
     """The body text and attachments of one message."""
 
     body: str
-    """Plain text of the body; an HTML-only body is converted to text."""
+    """Plain text of the body, with an HTML-only body converted to text."""
     body_extraction: Extraction
     """Status of the body itself."""
     attachments: list[AttachmentText]

@@ -89,7 +89,7 @@ RESTRICTED_BUT_READABLE = [
 
 # Format group -> (extensions, files with text measured on this corpus). A file counts when
 # its status is "ok" (or "too_large" with text). The rest are encrypted, corrupt, image-only
-# PDFs, or documents with no text at all; every candidate library measured failed on them
+# PDFs, or documents with no text at all. Every candidate library measured failed on them
 # too (bench/RESULTS.md, "Extraction").
 SUCCESS_FLOORS: dict[str, tuple[tuple[str, ...], int, int]] = {
     "pdf": (("pdf",), 19, 32),

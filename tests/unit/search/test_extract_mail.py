@@ -176,7 +176,7 @@ def test_mime_edge_corpus_never_raises(corpus_root: Path):
                 assert attachment.extraction.reason, (path, attachment.name)
             named_attachments += attachment.name is not None
 
-    # Measured: 74 of the 163 attachments in this folder carry a name; the rest are
+    # Measured: 74 of the 163 attachments in this folder carry a name. The rest are
     # unnamed inline parts (calendar, delivery status, nested messages).
     assert named_attachments >= 74
 

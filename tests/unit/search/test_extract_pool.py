@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
 
+import psutil
 import pytest
 
 from m365lake.search.extract import Extraction, ExtractionPool, MessageText
@@ -35,6 +36,15 @@ def fake_message_extractor(mime: bytes, **options: Any) -> MessageText:
         time.sleep(120)
     extraction = Extraction(text=mime.decode(), status="ok")
     return MessageText(body=extraction.text, body_extraction=extraction, attachments=[])
+
+
+def _wait_until_zombie(pid: int) -> None:
+    # Not os.waitpid: the pool's own Process object must be the one to reap the worker.
+    for _ in range(300):
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"worker {pid} did not exit after SIGKILL")
 
 
 def _fake_pool(**options: Any) -> ExtractionPool:
@@ -138,3 +148,15 @@ def test_pool_rejects_bad_settings():
         ExtractionPool(workers=0)
     with pytest.raises(ValueError, match="timeout"):
         ExtractionPool(timeout=0)
+
+
+def test_pool_replaces_worker_killed_while_idle():
+    with _fake_pool(workers=1) as pool:
+        first = int(pool.extract_text(b"pid").text)
+        os.kill(first, signal.SIGKILL)
+        _wait_until_zombie(first)
+        result = pool.extract_text(b"after the kill")
+
+    assert result.status == "ok"
+    assert result.text == "after the kill"
+    assert pool.replaced_workers == 1
