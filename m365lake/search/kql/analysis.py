@@ -57,10 +57,9 @@ def keyword_token(text: str) -> str | None:
 def value_positions(values: Sequence[str]) -> dict[str, list[int]]:
     """Return token -> sorted positions for the values of one multi-valued text field.
 
-    Mirrors how Tantivy 0.27 numbers positions across values (checked against the index
-    in tests/unit/search/test_kql_oracle.py): each value starts one position after the
-    last kept token of the previous value, plus one more, so a value boundary is a gap of
-    one position; a value with no kept tokens still adds that one position.
+    The numbering is Tantivy 0.27's, checked against the index in test_kql_oracle.py. A
+    value starts two positions after the last kept token of the previous value, so a value
+    boundary counts as one word. A value without kept tokens still adds one position.
     """
     positions: dict[str, list[int]] = {}
     next_start = 0

@@ -149,11 +149,12 @@ class _Compiler:
         return Query.regex_phrase_query(self.schema, field, words)
 
     def _near(self, field: str, node: Near) -> tantivy.Query:
-        """Build NEAR from exact phrases, one per allowed gap and order.
+        """Build NEAR from exact phrase queries, one for each allowed gap and order.
 
-        Tantivy's sloppy phrase matching is neither strictly ordered nor symmetric for more
-        than two terms, so NEAR enumerates every gap instead: the first token of one
-        operand starts 1 to distance + 1 positions after the last token of the other.
+        Tantivy's sloppy phrase query spends one slop budget on all gaps together and lets
+        words swap places at a cost of 2, so it cannot express "at most n words between two
+        phrases". Each exact phrase here puts the first token of one operand 1 to
+        distance + 1 positions after the last token of the other.
         """
         left = text_tokens(node.left.text)
         right = text_tokens(node.right.text)

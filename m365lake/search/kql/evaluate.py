@@ -160,7 +160,7 @@ def _prefix_matches(document: PreparedDocument, field: str, node: Prefix) -> boo
 
 
 def _near_matches(document: PreparedDocument, field: str, node: Near) -> bool:
-    """One operand's first token starts 1 to distance + 1 positions after the other's last."""
+    """Check that one operand starts 1 to distance + 1 positions after the other ends."""
     left = text_tokens(node.left.text)
     right = text_tokens(node.right.text)
     if not left or not right:

@@ -10,12 +10,12 @@ Grammar, loosest binding first::
     primary     = "(" or-expr ")" / phrase / word / restriction
     restriction = name (":" / "=" / "<>" / "<" / "<=" / ">" / ">=") (value / "(" or-expr ")")
 
-Operators are upper case; lower-case ``and``, ``or``, ``not`` and ``near`` are words, as in
-Purview. Following the KQL specification ([MS-KQL] 2.2.4), property restrictions on the
-same property that are only separated by spaces are joined with OR (``from:alice
-from:bob``); everything else that is juxtaposed is joined with AND. Comparisons (``<``,
-``>=`` and so on) are kept out of that rule, so ``sent>=2001-01-01 sent<2001-02-01`` is
-the range it reads as rather than every dated item.
+Operators are upper case, so lower-case ``and``, ``or``, ``not`` and ``near`` are words,
+as in Purview. The KQL specification ([MS-KQL] 2.2.4) joins property restrictions on the
+same property with OR when only spaces separate them, so ``from:alice from:bob`` finds mail
+from either. Everything else that is juxtaposed is joined with AND. Comparisons (``<``,
+``>=`` and so on) are kept out of the OR rule, because ``sent>=2001-01-01 sent<2001-02-01``
+is meant as a range and would otherwise match every dated item.
 """
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ from m365lake.search.kql.values import InvalidValueError
 MAX_QUERY_CHARS = 4000
 MAX_TERMS = 500
 MAX_DEPTH = 50  # nested parentheses, property groups and NOT / - operators together
-DEFAULT_NEAR_DISTANCE = 8  # Purview's default for NEAR without a number
+DEFAULT_NEAR_DISTANCE = 8  # for NEAR and ONEAR without (n)
 # NEAR(n) compiles to 2 * (n + 1) exact phrase queries per field, so n is capped.
 MAX_NEAR_DISTANCE = 100
 # A prefix shorter than this expands to a large share of the term dictionary (every word
-# starting with "e"), which is slow and returns hits no one can review. Keyword fields
-# (importance, kind, file extension) hold few distinct values, so any prefix is allowed.
+# starting with "e"), which is slow and floods the results. Keyword fields (importance,
+# kind, file extension) hold few distinct values, so any prefix is allowed there.
 MIN_PREFIX_CHARS = 3
 
 IMPORTANCE_VALUES = {"high": "high", "normal": "normal", "medium": "normal", "low": "low"}
@@ -158,7 +158,7 @@ class _Parser:
         return _join(Or, children)
 
     def _and(self, group: str | None) -> Node:
-        # Runs of juxtaposed operands; an explicit AND starts a new run.
+        # Juxtaposed operands form a run, and an explicit AND starts a new run.
         runs: list[list[tuple[Node, str | None]]] = [[self._unary(group)]]
         while True:
             token = self._peek()
@@ -213,7 +213,7 @@ class _Parser:
             raise self._error(
                 self._peek(),
                 "AND or OR between NEAR expressions",
-                "NEAR joins exactly two words or phrases; write (a NEAR b) AND (b NEAR c)",
+                "NEAR joins exactly two words or phrases, so write (a NEAR b) AND (b NEAR c)",
             )
         return Near(left_operand, right_operand, distance, ordered=near.ordered), None
 
@@ -223,7 +223,7 @@ class _Parser:
         raise self._error(
             token,
             f"a word or a quoted phrase on each side of {near.text}",
-            f"{near.text} cannot take {token.text or token.kind.value!r} as an operand; to "
+            f"{near.text} cannot take {token.text or token.kind.value!r} as an operand. To "
             f"search one property, put the whole expression in its parentheses, e.g. "
             f"subject:(budget {near.text} report)",
         )
@@ -232,10 +232,8 @@ class _Parser:
         token = self._next()
         if token.kind is Kind.LPAREN:
             return self._parenthesized(token, group), None
-        if token.kind is Kind.WORD:
-            return self._word(token, group), None
-        if token.kind is Kind.PHRASE:
-            return self._phrase(token, group), None
+        if token.kind in (Kind.WORD, Kind.PHRASE):
+            return self._value(token, group), None
         if token.kind is Kind.PROPERTY:
             if group is not None:
                 raise self._error(
@@ -300,53 +298,38 @@ class _Parser:
             self._next()
             node = self._parenthesized(value_token, name)
         else:
-            node = self._value(name, "=" if op == "<>" else op, self._next())
+            node = self._value(self._next(), name, "=" if op == "<>" else op)
 
         if op == "<>":
             return Not(node), None
         return node, name if op in (":", "=") else None
 
-    def _value(self, prop: str, op: str, token: Token) -> Node:
-        """Parse the value ``token`` (already consumed) of a restriction on ``prop``."""
-        if token.kind is Kind.WORD:
-            return self._word(token, prop, op)
-        return self._phrase(token, prop, op)
+    def _value(self, token: Token, prop: str | None, op: str = "=") -> Node:
+        """Parse a word or phrase ``token`` (already consumed) as a value of ``prop``.
 
-    def _word(self, token: Token, prop: str | None, op: str = "=") -> Node:
+        ``prop`` is None for free text. ``op`` is the restriction's operator, which only
+        dates and sizes use.
+        """
         kind = property_kind(prop)
         if kind in (FieldKind.DATE, FieldKind.SIZE):
             assert prop is not None
             return self._scalar(prop, kind, op, token)
+
         self._count_term(token)
         if kind is FieldKind.BOOL:
             assert prop is not None
-            return Compare(
-                prop, "=", self._convert(prop, token.text, token.start, values.parse_bool)
-            )
-        if "*" in token.text:
+            flag = self._convert(prop, token.text, token.start, values.parse_bool)
+            return Compare(prop, "=", flag)
+        if token.kind is Kind.WORD and "*" in token.text:
             return self._prefix(token, prop, kind)
         if kind is FieldKind.KEYWORD:
             assert prop is not None
             return Term(self._keyword(prop, token.text, token.start), prop)
-        self._check_text(token.text, token.start)
-        return Term(token.text, prop)
 
-    def _phrase(self, token: Token, prop: str | None, op: str = "=") -> Node:
-        kind = property_kind(prop)
-        if kind in (FieldKind.DATE, FieldKind.SIZE):
-            assert prop is not None
-            return self._scalar(prop, kind, op, token)
-        self._count_term(token)
-        if kind is FieldKind.BOOL:
-            assert prop is not None
-            return Compare(
-                prop, "=", self._convert(prop, token.text, token.start, values.parse_bool)
-            )
-        if kind is FieldKind.KEYWORD:
-            assert prop is not None
-            return Term(self._keyword(prop, token.text, token.start), prop)
         self._check_text(token.text, token.start)
-        return Phrase(token.text, prop)
+        if token.kind is Kind.PHRASE:
+            return Phrase(token.text, prop)
+        return Term(token.text, prop)
 
     def _prefix(self, token: Token, prop: str | None, kind: FieldKind) -> Prefix:
         text = token.text
@@ -357,7 +340,7 @@ class _Parser:
                 self.query,
                 token.start + star,
                 "a word ending in * (a prefix match)",
-                "only a trailing * is supported; Purview KQL has no suffix or infix wildcards",
+                "only a trailing * (a prefix match) is supported, not a leading or inner one",
             )
         if kind is FieldKind.KEYWORD:
             assert prop is not None
@@ -402,7 +385,7 @@ class _Parser:
         return value
 
     def _check_text(self, text: str, position: int) -> None:
-        """Reject a text value with no token the index could hold: it would match nothing."""
+        """Reject a text value without a token the index could store, as it could never match."""
         if text_tokens(text):
             return
         if any(char.isalnum() for char in text):
@@ -456,12 +439,11 @@ class _Parser:
         while True:
             following = self._peek()
             last = sequence[-1]
+            adjacent = following.start == last.end and following.kind in (Kind.WORD, Kind.PHRASE)
             joined = (last.kind is Kind.WORD and last.text.endswith("..")) or (
                 following.kind is Kind.WORD and following.text.startswith("..")
             )
-            if following.start != last.end or following.kind not in (Kind.WORD, Kind.PHRASE):
-                break
-            if not joined:
+            if not (adjacent and joined):
                 break
             sequence.append(self._next())
 

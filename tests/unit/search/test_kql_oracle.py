@@ -432,20 +432,25 @@ def _random_atom(rng: random.Random) -> str:
     choice = rng.randrange(14)
     if choice < 4:
         return word if ":" not in word else f'"{word}"'
+
     if choice == 4:
         return f'"{rng.choice(WORDS)} {rng.choice(WORDS)}"'
+
     if choice == 5:
         stem = rng.choice(["budg", "repor", "merg", "enro", "jeff.sk", "o'ne", "trad", "café"])
         return stem + "*"
+
     if choice == 6:
         prop = rng.choice(["from", "to", "cc", "participants", "recipients", "custodian", "author"])
         name, address = rng.choice(PEOPLE)
         return rng.choice(
             [f"{prop}:{address}", f'{prop}:"{name}"', f"{prop}:{address.split('@')[1]}"]
         )
+
     if choice == 7:
         prop = rng.choice(["subject", "body", "title", "filename", "attachmentnames", "folder"])
         return f"{prop}:{word}" if ":" not in word else f'{prop}:"{word}"'
+
     if choice == 8:
         prop = rng.choice(["sent", "received", "created", "lastmodifiedtime"])
         op = rng.choice([":", ">", ">=", "<", "<=", "="])
@@ -454,22 +459,27 @@ def _random_atom(rng: random.Random) -> str:
              '"this week"', '"last month"', "2001-05-01T00:00:00Z", "2000-12-31"]
         )  # fmt: skip
         return f"{prop}{op}{value}"
+
     if choice == 9:
         op = rng.choice([":", ">", ">=", "<", "<=", "="])
         return f"size{op}{rng.choice(['0', '1KB', '1023', '1025', '1MB', '1GB', '1.5KB'])}"
+
     if choice == 10:
         prop = rng.choice(["hasattachment", "isread"])
         return f"{prop}:{rng.choice(['true', 'false', 'yes', 'no', '1', '0'])}"
+
     if choice == 11:
         prop, values = rng.choice(
             [("kind", ["email", "docs"]), ("importance", ["high", "low", "medium"]),
              ("filetype", ["pdf", "xlsx", "docx", "tar.gz", "xls*"])]
         )  # fmt: skip
         return f"{prop}:{rng.choice(values)}"
+
     if choice == 12:
         distance = rng.choice(["", "(0)", "(1)", "(3)", "(8)"])
         operator = rng.choice(["NEAR", "ONEAR"])
         return f"{_plain(rng)} {operator}{distance} {_plain(rng)}"
+
     low = rng.choice(["2001-04-30", "2001-05-01"])
     high = rng.choice(["2001-05-01", "2001-05-31"])
     return f"sent:{low}..{high}"
