@@ -24,9 +24,6 @@ MAX_PART_BYTES = 64 * 1024 * 1024
 # All parts of one document together.
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024
 
-_XML_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, huge_tree=False, recover=True, remove_comments=True
-)
 
 # Extracts an embedded file found inside a document: (data, part name) -> Extraction.
 EmbeddedExtractor = Callable[[bytes, str], Extraction]
@@ -104,8 +101,14 @@ def _natural_key(name: str) -> list[int | str]:
 
 def parse_xml(data: bytes) -> etree._Element | None:
     """Parse an XML part leniently, returning None when nothing could be parsed."""
+    # Entities are not resolved and nothing is fetched, so an XML bomb or an external
+    # entity cannot expand. A parser per call, because lxml parsers must not be shared
+    # between threads.
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, huge_tree=False, recover=True, remove_comments=True
+    )
     try:
-        return etree.fromstring(data, _XML_PARSER)
+        return etree.fromstring(data, parser)
     except etree.XMLSyntaxError:
         return None
 

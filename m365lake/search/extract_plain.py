@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import html
 import re
 
 import charset_normalizer
@@ -32,6 +33,9 @@ _BLOCK_TAGS = frozenset(
     )
 )  # fmt: skip
 _CELL_TAGS = frozenset(("td", "th"))
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_TAG = re.compile(r"<[^>]*>")
+_INVISIBLE_BLOCK = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"[ \r\f\v\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
@@ -89,36 +93,55 @@ def html_to_text(markup: str | bytes) -> tuple[str, str | None]:
     """
     if isinstance(markup, bytes):
         markup = decode_text(markup, _declared_html_charset(markup))
-    markup = markup.replace("\x00", "")
+    # lxml rejects a str that carries an XML declaration with an encoding (XHTML mail).
+    markup = _XML_DECLARATION.sub("", markup.replace("\x00", ""), count=1)
     if not markup.strip():
         return "", None
+    # huge_tree lifts libxml2's nesting limit from 256 to 2048 levels. A parser per call,
+    # because lxml parsers must not be shared between threads.
+    parser = lxml.html.HTMLParser(huge_tree=True)
     try:
-        root = lxml.html.document_fromstring(markup)
+        root = lxml.html.document_fromstring(markup, parser=parser)
     except (etree.ParserError, ValueError):
-        return "", None
+        return _strip_tags(markup), None
+    if any("depth" in entry.message.lower() for entry in parser.error_log):
+        # libxml2 stops at its nesting limit and drops the rest of the document, so read
+        # such (hostile or broken) markup by removing tags instead.
+        return _strip_tags(markup), None
     title_element = root.find(".//title")
     title = title_element.text_content().strip() if title_element is not None else None
     for element in list(root.iter(*_INVISIBLE_TAGS)):
         if element.getparent() is not None:
             element.drop_tree()
     etree.strip_elements(root, etree.Comment, etree.ProcessingInstruction, with_tail=False)
+    return _tidy(_collect_html_text(root)), title or None
+
+
+def _collect_html_text(root: lxml.html.HtmlElement) -> str:
     parts: list[str] = []
-    _collect_html_text(root, parts)
-    return _tidy("".join(parts)), title or None
+    # An explicit stack, because hostile mail nests elements deeper than Python recursion.
+    stack: list[tuple[lxml.html.HtmlElement, bool]] = [(root, False)]
+    while stack:
+        element, closing = stack.pop()
+        if closing:
+            tag = element.tag if isinstance(element.tag, str) else ""
+            if tag in _BLOCK_TAGS:
+                parts.append("\n")
+            elif tag in _CELL_TAGS:
+                parts.append("\t")
+            if element.tail and element is not root:
+                parts.append(element.tail)
+            continue
+        if element.text:
+            parts.append(element.text)
+        stack.append((element, True))
+        stack.extend((child, False) for child in reversed(element))
+    return "".join(parts)
 
 
-def _collect_html_text(element: lxml.html.HtmlElement, parts: list[str]) -> None:
-    tag = element.tag if isinstance(element.tag, str) else ""
-    if element.text:
-        parts.append(element.text)
-    for child in element:
-        _collect_html_text(child, parts)
-    if tag in _BLOCK_TAGS:
-        parts.append("\n")
-    elif tag in _CELL_TAGS:
-        parts.append("\t")
-    if element.tail:
-        parts.append(element.tail)
+def _strip_tags(markup: str) -> str:
+    text = _TAG.sub(" ", _INVISIBLE_BLOCK.sub(" ", markup))
+    return _tidy(html.unescape(text))
 
 
 def _declared_html_charset(markup: bytes) -> str | None:

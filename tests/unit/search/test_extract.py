@@ -333,3 +333,26 @@ def test_image_is_unsupported_with_reason():
     assert result.status == "unsupported"
     assert result.reason is not None
     assert "OCR" in result.reason
+
+
+def test_xhtml_with_xml_declaration():
+    xhtml = (
+        b'<?xml version="1.0" encoding="utf-8"?>'
+        b'<html xmlns="http://www.w3.org/1999/xhtml"><body><p>XHTML body text</p></body></html>'
+    )
+
+    result = extract_text(xhtml, filename="page.xhtml")
+
+    assert result.status == "ok"
+    assert "XHTML body text" in result.text
+
+
+def test_deeply_nested_html_keeps_all_text():
+    markup = "<p>first</p>" + "<div>" * 5000 + "deep text" + "</div>" * 5000 + "<p>last</p>"
+
+    result = extract_text(markup.encode(), filename="deep.html")
+
+    assert result.status == "ok"
+    assert "first" in result.text
+    assert "deep text" in result.text
+    assert "last" in result.text
