@@ -85,7 +85,7 @@ def extract_text(
 
 
 def extract_message(mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> MessageText:
-    """Extract the body and attachments of a MIME message or an Outlook .msg file.
+    """Extract the body and attachments of a MIME message, an Outlook .msg file or TNEF.
 
     The body is the text/plain part when there is one, else the HTML part converted to
     text. Each attachment comes back with its name, type, size and extraction; an
@@ -94,6 +94,14 @@ def extract_message(mime: bytes, *, max_chars: int = DEFAULT_MAX_CHARS) -> Messa
     try:
         if len(mime) > MAX_INPUT_BYTES:
             return _unreadable_message(failure("too_large", _too_large_reason(len(mime))))
+        if mime.startswith(extract_sniff.TNEF_MAGIC):
+            # A bare winmail.dat: Outlook's own wrapping of a message, not MIME.
+            from m365lake.search.extract_tnef import extract_tnef_message
+
+            message, _subject = extract_tnef_message(
+                mime, max_chars=max_chars, depth=0, extract_nested=extract_nested
+            )
+            return message
         if mime.startswith(extract_sniff.OLE_MAGIC):
             from m365lake.search.extract_outlook import extract_msg_message
 

@@ -45,6 +45,8 @@ _FIXED_SIZES = {
 }  # fmt: skip
 _VARIABLE_TYPES = {0x001E, 0x001F, 0x0102, 0x000D}
 _MULTI_VALUE = 0x1000
+# Embedded messages nested deeper than this are listed but not opened.
+MAX_EMBEDDED_DEPTH = 10
 
 
 @dataclass
@@ -70,21 +72,32 @@ def extract_tnef(
     data: bytes, *, max_chars: int, depth: int, extract_nested: NestedExtractor
 ) -> Extraction:
     """Extract a TNEF stream as one text: subject, body and the wrapped attachments."""
+    message, subject = extract_tnef_message(
+        data, max_chars=max_chars, depth=depth, extract_nested=extract_nested
+    )
+    return message_as_text(message, {"Subject": subject}, max_chars=max_chars)
+
+
+def extract_tnef_message(
+    data: bytes, *, max_chars: int, depth: int, extract_nested: NestedExtractor
+) -> tuple[MessageText, str]:
+    """Extract the body and wrapped attachments of a TNEF stream, and its subject."""
     tnef = _parse(data)
     body = _body(tnef, max_chars=max_chars)
     attachments: list[AttachmentText] = []
     for attachment in tnef.attachments:
         if attachment.embedded_tnef is not None:
-            extraction = (
-                extract_tnef(
+            if depth < MAX_EMBEDDED_DEPTH:
+                extraction = extract_tnef(
                     attachment.embedded_tnef,
                     max_chars=max_chars,
                     depth=depth + 1,
                     extract_nested=extract_nested,
                 )
-                if depth < 10
-                else failure("unsupported", "embedded message nested too deep")
-            )
+            else:
+                extraction = failure(
+                    "unsupported", "the embedded message is nested too deep, so it was not opened"
+                )
             size = len(attachment.embedded_tnef)
         elif attachment.data is not None:
             extraction = extract_nested(
@@ -97,7 +110,7 @@ def extract_tnef(
             AttachmentText(attachment.name, attachment.content_type, size, extraction)
         )
     message = MessageText(body=body.text, body_extraction=body, attachments=attachments)
-    return message_as_text(message, {"Subject": tnef.subject}, max_chars=max_chars)
+    return message, tnef.subject
 
 
 def _body(tnef: _Tnef, *, max_chars: int) -> Extraction:

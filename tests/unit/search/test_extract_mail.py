@@ -176,9 +176,9 @@ def test_mime_edge_corpus_never_raises(corpus_root: Path):
                 assert attachment.extraction.reason, (path, attachment.name)
             named_attachments += attachment.name is not None
 
-    # Measured: 74 of the 163 attachments in this folder carry a name. The rest are
+    # Measured: 97 of the 186 attachments in this folder carry a name. The rest are
     # unnamed inline parts (calendar, delivery status, nested messages).
-    assert named_attachments >= 74
+    assert named_attachments >= 97
 
 
 @pytest.mark.corpus
@@ -241,6 +241,17 @@ def test_outlook_msg_attached_message(corpus_root: Path):
     nested = [a for a in result.attachments if a.content_type == "message/rfc822"]
     assert nested, [a.name for a in result.attachments]
     assert nested[0].extraction.text.startswith("Subject:")
+
+
+@pytest.mark.corpus
+def test_bare_tnef_as_message(corpus_root: Path):
+    path = corpus_root / "mail" / "mime-edge" / "tnef" / "tnefparse" / "two-files.tnef"
+
+    result = extract_message(path.read_bytes())
+
+    assert [a.name for a in result.attachments] == ["AUTHORS", "README"]
+    assert [a.extraction.status for a in result.attachments] == ["ok", "ok"]
+    assert "Authors of tnef" in result.attachments[0].extraction.text
 
 
 @pytest.mark.corpus
