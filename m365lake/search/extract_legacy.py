@@ -19,23 +19,23 @@ import olefile
 from m365lake.search.extract_sheet import extract_spreadsheet
 from m365lake.search.extract_types import Extraction, ExtractionFailed, finish
 
-# [MS-DOC] 2.5.1 FibBase
+# [MS-DOC] FibBase
 _WORD97_IDENT = 0xA5EC
 _WORD6_IDENT = 0xA5DC
 _FIB_FLAG_ENCRYPTED = 0x0100
 _FIB_FLAG_WHICH_TABLE = 0x0200
-# [MS-DOC] 2.5.6 FibRgFcLcb97: offset of fcClx and lcbClx from the start of the FIB.
+# [MS-DOC] FibRgFcLcb97: offset of fcClx and lcbClx from the start of the FIB.
 _FIB_FC_CLX = 0x01A2
-# [MS-DOC] 2.5.1 FibBase (Word 6/95 layout): fcMin and fcMac bound the document text.
+# [MS-DOC] FibBase (Word 6/95 layout): fcMin and fcMac bound the document text.
 _FIB_FC_MIN = 0x18
 
-# [MS-PPT] 2.13.24 RecordType values.
+# [MS-PPT] RecordType values.
 _PPT_TEXT_CHARS = 0x0FA0
 _PPT_TEXT_BYTES = 0x0FA8
 _PPT_MAIN_MASTER = 0x03F8
 _PPT_CRYPT_SESSION = 0x2F14
 
-# [MS-XLS] 2.4.117 FilePass: the record that marks an encrypted workbook.
+# [MS-XLS] FilePass: the record that marks an encrypted workbook.
 _XLS_FILEPASS = 0x002F
 
 _FIELD_CODE = re.compile("\x13[^\x13\x14\x15]*\x14|\x13[^\x13\x14\x15]*\x15")
@@ -139,13 +139,14 @@ def extract_doc(data: bytes, *, max_chars: int) -> Extraction:
 
 
 def _word97_text(word: bytes, table: bytes) -> str:
-    """Read the text through the piece table ([MS-DOC] 2.4.1 Retrieving Text)."""
+    """Read the text through the piece table ([MS-DOC] Retrieving Text)."""
     if len(word) < _FIB_FC_CLX + 8:
         raise ExtractionFailed("corrupt", "the Word document's FIB is truncated")
     fc_clx, lcb_clx = struct.unpack_from("<II", word, _FIB_FC_CLX)
     clx = table[fc_clx : fc_clx + lcb_clx]
     if not clx or len(clx) != lcb_clx:
         raise ExtractionFailed("corrupt", "the Word document's piece table is out of range")
+
     position = 0
     # Skip Prc entries (formatting), which come before the Pcdt.
     while position < len(clx) and clx[position] == 0x01:
@@ -154,12 +155,15 @@ def _word97_text(word: bytes, table: bytes) -> str:
         position += 3 + struct.unpack_from("<H", clx, position + 1)[0]
     if position + 5 > len(clx) or clx[position] != 0x02:
         raise ExtractionFailed("corrupt", "the Word document has no piece table")
+
+    # The piece table: n + 1 character positions, then n 8-byte piece descriptors.
     lcb = struct.unpack_from("<I", clx, position + 1)[0]
     plc = clx[position + 5 : position + 5 + lcb]
     pieces = (len(plc) - 4) // 12
     if pieces <= 0:
         return ""
     cps = struct.unpack_from(f"<{pieces + 1}I", plc, 0)
+
     parts: list[str] = []
     for index in range(pieces):
         length = cps[index + 1] - cps[index]
@@ -167,6 +171,7 @@ def _word97_text(word: bytes, table: bytes) -> str:
             continue
         descriptor = 4 * (pieces + 1) + 8 * index
         fc_value = struct.unpack_from("<I", plc, descriptor + 2)[0]
+        # Bit 30 set: 8-bit characters at half the offset. Clear: UTF-16LE at the offset.
         if fc_value & 0x40000000:
             start = (fc_value & 0x3FFFFFFF) // 2
             parts.append(word[start : start + length].decode("cp1252", errors="replace"))

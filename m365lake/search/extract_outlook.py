@@ -74,7 +74,7 @@ class _MsgStorage:
             return None
 
     def _fixed_properties(self, header_size: int) -> dict[int, int]:
-        """Read integer properties from the property stream ([MS-OXMSG] 2.4)."""
+        """Read integer properties from the property stream ([MS-OXMSG])."""
         data = self._stream("__properties_version1.0") or b""
         values: dict[int, int] = {}
         for offset in range(header_size, len(data) - 15, 16):

@@ -6,7 +6,7 @@ import struct
 
 from m365lake.search.extract_types import ExtractionFailed
 
-# [MS-OXRTFCP] 2.1.2.1: the dictionary starts with this 207-byte RTF prefix.
+# [MS-OXRTFCP]: the dictionary starts with this 207-byte RTF prefix.
 _PREBUF = (
     b"{\\rtf1\\ansi\\mac\\deff0\\deftab720{\\fonttbl;}{\\f0\\fnil \\froman \\fswiss "
     b"\\fmodern \\fscript \\fdecor MS Sans SerifSymbolArialTimes New RomanCourier"

@@ -84,7 +84,7 @@ def _xlsb_shared_strings(data: bytes) -> list[str]:
     """Return the shared strings of an .xlsb workbook, for when calamine cannot read it.
 
     Numbers and formulas are lost, but the text a search looks for is nearly always in
-    the shared string table ([MS-XLSB] 2.4.727 BrtSSTItem).
+    the shared string table ([MS-XLSB] BrtSSTItem).
     """
     try:
         document = ZipDocument(data, "Excel")
@@ -115,7 +115,7 @@ _BRT_SST_ITEM = 0x13
 
 
 def _xlsb_varint(data: bytes, position: int, max_bytes: int) -> tuple[int, int]:
-    # [MS-XLSB] 2.1.4: 7 bits per byte, high bit set when another byte follows.
+    # [MS-XLSB] record type and size: 7 bits per byte, high bit set when another byte follows.
     value = 0
     for index in range(max_bytes):
         if position >= len(data):

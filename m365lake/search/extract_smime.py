@@ -1,16 +1,16 @@
 """The signed content inside an S/MIME (PKCS #7 / CMS) blob, read without verifying it.
 
 An opaque-signed message carries its MIME entity inside a CMS SignedData structure
-(RFC 5652 section 5), so its text is readable without any key. Enveloped (encrypted)
-data is recognised but cannot be read. Outlook writes these structures in BER with
-indefinite lengths and chunked OCTET STRINGs, so the reader below accepts both.
+(RFC 5652), so its text is readable without any key. Enveloped (encrypted) data is
+recognised but cannot be read. CMS may be written in BER, with indefinite lengths and
+chunked OCTET STRINGs, so the reader below accepts those as well as DER.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-# Object identifiers (RFC 5652 section 4) in their DER content encoding.
+# Object identifiers (RFC 5652) in their DER content encoding.
 _SIGNED_DATA = bytes.fromhex("2a864886f70d010702")  # 1.2.840.113549.1.7.2
 _ENVELOPED_DATA = bytes.fromhex("2a864886f70d010703")  # 1.2.840.113549.1.7.3
 _AUTH_ENVELOPED_DATA = bytes.fromhex("2a864886f70d01091017")  # 1.2.840.113549.1.9.16.1.23

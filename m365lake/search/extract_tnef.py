@@ -1,6 +1,7 @@
 """TNEF (winmail.dat) attachments ([MS-OXTNEF]): the body and files Outlook wraps in them.
 
-tnefparse, the usual Python reader, is LGPL-3.0; the format is small enough to read here.
+tnefparse, the usual Python reader, is LGPL-3.0, and the format is small enough to read
+here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from m365lake.search.extract_types import (
 )
 
 _SIGNATURE = 0x223E9F78
-# Attribute ids ([MS-OXTNEF] 2.1.3.3), type in the high word and id in the low word.
+# Attribute ids ([MS-OXTNEF]), type in the high word and id in the low word.
 _ATT_SUBJECT = 0x00018004
 _ATT_BODY = 0x0002800C
 _ATT_MAPI_PROPS = 0x00069003
@@ -31,7 +32,7 @@ _ATT_ATTACH_DATA = 0x0006800F
 _ATT_ATTACHMENT = 0x00069005
 _ATT_OEM_CODEPAGE = 0x00069007
 
-# MAPI property ids and types ([MS-OXPROPS], [MS-OXCDATA] 2.11.1).
+# MAPI property ids and types ([MS-OXPROPS], [MS-OXCDATA]).
 _PR_SUBJECT = 0x0037
 _PR_BODY = 0x1000
 _PR_BODY_HTML = 0x1013
@@ -194,7 +195,7 @@ def _string(kind: int, value: bytes, codepage: str | None) -> str:
 
 
 def _mapi_props(data: bytes) -> dict[int, tuple[int, bytes]]:
-    """Parse an attMAPIProps value ([MS-OXTNEF] 2.1.3.5), keeping what precedes any damage."""
+    """Parse an attMAPIProps value ([MS-OXTNEF]), keeping what precedes any damage."""
     props: dict[int, tuple[int, bytes]] = {}
     if len(data) < 4:
         return props
