@@ -21,7 +21,11 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
   OneDrive and SharePoint items, folders included; ``files`` / ``file_versions`` /
   ``files_as_of(ts)`` keep only the files;
 - ``mailboxes``, ``attachments``, ``runs``, ``drives``, ``sites``: the latest row per key;
-  ``failures``: every row.
+  ``failures``: every row;
+- ``cases``, ``holds``: the current record per case and per hold, closed cases and
+  released holds included; ``case_custodians``, ``case_searches``: the current custodians
+  and saved searches of each case (removed and deleted ones only in ``<table>_rows``);
+  ``audit_events``: every audit event in sequence order.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ _KEYS = {
     "drive_items": ("drive_id", "item_id"),
     "drives": ("drive_id",),
     "sites": ("site_id",),
+    "cases": ("case_id",),
+    "case_custodians": ("case_id", "custodian_id"),
+    "case_searches": ("case_id", "search_id"),
+    "holds": ("case_id", "hold_id"),
+}
+# Keyed tables whose current view leaves out records that a change ended; their history
+# stays in ``<table>_rows``.
+_CURRENT_ONLY = {
+    "case_custodians": "WHERE status = 'active'",
+    "case_searches": "WHERE status = 'active'",
 }
 _VERSIONED = {"messages": "message", "folders": "folder", "drive_items": "drive_item"}
 # Views over drive_items restricted to files, under the names analysts look for.
@@ -176,8 +190,10 @@ def _view_statements(table: str) -> list[str]:
     if keys:
         return [
             f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) "
-            f"FROM ({_latest(rows, keys, order)})"
+            f"FROM ({_latest(rows, keys, order)}) {_CURRENT_ONLY.get(table, '')}"
         ]
+    if table == "audit_events":
+        return [f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) FROM {rows} ORDER BY seq"]
     return [f"CREATE VIEW {table} AS SELECT * EXCLUDE ({_INTERNAL}) FROM {rows}"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -189,13 +190,30 @@ class Lake:
             if entry.get("table") == table
         ]
 
-    def verify(self, *, blobs: bool = True) -> dict[str, int]:
-        """Recompute the manifest chain, every committed file hash and, optionally, every blob.
+    def verify(
+        self, *, blobs: bool = True, blob_sample: int | None = None, seed: int | None = None
+    ) -> dict[str, int]:
+        """Recompute the manifest chain, every committed file hash and, optionally, blobs.
 
-        Everything is checked before anything is raised: LakeIntegrityError lists every
-        problem found, one per line and in its ``problems`` attribute. Returns the counts
-        of manifests, files and blobs checked.
+        With ``blob_sample`` set, only that many blobs, drawn at random, are read back
+        instead of all of them. ``seed`` makes the draw repeatable, and the seed used is
+        returned as ``blob_seed``. Everything is checked before anything is raised:
+        LakeIntegrityError lists every problem found, one per line and in its
+        ``problems`` attribute. Returns the counts of manifests, files and blobs checked.
         """
+        counts, problems = self.check(blobs=blobs, blob_sample=blob_sample, seed=seed)
+        if problems:
+            raise LakeIntegrityError(
+                f"the lake at {self.root} failed verification with {len(problems)} "
+                "problem(s):\n" + "\n".join(problems),
+                problems=problems,
+            )
+        return counts
+
+    def check(
+        self, *, blobs: bool = True, blob_sample: int | None = None, seed: int | None = None
+    ) -> tuple[dict[str, int], list[str]]:
+        """Run the checks of ``verify`` and return the counts and the problems found."""
         manifests, problems = self._log.check_chain()
         files = 0
         for manifest in manifests:
@@ -204,17 +222,34 @@ class Lake:
                 problem = self._check_committed_file(manifest["seq"], entry)
                 if problem is not None:
                     problems.append(problem)
-        blob_count = 0
-        if blobs:
-            blob_count, blob_problems = self.blobs.check_all()
+        counts = {"manifests": len(manifests), "files": files, "blobs": 0}
+        if blobs and blob_sample is None:
+            counts["blobs"], blob_problems = self.blobs.check_all()
             problems.extend(blob_problems)
-        if problems:
-            raise LakeIntegrityError(
-                f"the lake at {self.root} failed verification with {len(problems)} "
-                "problem(s):\n" + "\n".join(problems),
-                problems=problems,
-            )
-        return {"manifests": len(manifests), "files": files, "blobs": blob_count}
+        elif blobs and blob_sample is not None:
+            sample_counts, blob_problems = self._check_blob_sample(blob_sample, seed)
+            counts.update(sample_counts)
+            problems.extend(blob_problems)
+        return counts, problems
+
+    def _check_blob_sample(self, sample: int, seed: int | None) -> tuple[dict[str, int], list[str]]:
+        """Read back ``sample`` blobs drawn at random; return counts and problems."""
+        if sample < 0:
+            raise ValueError("the blob sample size must be zero or more")
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        stored = sorted(self.blobs.iter_hashes())
+        chosen = random.Random(seed).sample(stored, min(sample, len(stored)))
+        problems = []
+        for digest in chosen:
+            try:
+                self.blobs.read(digest)
+            except LakeIntegrityError as error:
+                problems.append(str(error))
+            except OSError as error:
+                problems.append(f"blob {digest} could not be read: {error}")
+        counts = {"blobs": len(chosen), "blobs_stored": len(stored), "blob_seed": seed}
+        return counts, problems
 
     def _check_committed_file(self, seq: int, entry: dict[str, Any]) -> str | None:
         """Return a message when a file that manifest ``seq`` lists is missing or changed."""

@@ -191,6 +191,103 @@ RUNS = pa.schema(
     ]
 )
 
+# Discovery tables. Each row is the whole record after one change, so the latest row per
+# key is the current state and the earlier rows are its history.
+CASES = pa.schema(
+    [
+        _field("case_id", pa.string(), required=True),
+        _field("revision", pa.int64(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("name", pa.string(), required=True),
+        _field("description", pa.string()),
+        _field("status", pa.string(), required=True),
+        _field("created_at", TIMESTAMP, required=True),
+        _field("created_by", pa.string(), required=True),
+        _field("closed_at", TIMESTAMP),
+        _field("closed_by", pa.string()),
+        _field("close_reason", pa.string()),
+        _field("actor", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
+CASE_CUSTODIANS = pa.schema(
+    [
+        _field("case_id", pa.string(), required=True),
+        _field("custodian_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("status", pa.string(), required=True),
+        _field("kind", pa.string(), required=True),
+        _field("container_id", pa.string(), required=True),
+        _field("label", pa.string()),
+        _field("requested_as", pa.string()),
+        _field("added_at", TIMESTAMP, required=True),
+        _field("added_by", pa.string(), required=True),
+        _field("actor", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
+CASE_SEARCHES = pa.schema(
+    [
+        _field("case_id", pa.string(), required=True),
+        _field("search_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("status", pa.string(), required=True),
+        _field("name", pa.string(), required=True),
+        _field("kql", pa.string(), required=True),
+        _field("validated", pa.bool_(), required=True),
+        _field("saved_at", TIMESTAMP, required=True),
+        _field("saved_by", pa.string(), required=True),
+        _field("actor", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
+HOLDS = pa.schema(
+    [
+        _field("case_id", pa.string(), required=True),
+        _field("hold_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("status", pa.string(), required=True),
+        _field("name", pa.string()),
+        _field("kind", pa.string(), required=True),
+        _field("custodian_ids", STRING_LIST),
+        _field("kql", pa.string()),
+        _field("date_start", TIMESTAMP),
+        _field("date_end", TIMESTAMP),
+        _field("placed_at", TIMESTAMP, required=True),
+        _field("placed_by", pa.string(), required=True),
+        _field("released_at", TIMESTAMP),
+        _field("released_by", pa.string()),
+        _field("release_reason", pa.string()),
+        _field("actor", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
+# The audit trail is hash-chained: ``hash`` is the SHA-256 of the event's canonical form,
+# which includes ``prev_hash``, the previous event's ``hash`` (m365lake.discovery.audit).
+AUDIT_EVENTS = pa.schema(
+    [
+        _field("seq", pa.int64(), required=True),
+        _field("event_id", pa.string(), required=True),
+        _field("at", TIMESTAMP, required=True),
+        _field("actor", pa.string(), required=True),
+        _field("action", pa.string(), required=True),
+        _field("case_id", pa.string()),
+        _field("parameters", pa.string(), required=True),
+        _field("counts", pa.string(), required=True),
+        _field("prev_hash", pa.string()),
+        _field("hash", pa.string(), required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "mailboxes": MAILBOXES,
     "folders": FOLDERS,
@@ -201,6 +298,11 @@ SCHEMAS: dict[str, pa.Schema] = {
     "sites": SITES,
     "failures": FAILURES,
     "runs": RUNS,
+    "cases": CASES,
+    "case_custodians": CASE_CUSTODIANS,
+    "case_searches": CASE_SEARCHES,
+    "holds": HOLDS,
+    "audit_events": AUDIT_EVENTS,
 }
 
 CHANGE_VALUES = ("created", "updated", "deleted")

@@ -19,6 +19,11 @@ CONTRACT_TABLES = {
     "sites",
     "failures",
     "runs",
+    "cases",
+    "case_custodians",
+    "case_searches",
+    "holds",
+    "audit_events",
 }
 
 

@@ -1,0 +1,127 @@
+"""Resolve custodian references against the lake's mailboxes, drives and sites tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from m365lake.discovery.errors import CustodianNotFoundError, InvalidRequestError
+from m365lake.discovery.lake_rows import latest_rows
+from m365lake.discovery.records import CUSTODIAN_KINDS, CustodianKind
+from m365lake.lake import Lake
+
+_LIST_HINTS: dict[CustodianKind, str] = {
+    "mailbox": 'm365lake sql "SELECT mailbox_id, user_principal_name FROM mailboxes"',
+    "onedrive": (
+        "m365lake sql \"SELECT drive_id, owner_name FROM drives WHERE owner_kind = 'user'\""
+    ),
+    "site": 'm365lake sql "SELECT site_id, web_url, display_name FROM sites"',
+}
+_MATCHED_ON: dict[CustodianKind, str] = {
+    "mailbox": "a mailbox_id or user_principal_name",
+    "onedrive": "a drive_id, or an owner_name (the owner's user principal name) of a OneDrive",
+    "site": "a site_id or web_url",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedCustodian:
+    """A custodian reference matched to one container in the lake."""
+
+    kind: CustodianKind
+    container_id: str
+    label: str | None
+    requested_as: str
+
+
+def _normalise_url(url: str) -> str:
+    return url.strip().rstrip("/").lower()
+
+
+def _candidates(lake: Lake, kind: CustodianKind) -> list[tuple[str, list[str], str | None]]:
+    """Return (container id, other names it can be given by, label) for every container."""
+    if kind == "mailbox":
+        rows = latest_rows(lake, "mailboxes", ["mailbox_id"], ["mailbox_id", "user_principal_name"])
+        return [
+            (row["mailbox_id"], [row["user_principal_name"] or ""], row["user_principal_name"])
+            for row in rows
+        ]
+    if kind == "onedrive":
+        rows = latest_rows(
+            lake, "drives", ["drive_id"], ["drive_id", "owner_kind", "owner_name", "name"]
+        )
+        return [
+            (row["drive_id"], [row["owner_name"] or ""], row["owner_name"] or row["name"])
+            for row in rows
+            if row["owner_kind"] == "user"
+        ]
+    rows = latest_rows(lake, "sites", ["site_id"], ["site_id", "web_url", "display_name"])
+    return [
+        (row["site_id"], [row["web_url"] or ""], row["web_url"] or row["display_name"])
+        for row in rows
+    ]
+
+
+def _matches(kind: CustodianKind, reference: str, names: list[str]) -> bool:
+    if kind == "site":
+        expected = _normalise_url(reference)
+        return any(name and _normalise_url(name) == expected for name in names)
+    expected = reference.strip().lower()
+    return any(name and name.lower() == expected for name in names)
+
+
+def resolve_custodian(lake: Lake, kind: str, reference: str) -> ResolvedCustodian:
+    """Match ``reference`` to one archived mailbox, OneDrive or site.
+
+    A mailbox is found by mailbox id or user principal name, a OneDrive by drive id or
+    its owner's user principal name, and a site by site id or URL (without regard to
+    case or a trailing slash). Raises CustodianNotFoundError naming what was searched
+    and how to list what the lake has.
+    """
+    if kind not in CUSTODIAN_KINDS:
+        raise InvalidRequestError(
+            f"invalid custodian kind {kind!r}: use one of {', '.join(CUSTODIAN_KINDS)}"
+        )
+    checked: CustodianKind = kind
+    text = reference.strip() if isinstance(reference, str) else ""
+    if not text:
+        raise InvalidRequestError(f"the {kind} reference is empty: give {_MATCHED_ON[checked]}")
+    candidates = _candidates(lake, checked)
+    for container_id, _names, label in candidates:
+        if container_id == text:
+            return ResolvedCustodian(checked, container_id, label, text)
+    matches = [item for item in candidates if _matches(checked, text, item[1])]
+    if len(matches) == 1:
+        container_id, _names, label = matches[0]
+        return ResolvedCustodian(checked, container_id, label, text)
+    if len(matches) > 1:
+        ids = ", ".join(sorted(container_id for container_id, _, _ in matches))
+        raise InvalidRequestError(
+            f"{kind} {text!r} matches {len(matches)} entries in the lake ({ids}); "
+            "give the id instead"
+        )
+    table = {"mailbox": "mailboxes", "onedrive": "drives", "site": "sites"}[checked]
+    raise CustodianNotFoundError(
+        f"no {kind} {text!r} in the lake at {lake.root}: the {table} table has no "
+        f"{_MATCHED_ON[checked]} equal to it ({len(candidates)} archived). "
+        f"List them with: {_LIST_HINTS[checked]}. A {kind} must be backed up "
+        "(m365lake backup) before it can be a custodian.",
+        kind=kind,
+        reference=text,
+    )
+
+
+def site_drive_ids(lake: Lake, site_ids: set[str]) -> dict[str, str]:
+    """Return drive id → site id for every archived drive of the given sites."""
+    if not site_ids:
+        return {}
+    rows = latest_rows(
+        lake, "drives", ["drive_id"], ["drive_id", "site_id", "owner_kind", "owner_id"]
+    )
+    found = {}
+    for row in rows:
+        site = row["site_id"] if row["site_id"] in site_ids else None
+        if site is None and row["owner_kind"] == "site" and row["owner_id"] in site_ids:
+            site = row["owner_id"]
+        if site is not None:
+            found[row["drive_id"]] = site
+    return found
