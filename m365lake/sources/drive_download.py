@@ -4,13 +4,13 @@
 URL, which the client follows without sending the token there. When the connection breaks
 mid-body, the download continues from the last byte received with ``Range: bytes=N-`` on
 that URL. When the URL has expired (401, 403, 404 or 410 from its host), a fresh one is
-requested from ``/content`` and the download continues from the same offset. SHA-256 and
-QuickXorHash are computed over the bytes as they arrive.
+requested from ``/content`` and the download continues from the same offset.
+``ContentSink`` computes SHA-256 and QuickXorHash over the bytes as they arrive, on a
+worker thread when the content is larger than the lake's inline threshold.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from m365lake.errors import GraphError, GraphRequestError, GraphTransientError
 from m365lake.graph import GraphClient
 from m365lake.graph.retry import RETRYABLE_EXCEPTIONS
-from m365lake.lake import BlobWriter, ContentRef, Lake
-from m365lake.quickxor import QuickXorHash
+from m365lake.lake import ContentRef, Lake
+from m365lake.sources.drive_sink import ContentSink
 
 log = logging.getLogger(__name__)
 
@@ -51,38 +51,6 @@ class Download:
     """Bytes received over the network, resumed transfers included."""
     new_blob: bool
     resumes: int
-
-
-class ContentSink:
-    """Collect content in memory up to the lake's inline threshold, then in a blob writer."""
-
-    def __init__(self, lake: Lake) -> None:
-        self._lake = lake
-        self._buffer = bytearray()
-        self._writer: BlobWriter | None = None
-
-    def write(self, chunk: bytes) -> None:
-        if self._writer is not None:
-            self._writer.write(chunk)
-            return
-        self._buffer += chunk
-        if len(self._buffer) > self._lake.inline_threshold:
-            self._writer = self._lake.blobs.writer()
-            self._writer.write(bytes(self._buffer))
-            self._buffer = bytearray()
-
-    def commit(self) -> tuple[ContentRef, bool]:
-        """Store the content; return its reference and whether a new blob was written."""
-        if self._writer is None:
-            data = bytes(self._buffer)
-            return ContentRef(hashlib.sha256(data).hexdigest(), len(data), data), False
-        digest, size = self._writer.commit()
-        return ContentRef(digest, size, None), self._writer.created
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-        self._buffer = bytearray()
 
 
 def _start_offset(status: int, content_range: str | None, requested: int) -> int:
@@ -134,7 +102,6 @@ async def download_content(
     offset = 0
     received = 0
     resumes = 0
-    quickxor = QuickXorHash()
     sink = ContentSink(lake)
     try:
         while True:
@@ -155,8 +122,7 @@ async def download_content(
                             chunk = chunk[skip:]
                         if not chunk:
                             continue
-                        quickxor.update(chunk)
-                        sink.write(chunk)
+                        await sink.write(chunk)
                         position += len(chunk)
                         offset = position
                 break
@@ -187,7 +153,7 @@ async def download_content(
                 )
                 url = content_url
 
-        actual_quickxor = quickxor.b64digest()
+        actual_quickxor = await sink.quickxor_b64()
         if expected_size is not None and offset != expected_size:
             raise ContentMismatchError(
                 f"item {item_id} in drive {drive_id}: downloaded {offset} bytes but Graph "
@@ -200,7 +166,7 @@ async def download_content(
                 f"{actual_quickxor} but Graph reports {expected_quickxor}",
                 reason="hashMismatch",
             )
-        content, new_blob = sink.commit()
+        content, new_blob = await sink.commit()
     except BaseException:
         sink.abort()
         raise

@@ -1,15 +1,17 @@
-"""Blob store and content references: dedup, compression, integrity checks."""
+"""Blob store and content references: dedup, compression, raw blocks, integrity checks."""
 
 from __future__ import annotations
 
+import os
+import random
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from m365lake.errors import LakeError, LakeIntegrityError
-from m365lake.lake import BlobStore, ContentRef, Lake
-from m365lake.lake.blobs import sha256_hex
+from m365lake.lake import BlobStore, BlobWriter, ContentRef, Lake, blobs, zstd_raw
+from m365lake.lake.blobs import WRITE_BATCH_BYTES, sha256_hex
 
 
 @pytest.fixture
@@ -225,3 +227,142 @@ def test_writer_reports_created(lake: Lake) -> None:
 
     assert first.created
     assert not second.created
+
+
+# ---- stored forms: compressed or raw blocks -------------------------------------------
+
+
+def write_blob(lake: Lake, chunks: list[bytes]) -> tuple[str, BlobWriter]:
+    with lake.blobs.writer() as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+        digest, _ = writer.commit()
+    return digest, writer
+
+
+def test_writer_stores_random_content_in_raw_blocks(lake: Lake) -> None:
+    data = random.Random(1).randbytes(3 * WRITE_BATCH_BYTES + 12_345)
+
+    digest, writer = write_blob(lake, [data[i : i + 16_384] for i in range(0, len(data), 16_384)])
+
+    assert writer.compressed is False
+    stored = blob_file(lake, digest).read_bytes()
+    assert stored.startswith(zstd_raw.FRAME_HEADER)
+    blocks = -(-len(data) // zstd_raw.MAX_BLOCK_BYTES) + 1
+    assert len(stored) == len(zstd_raw.FRAME_HEADER) + 3 * blocks + len(data)
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(stored) == data
+    assert lake.blobs.read(digest) == data
+
+
+def test_writer_compresses_compressible_content(lake: Lake) -> None:
+    data = b"quarterly report, draft 3\n" * 100_000
+
+    digest, writer = write_blob(lake, [data])
+
+    assert writer.compressed is True
+    assert blob_file(lake, digest).stat().st_size < len(data) // 10
+    assert lake.blobs.read(digest) == data
+
+
+def test_writer_decides_from_first_batch(lake: Lake) -> None:
+    noise = random.Random(2).randbytes(WRITE_BATCH_BYTES)
+    text = b"line of text\n" * 200_000
+
+    digest, writer = write_blob(lake, [noise, text])
+
+    assert writer.compressed is False
+    assert lake.blobs.read(digest) == noise + text
+
+
+def test_writer_empty_content_reads_back(lake: Lake) -> None:
+    digest, writer = write_blob(lake, [])
+
+    assert digest == sha256_hex(b"")
+    assert writer.size == 0
+    assert lake.blobs.read(digest) == b""
+
+
+def test_writer_dedups_raw_and_compressed_forms(lake: Lake) -> None:
+    data = random.Random(3).randbytes(2 * WRITE_BATCH_BYTES)
+    first = lake.blobs.put(data)
+    mtime = blob_file(lake, first).stat().st_mtime_ns
+
+    digest, writer = write_blob(lake, [data])
+
+    assert digest == first
+    assert writer.created is False
+    assert blob_file(lake, first).stat().st_mtime_ns == mtime
+    assert lake.blobs.read(digest) == data
+
+
+def test_blob_from_older_streaming_writer_reads(lake: Lake) -> None:
+    # Before raw blocks, every streamed blob was a zstd stream without a content size.
+    data = b"archived before raw blocks existed " * 5_000
+    digest = sha256_hex(data)
+    path = blob_file(lake, digest)
+    path.parent.mkdir(parents=True)
+    compressor = zstandard.ZstdCompressor(level=3)
+    with path.open("wb") as file, compressor.stream_writer(file, closefd=False) as stream:
+        stream.write(data)
+
+    assert lake.blobs.read(digest) == data
+    assert lake.blobs.verify_all() == 1
+
+
+def test_raw_blob_tampered_raises(lake: Lake) -> None:
+    data = random.Random(4).randbytes(WRITE_BATCH_BYTES + 1)
+    digest, _ = write_blob(lake, [data])
+    path = blob_file(lake, digest)
+    stored = bytearray(path.read_bytes())
+    stored[-100] ^= 0xFF
+    path.write_bytes(bytes(stored))
+
+    with pytest.raises(LakeIntegrityError, match="altered"):
+        lake.blobs.read(digest)
+
+
+def test_writer_drops_pages_past_writeback_size(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blobs, "WRITEBACK_BYTES", 2 * WRITE_BATCH_BYTES)
+    advice: list[int] = []
+    real_fadvise = os.posix_fadvise
+
+    def record(descriptor: int, offset: int, length: int, flag: int) -> None:
+        advice.append(flag)
+        real_fadvise(descriptor, offset, length, flag)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    data = random.Random(5).randbytes(5 * WRITE_BATCH_BYTES)
+    batches = [data[i : i + WRITE_BATCH_BYTES] for i in range(0, len(data), WRITE_BATCH_BYTES)]
+
+    digest, _ = write_blob(lake, batches)
+
+    # Two while writing (at 2 and 4 MiB), one at commit.
+    assert advice == [os.POSIX_FADV_DONTNEED] * 3
+    assert lake.blobs.read(digest) == data
+
+
+@pytest.mark.parametrize("size", [-1, zstd_raw.MAX_BLOCK_BYTES + 1])
+def test_raw_block_header_rejects_invalid_size(size: int) -> None:
+    with pytest.raises(ValueError, match="invalid raw block size"):
+        zstd_raw.block_header(size, last=False)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[], [0], [1], [zstd_raw.MAX_BLOCK_BYTES], [zstd_raw.MAX_BLOCK_BYTES + 1, 5], [700_001, 3]],
+)
+def test_raw_frame_is_valid_zstd(tmp_path: Path, sizes: list[int]) -> None:
+    generator = random.Random(len(sizes))
+    parts = [generator.randbytes(size) for size in sizes]
+    path = tmp_path / "frame.zst"
+    with path.open("wb") as file:
+        frame = zstd_raw.RawFrameWriter(file)
+        for part in parts:
+            frame.write(part)
+        frame.finish()
+
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()) == b"".join(
+        parts
+    )
