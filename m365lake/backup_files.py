@@ -13,7 +13,12 @@ from m365lake.errors import CommitConflictError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake, LeaseHeldError
 from m365lake.sources.drive_list import Drive, Site, list_drives
-from m365lake.sources.drives import DEFAULT_MAX_FILE_SIZE, DriveBackupResult, backup_drive
+from m365lake.sources.drives import (
+    CHECKPOINT_FILES,
+    DEFAULT_MAX_FILE_SIZE,
+    DriveBackupResult,
+    backup_drive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ class FilesBackupSummary:
     skipped: dict[str, str] = field(default_factory=dict)
     """Drive id → why it was not archived in this invocation (another run has its lease)."""
     failed: dict[str, str] = field(default_factory=dict)
-    """Drive id → the error that stopped the drive's run; nothing was committed for it."""
+    """Drive id → the error that stopped the drive's run. Its checkpoint commits stay, but
+    its deltaLink did not advance, so the next run reads the same changes again."""
     sites: int = 0
     graph: GraphStats | None = None
 
@@ -78,6 +84,7 @@ async def _backup_one(
     drive: Drive,
     gate: asyncio.Semaphore,
     max_file_size: int,
+    checkpoint_files: int,
 ) -> DriveBackupResult:
     async with gate:
         lease = lake.acquire_lease(f"files-{drive.drive_id}", owner=new_run_id())
@@ -86,7 +93,12 @@ async def _backup_one(
             for attempt in range(1, CONFLICT_ATTEMPTS + 1):
                 try:
                     return await backup_drive(
-                        graph, lake, drive, run_id=new_run_id(), max_file_size=max_file_size
+                        graph,
+                        lake,
+                        drive,
+                        run_id=new_run_id(),
+                        max_file_size=max_file_size,
+                        checkpoint_files=checkpoint_files,
                     )
                 except CommitConflictError as error:
                     if attempt == CONFLICT_ATTEMPTS:
@@ -105,11 +117,13 @@ async def backup_files(
     drives: Sequence[str] | None = None,
     concurrency: int = DRIVE_CONCURRENCY,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+    checkpoint_files: int = CHECKPOINT_FILES,
 ) -> FilesBackupSummary:
     """Archive the given drives (default: every OneDrive and site library in the tenant).
 
     ``drives`` lists drive ids; an id the tenant does not list is reported in ``failed``.
     Files larger than ``max_file_size`` bytes are recorded as ``fileTooLarge`` failures.
+    Each drive's run also commits every ``checkpoint_files`` versions it writes.
     """
     summary = FilesBackupSummary()
     async with GraphClient(settings) as graph:
@@ -127,7 +141,10 @@ async def backup_files(
                     )
         gate = asyncio.Semaphore(concurrency)
         outcomes = await asyncio.gather(
-            *(_backup_one(graph, lake, drive, gate, max_file_size) for drive in selected),
+            *(
+                _backup_one(graph, lake, drive, gate, max_file_size, checkpoint_files)
+                for drive in selected
+            ),
             return_exceptions=True,
         )
         summary.graph = graph.stats
@@ -136,7 +153,9 @@ async def backup_files(
             log.info("drive %s skipped: %s", drive.drive_id, outcome)
             summary.skipped[drive.drive_id] = f"already being archived: {outcome}"
         elif isinstance(outcome, BaseException):
-            log.error("drive %s failed, nothing committed for it: %s", drive.drive_id, outcome)
+            log.error(
+                "drive %s failed; its delta token was not advanced: %s", drive.drive_id, outcome
+            )
             summary.failed[drive.drive_id] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)

@@ -18,6 +18,8 @@ class DriveBackupResult:
     started_at: datetime
     finished_at: datetime | None = None
     commit_seq: int | None = None
+    commits: int = 0
+    """Commits the run made: its checkpoints and the last one."""
     items_new: int = 0
     items_updated: int = 0
     items_deleted: int = 0

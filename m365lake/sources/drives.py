@@ -3,9 +3,14 @@
 One run reads the drive's ``root/delta`` from the committed deltaLink, or the whole
 drive on the first run and after a 410. It derives every item's path from the parent
 chain, downloads new and changed file content into the lake and writes one version per
-changed item. Rows, the deltaLink and the list of downloads to retry are committed together in
-one commit at the end of the run, so a run that dies leaves nothing behind and the next
-run starts from the same token.
+changed item. The new deltaLink is committed only in the run's last commit, together
+with the deletions, the path updates and the list of downloads to retry.
+
+Checkpoints: every ``checkpoint_files`` versions (or ``CHECKPOINT_SECONDS``) the run also
+commits the versions written so far, with the list of downloads still to retry but not
+the deltaLink. A run that dies after a checkpoint leaves those versions, and the next
+run reads delta from the same token again. Each archived item then matches its version's
+eTag and path, so it is neither downloaded nor written a second time.
 
 Path changes: a folder rename or move reaches delta as one item, so the run writes a new
 version (``change='updated'``, content reused) for every archived descendant whose
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,6 +68,12 @@ A chosen default, not a Graph limit: it bounds the disk and time one file can ta
 
 DELTA_PAGE_SIZE = 200
 
+CHECKPOINT_FILES = 5_000
+"""Versions written before the run commits what it has archived so far."""
+
+CHECKPOINT_SECONDS = 300.0
+"""Time after which the run commits what it has archived so far."""
+
 
 class _DriveRun:
     def __init__(
@@ -74,6 +87,7 @@ class _DriveRun:
         *,
         max_file_size: int,
         fetch_concurrency: int,
+        checkpoint_files: int,
     ) -> None:
         self.graph = graph
         self.lake = lake
@@ -82,13 +96,19 @@ class _DriveRun:
         self.state = state
         self.result = result
         self.max_file_size = max_file_size
-        self.gate = asyncio.Semaphore(fetch_concurrency)
+        self.fetch_concurrency = fetch_concurrency
         self.partition = {"drive_id": drive.drive_id}
         self.tree = DriveTree()
         self.handled: set[str] = set()
         self.pending: set[str] = set()
-        self.downloads: list[tuple[dict[str, Any], str, str]] = []
+        """Items whose download failed in this run: the next run retries them."""
+        self.retry_left: set[str] = set()
+        """Items that an earlier run left to retry and that this run has not archived yet."""
+        self.downloads: deque[tuple[dict[str, Any], str, str]] = deque()
         self.inline_wanted: list[tuple[dict[str, Any], str, str, str]] = []
+        self.checkpoint_files = checkpoint_files
+        self._since_checkpoint = 0
+        self._checkpoint_clock = time.monotonic()
 
     @property
     def drive_id(self) -> str:
@@ -141,7 +161,22 @@ class _DriveRun:
         return items, delta_link, True
 
     async def execute(self) -> None:
+        delta_link, live_before, removed = await self.plan_round()
+        self.write_reused_inline()
+        await self.run_downloads()
+        self.write_moved_descendants(live_before, removed)
+        self.write_deletions(live_before, removed)
+        self.tx.set_state(delta_key(self.drive_id), delta_link)
+        self.tx.set_state(pending_key(self.drive_id), sorted(self.pending) or None)
+        self.result.pending_retries = len(self.pending)
+
+    async def plan_round(self) -> tuple[str, dict[str, KnownItem], set[str]]:
+        """Read delta and plan every change. Return the deltaLink, the live items and removals.
+
+        The delta items are dropped on return, except those queued for download.
+        """
         previous_pending = set(self.lake.state(pending_key(self.drive_id)) or [])
+        self.retry_left = set(previous_pending)
         items, delta_link, full = await self.read_changes()
         live_before = {item_id: k for item_id, k in self.state.items() if not k.deleted}
         if not full:
@@ -162,13 +197,36 @@ class _DriveRun:
             if item_id not in removed:
                 self.plan(item)
         await self.retry_pending(previous_pending - set(items) - removed)
-        self.write_reused_inline()
-        await self.run_downloads()
-        self.write_moved_descendants(live_before, removed)
-        self.write_deletions(live_before, removed)
-        self.tx.set_state(delta_key(self.drive_id), delta_link)
-        self.tx.set_state(pending_key(self.drive_id), sorted(self.pending) or None)
-        self.result.pending_retries = len(self.pending)
+        return delta_link, live_before, removed
+
+    # ---- checkpoints ---------------------------------------------------------------
+
+    def checkpoint_due(self) -> bool:
+        return self._since_checkpoint >= self.checkpoint_files or (
+            self._since_checkpoint > 0
+            and time.monotonic() - self._checkpoint_clock >= CHECKPOINT_SECONDS
+        )
+
+    def checkpoint(self) -> None:
+        """Commit the versions written so far, without the deltaLink, and begin a new transaction.
+
+        The retry list committed with them keeps every item still owed a download: this
+        run's failures, and the earlier runs' that it has not archived yet.
+        """
+        still_pending = self.pending | self.retry_left
+        self.tx.set_state(pending_key(self.drive_id), sorted(still_pending) or None)
+        manifest = self.tx.commit(counts=self.result.counts())
+        self.result.commit_seq = manifest.get("seq")
+        self.result.commits += 1
+        log.info(
+            "drive %s: checkpoint commit %s after %d versions",
+            self.drive_id,
+            self.result.commit_seq,
+            self._since_checkpoint,
+        )
+        self.tx = self.lake.begin(run_id=self.result.run_id, kind="files", container=self.drive_id)
+        self._since_checkpoint = 0
+        self._checkpoint_clock = time.monotonic()
 
     # ---- planning ------------------------------------------------------------------
 
@@ -229,6 +287,7 @@ class _DriveRun:
                 )
             except ItemNotFoundError as error:
                 # Deleted since; a later delta round reports the deletion.
+                self.retry_left.discard(item_id)
                 self.record_failure(item_id, "retry", "skipped", "itemNotFound", str(error))
                 continue
             except GraphError as error:
@@ -241,34 +300,53 @@ class _DriveRun:
     # ---- content -------------------------------------------------------------------
 
     async def run_downloads(self) -> None:
-        await asyncio.gather(*(self._download(*job) for job in self.downloads))
-        self.downloads.clear()
+        """Download the queued items, ``fetch_concurrency`` at once, checkpointing as due."""
+        # A fixed set of workers, rather than one task per item, keeps memory flat
+        # however many files the round has.
+        workers = [
+            asyncio.ensure_future(self._download_worker()) for _ in range(self.fetch_concurrency)
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            # When one worker fails, the others stop too, before the run aborts its
+            # transaction, so none of them writes or commits afterwards.
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _download_worker(self) -> None:
+        while self.downloads:
+            await self._download(*self.downloads.popleft())
+            # Commits run on the event loop between downloads, so no row is half-written.
+            if self.checkpoint_due():
+                self.checkpoint()
 
     async def _download(self, item: dict[str, Any], path: str, change: str) -> None:
         item_id = item["id"]
-        async with self.gate:
-            try:
-                result = await download_content(
-                    self.graph,
-                    self.lake,
-                    self.drive_id,
-                    item_id,
-                    expected_size=item.get("size"),
-                    expected_quickxor=drive_rows.quickxor_of(item),
-                )
-            except ContentMismatchError as error:
-                self.pending.add(item_id)
-                self.record_failure(item_id, "download", "failed", error.reason, str(error))
-                return
-            except ItemNotFoundError as error:
-                self.record_failure(item_id, "download", "skipped", "itemNotFound", str(error))
-                return
-            except GraphError as error:
-                self.pending.add(item_id)
-                self.record_failure(
-                    item_id, "download", "failed", _reason(error), str(error), error.request_id
-                )
-                return
+        try:
+            result = await download_content(
+                self.graph,
+                self.lake,
+                self.drive_id,
+                item_id,
+                expected_size=item.get("size"),
+                expected_quickxor=drive_rows.quickxor_of(item),
+            )
+        except ContentMismatchError as error:
+            self.pending.add(item_id)
+            self.record_failure(item_id, "download", "failed", error.reason, str(error))
+            return
+        except ItemNotFoundError as error:
+            self.retry_left.discard(item_id)
+            self.record_failure(item_id, "download", "skipped", "itemNotFound", str(error))
+            return
+        except GraphError as error:
+            self.pending.add(item_id)
+            self.record_failure(
+                item_id, "download", "failed", _reason(error), str(error), error.request_id
+            )
+            return
         self.result.bytes_downloaded += result.bytes_received
         self.result.blobs_written += int(result.new_blob)
         self.result.resumes += result.resumes
@@ -302,6 +380,8 @@ class _DriveRun:
             content=content,
         )
         self.tx.write_rows("drive_items", [row], partition=self.partition)
+        self.retry_left.discard(item["id"])
+        self._since_checkpoint += 1
         if change == "created":
             self.result.items_new += 1
         else:
@@ -402,10 +482,17 @@ async def backup_drive(
     run_id: str,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     fetch_concurrency: int = 4,
+    checkpoint_files: int = CHECKPOINT_FILES,
 ) -> DriveBackupResult:
-    """Archive the changes in ``drive`` since its last commit, in one commit."""
+    """Archive the changes in ``drive`` since its last commit.
+
+    The run ends in one commit, which advances the drive's deltaLink. Every
+    ``checkpoint_files`` versions (or ``CHECKPOINT_SECONDS``) it also commits the versions
+    written so far, so a run that dies on a large drive does not download them again.
+    """
     result = DriveBackupResult(drive=drive, run_id=run_id, started_at=now_utc())
     tx = lake.begin(run_id=run_id, kind="files", container=drive.drive_id)
+    run = None
     try:
         # Read the archive after the transaction took its starting point, so a commit
         # by a concurrent run in between is caught as a conflict.
@@ -419,21 +506,25 @@ async def backup_drive(
             result,
             max_file_size=max_file_size,
             fetch_concurrency=fetch_concurrency,
+            checkpoint_files=checkpoint_files,
         )
         await run.execute()
         result.finished_at = now_utc()
         entry = drive.row()
         if lake.state(directory_key(drive.drive_id)) != entry:
-            tx.write_rows("drives", [entry], partition={})
-            tx.set_state(directory_key(drive.drive_id), entry)
-        tx.write_rows("runs", [run_row(result)], partition={})
-        manifest = tx.commit(counts=result.counts())
+            run.tx.write_rows("drives", [entry], partition={})
+            run.tx.set_state(directory_key(drive.drive_id), entry)
+        run.tx.write_rows("runs", [run_row(result)], partition={})
+        manifest = run.tx.commit(counts=result.counts())
         result.commit_seq = manifest.get("seq")
+        result.commits += 1
     finally:
-        tx.abort()
+        # Committed work stays. Only the open transaction's files are dropped.
+        (run.tx if run else tx).abort()
     log.info(
-        "drive %s committed: %d new, %d updated, %d moved, %d deleted, %d failures",
+        "drive %s committed in %d commits: %d new, %d updated, %d moved, %d deleted, %d failures",
         drive.drive_id,
+        result.commits,
         result.items_new,
         result.items_updated,
         result.paths_updated,

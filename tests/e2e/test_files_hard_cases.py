@@ -31,6 +31,7 @@ from m365lake.emulator.generator import generate_tenant
 from m365lake.emulator.seed import SeedFile, SeedSite, SeedTenant, SeedUser
 from m365lake.lake import Lake
 from m365lake.quickxor import quickxor_b64
+from m365lake.sources.drives import CHECKPOINT_FILES, delta_key
 
 SITE = "records"
 LIBRARY = "Documents"
@@ -572,7 +573,12 @@ from m365lake.backup_files import backup_files
 from m365lake.config import GraphSettings
 from m365lake.lake import Lake
 
-summary = asyncio.run(backup_files(GraphSettings.from_env(), Lake.open(sys.argv[1])))
+checkpoint_files = int(sys.argv[2])
+summary = asyncio.run(
+    backup_files(
+        GraphSettings.from_env(), Lake.open(sys.argv[1]), checkpoint_files=checkpoint_files
+    )
+)
 print(summary.failed, summary.skipped, file=sys.stderr)
 sys.exit(1 if summary.failed or summary.skipped else 0)
 """
@@ -598,22 +604,32 @@ def kill_emulator(kill_tenant: Tenant, emulator_state: Path) -> Iterator[Emulato
         yield server
 
 
-def _command(server: EmulatorServer, lake_root: Path) -> tuple[list[str], dict[str, str]]:
+def _command(
+    server: EmulatorServer, lake_root: Path, checkpoint_files: int
+) -> tuple[list[str], dict[str, str]]:
     environment = {**os.environ, **server.environment()}
-    return [sys.executable, "-c", BACKUP_SCRIPT, str(lake_root)], environment
+    command = [sys.executable, "-c", BACKUP_SCRIPT, str(lake_root), str(checkpoint_files)]
+    return command, environment
 
 
-def _run_to_completion(server: EmulatorServer, lake_root: Path) -> float:
-    command, environment = _command(server, lake_root)
+def _run_to_completion(
+    server: EmulatorServer, lake_root: Path, checkpoint_files: int = CHECKPOINT_FILES
+) -> float:
+    command, environment = _command(server, lake_root, checkpoint_files)
     started = time.monotonic()
     completed = subprocess.run(command, env=environment, capture_output=True, timeout=300)
     assert completed.returncode == 0, completed.stderr.decode(errors="replace")[-2000:]
     return time.monotonic() - started
 
 
-def _kill_after(server: EmulatorServer, lake_root: Path, delay: float) -> bool:
+def _kill_after(
+    server: EmulatorServer,
+    lake_root: Path,
+    delay: float,
+    checkpoint_files: int = CHECKPOINT_FILES,
+) -> bool:
     """Start a backup and SIGKILL it after ``delay`` seconds; return whether it was killed."""
-    command, environment = _command(server, lake_root)
+    command, environment = _command(server, lake_root, checkpoint_files)
     process = subprocess.Popen(
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -669,6 +685,58 @@ def test_killed_file_runs_match_clean_run(
         assert duplicates == [], f"round {round_number}: duplicate versions"
         assert lake.verify()["blobs"] >= 6
     assert killed >= KILL_ROUNDS, f"only {killed} of {2 * KILL_ROUNDS} runs were killed"
+
+
+KILL_CHECKPOINT_FILES = 40
+"""Versions between checkpoint commits: the 406 files of the kill tenant make about ten."""
+
+CHECKPOINT_KILL_ROUNDS = 2
+
+
+def _checkpoints_left(lake_root: Path) -> int:
+    """Count the drive commits that did not advance a delta token: checkpoints of cut runs."""
+    if not (lake_root / "commits").exists():
+        return 0
+    return sum(
+        1
+        for manifest in Lake.open(lake_root).manifests()
+        if manifest["kind"] == "files"
+        and delta_key(manifest["container"]) not in (manifest.get("state") or {})
+    )
+
+
+@pytest.mark.slow
+def test_killed_between_checkpoints_match_clean_run(
+    kill_tenant: Tenant, kill_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    rng = random.Random(8)
+    drives = _all_drives(kill_tenant)
+    expected = {drive_id: tenant_state(kill_tenant, drive_id) for drive_id in drives}
+    _run_to_completion(kill_emulator, tmp_path / "cold", KILL_CHECKPOINT_FILES)
+    clean_duration = _run_to_completion(kill_emulator, tmp_path / "clean", KILL_CHECKPOINT_FILES)
+    clean = Lake.open(tmp_path / "clean")
+    checkpoints = 0
+    for round_number in range(CHECKPOINT_KILL_ROUNDS):
+        lake_root = tmp_path / f"lake-{round_number}"
+        # Late enough that checkpoints have usually been committed.
+        delay = rng.uniform(0.4, 0.9) * clean_duration
+        _kill_after(kill_emulator, lake_root, delay, KILL_CHECKPOINT_FILES)
+        checkpoints += _checkpoints_left(lake_root)
+        _run_to_completion(kill_emulator, lake_root, KILL_CHECKPOINT_FILES)
+
+        lake = Lake.open(lake_root)
+        for drive_id in drives:
+            archived = archive_state(lake, drive_id)
+            assert archived == expected[drive_id], f"round {round_number}, drive {drive_id}"
+            assert archived == archive_state(clean, drive_id)
+        duplicates = run_sql(
+            lake,
+            "SELECT drive_id, item_id, count(*) FROM file_versions "
+            "GROUP BY ALL HAVING count(*) > 1",
+        )[1]
+        assert duplicates == [], f"round {round_number}: duplicate versions"
+        assert lake.verify()["blobs"] >= 6
+    assert checkpoints > 0, "no killed run left a checkpoint commit behind"
 
 
 def test_url_expired_twice_before_first_get_refreshed(

@@ -10,6 +10,7 @@ import pytest
 
 from m365lake.catalog import run_sql
 from m365lake.lake import Lake
+from m365lake.sources import drives
 from m365lake.sources.drive_tree import DriveTree, TreeNode
 from m365lake.sources.drives import DriveBackupResult, backup_drive, delta_key, pending_key
 from tests.unit.drive_fake import DRIVE, DRIVE_ID, FakeDrive, make_graph
@@ -412,3 +413,140 @@ def test_folder_tombstone_alone_deletes_subtree(fake: FakeDrive, lake: Lake) -> 
 
     assert set(live_paths(lake)) == {"root", "i-top"}
     assert result.items_deleted == 4
+
+
+# ---- checkpoints ---------------------------------------------------------------------
+
+
+def add_files(fake: FakeDrive, count: int) -> list[str]:
+    item_ids = [f"i-file-{index}" for index in range(count)]
+    for index, item_id in enumerate(item_ids):
+        fake.add_file(item_id, f"file {index}.txt", f"content {index}".encode(), parent="f-docs")
+    return item_ids
+
+
+def version_rows(lake: Lake) -> list[tuple[Any, ...]]:
+    """Every version, without the columns that differ between runs."""
+    return sql(
+        lake,
+        "SELECT item_id, path, change, content_sha256, deleted_at IS NULL FROM file_versions "
+        "ORDER BY item_id, captured_at",
+    )
+
+
+def die_on_content(fake: FakeDrive, item_id: str) -> None:
+    """Make the download of ``item_id`` raise as if the process were killed there."""
+    original = fake.handler
+
+    def handler(request: Any) -> Any:
+        if request.url.path.endswith(f"/{item_id}/content"):
+            raise RuntimeError("backup process killed")
+        return original(request)
+
+    fake.handler = handler  # type: ignore[method-assign]
+
+
+def test_checkpoints_commit_before_delta_link(fake: FakeDrive, lake: Lake) -> None:
+    add_files(fake, 6)
+
+    result = backup(fake, lake, checkpoint_files=3, fetch_concurrency=1)
+
+    manifests = lake.manifests()
+    assert result.commits == len(manifests)
+    assert result.commits >= 3
+    for manifest in manifests[:-1]:
+        assert delta_key(DRIVE_ID) not in (manifest.get("state") or {})
+    assert delta_key(DRIVE_ID) in manifests[-1]["state"]
+    assert live_paths(lake) == fake.live_paths()
+    assert result.items_new == 12
+
+
+def test_run_killed_after_checkpoint_resumes(fake: FakeDrive, lake: Lake, tmp_path: Path) -> None:
+    item_ids = add_files(fake, 8)
+    clean = Lake.open(tmp_path / "clean", inline_threshold=1024)
+    backup(fake, clean)
+    original = fake.handler
+    die_on_content(fake, item_ids[5])
+
+    with pytest.raises(RuntimeError, match="killed"):
+        backup(fake, lake, checkpoint_files=2, fetch_concurrency=1)
+
+    archived = set(live_paths(lake))
+    assert archived & set(item_ids)
+    assert item_ids[5] not in archived
+    assert lake.state(delta_key(DRIVE_ID)) is None
+
+    fake.handler = original  # type: ignore[method-assign]
+    fake.requests.clear()
+    result = backup(fake, lake)
+
+    downloaded = {path.split("/")[-2] for path in content_requests(fake)}
+    assert item_ids[5] in downloaded
+    assert downloaded.isdisjoint(archived)
+    assert result.unchanged_replays == len(archived)
+    assert version_rows(lake) == version_rows(clean)
+    assert lake.state(delta_key(DRIVE_ID)) is not None
+
+
+def test_killed_after_checkpointed_retry_not_retried_again(
+    fake: FakeDrive, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.reported_hash["i-big"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    backup(fake, lake)
+    assert lake.state(pending_key(DRIVE_ID)) == ["i-big"]
+    del fake.reported_hash["i-big"]
+    add_files(fake, 3)
+
+    def killed(*args: Any) -> None:
+        raise RuntimeError("backup process killed")
+
+    # The retry and the new files are checkpointed, then the run dies before its end.
+    with monkeypatch.context() as patch:
+        patch.setattr("m365lake.sources.drives._DriveRun.write_deletions", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            backup(fake, lake, checkpoint_files=1, fetch_concurrency=1)
+
+    assert "i-big" in live_paths(lake)
+    assert lake.state(pending_key(DRIVE_ID)) is None
+    fake.requests.clear()
+    result = backup(fake, lake)
+
+    assert "i-big" not in {path.split("/")[-2] for path in content_requests(fake)}
+    assert result.failures == 0
+    assert live_paths(lake) == fake.live_paths()
+    versions = sql(lake, "SELECT count(*) FROM file_versions WHERE item_id = 'i-big'")
+    assert versions == [(1,)]
+
+
+def test_failed_worker_stops_the_others(
+    fake: FakeDrive, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_files(fake, 8)
+    real_download = drives.download_content
+
+    async def download(graph: Any, lake: Lake, drive_id: str, item_id: str, **options: Any) -> Any:
+        # The first file queued fails at once, while the other workers have files left.
+        if item_id == "i-report":
+            raise RuntimeError("backup process killed")
+        # The fake transport never suspends, so a download would otherwise run in one step.
+        await asyncio.sleep(0)
+        return await real_download(graph, lake, drive_id, item_id, **options)
+
+    monkeypatch.setattr(drives, "download_content", download)
+
+    async def run() -> tuple[int, int, int, int]:
+        async with make_graph(fake) as graph:
+            with pytest.raises(RuntimeError, match="killed"):
+                await backup_drive(
+                    graph, lake, DRIVE, run_id="run-0", checkpoint_files=1, fetch_concurrency=4
+                )
+            requests, commits = len(fake.requests), len(lake.manifests())
+            for _ in range(50):
+                await asyncio.sleep(0)
+            return requests, len(fake.requests), commits, len(lake.manifests())
+
+    requests_at_failure, requests_later, commits_at_failure, commits_later = asyncio.run(run())
+
+    assert requests_later == requests_at_failure
+    assert commits_later == commits_at_failure
+    assert lake.state(delta_key(DRIVE_ID)) is None
