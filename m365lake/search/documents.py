@@ -93,6 +93,8 @@ class _Builder:
         for value in values:
             if value is None or value == "":
                 continue
+            if isinstance(value, str):
+                value = valid_text(value)
             self.values.setdefault(name, []).append(value)
 
     def add_all(self, name: str, values: Iterable[FieldValue | None]) -> None:
@@ -120,6 +122,21 @@ def _identity(
 def _issues(builder: _Builder, issues: Sequence[str]) -> None:
     builder.add("partially_indexed", bool(issues))
     builder.add_all("index_issues", issues)
+
+
+def valid_text(value: str) -> str:
+    """Return ``value`` encodable as UTF-8: surrogate pairs joined, lone surrogates as U+FFFD.
+
+    Text decoded from UTF-16 sources (legacy Office files, some PDFs) can contain lone
+    surrogates, which Tantivy cannot store.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
 
 
 def extraction_issue(part: str, extraction: Extraction) -> str | None:

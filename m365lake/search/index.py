@@ -216,6 +216,7 @@ class IndexUpdate:
 
 
 ProgressCallback = Callable[[IndexUpdate], None]
+DocumentCallback = Callable[[fields.SearchDocument], None]
 
 
 def update_index(
@@ -226,19 +227,24 @@ def update_index(
     chunk_rows: int = CHUNK_ROWS,
     owner: str | None = None,
     progress: ProgressCallback | None = None,
+    on_document: DocumentCallback | None = None,
 ) -> IndexUpdate:
     """Bring the index of ``lake`` up to the lake's newest commit; return what was done.
 
     With ``rebuild`` (or when no index exists) every item is indexed again from the
     tables. ``extractor`` runs text extraction. The default is the extraction module's
     worker pool, which stops a file that hangs a parser at the per-item time limit.
-    Raises SearchIndexError when another writer holds the index or when the lake's
-    manifest chain no longer contains the manifest the index was built up to.
+    ``progress`` is called after each committed chunk of manifests, and ``on_document``
+    with every document written, in the order written (a later document of the same
+    item replaces an earlier one). Raises SearchIndexError when another writer holds the
+    index or when the lake's manifest chain no longer contains the manifest the index was
+    built up to.
     """
     started = time.monotonic()
     owner = owner or f"index-{uuid.uuid4().hex[:8]}"
     with _held_lease(lake, owner) as lease_problems, _extractor(extractor) as extract:
-        update = _Updater(lake, extract, chunk_rows, lease_problems, progress).run(rebuild)
+        updater = _Updater(lake, extract, chunk_rows, lease_problems, progress, on_document)
+        update = updater.run(rebuild)
     update.seconds = time.monotonic() - started
     logger.info("%s", update.describe())
     return update
@@ -302,12 +308,14 @@ class _Updater:
         chunk_rows: int,
         lease_problems: list[BaseException],
         progress: ProgressCallback | None,
+        on_document: DocumentCallback | None,
     ) -> None:
         self.lake = lake
         self.extractor = extractor
         self.chunk_rows = chunk_rows
         self.lease_problems = lease_problems
         self.progress = progress
+        self.on_document = on_document
         self.log = ManifestLog(lake.storage)
         self.update = IndexUpdate()
 
@@ -405,6 +413,8 @@ class _Updater:
                 self.lake, versions, directory, self.extractor, writer, searcher
             ):
                 self.update.record(written)
+                if self.on_document is not None:
+                    self.on_document(written.document)
             self._check_lease()
         self._commit(writer, folder, last_seq, chunk[-1][1])
         logger.info("indexed commits %d..%d", first_seq, last_seq)

@@ -50,6 +50,7 @@ class IndexedDocument:
     """One document written to the index."""
 
     doc_id: str
+    document: fields.SearchDocument
     replaced: bool
     """An earlier document of the same item was deleted first."""
     deleted: bool
@@ -193,6 +194,7 @@ def write_document(
     writer.add_document(fields.to_tantivy_document(document))
     return IndexedDocument(
         doc_id=doc_id,
+        document=document,
         replaced=replaced,
         deleted=bool(document.get("deleted_at")),
         issues=tuple(str(issue) for issue in document.get("index_issues", ())),

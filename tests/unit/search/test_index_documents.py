@@ -320,3 +320,12 @@ def test_documents_are_valid_tantivy_documents():
 def test_doc_id_prefixes():
     assert doc_id_of("mail", "m", "i") == "mail:m:i"
     assert doc_id_of("files", "d", "i") == "file:d:i"
+
+
+def test_lone_surrogates_replaced():
+    text = "pair \ud83d\ude00 lone \ud800 end"
+
+    document = file_document(file_row(), extraction=ok(text), directory=DIRECTORY)
+
+    assert document["content"] == ["pair 😀 lone \ufffd end"]
+    fields.to_tantivy_document(document)
