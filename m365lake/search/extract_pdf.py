@@ -3,9 +3,15 @@
 PDFium ignores the owner-password permission flags ("no copying", "no extraction"), so
 restricted PDFs that open without a password are extracted, as e-discovery requires. A
 PDF that needs a user password to open is reported as encrypted.
+
+PDFium is not thread-safe: two threads inside it at once crashed the process in this
+project's tests. Every call into it here holds ``_PDFIUM_LOCK``, so ``extract_text`` may
+be called from several threads, with PDFs extracted one at a time.
 """
 
 from __future__ import annotations
+
+import threading
 
 import pypdfium2
 import pypdfium2.raw as pdfium_raw
@@ -16,19 +22,22 @@ from m365lake.search.extract_types import Extraction, ExtractionFailed, finish
 # more pages exist (scanned productions), but their text would pass max_chars long before.
 MAX_PAGES = 5_000
 
+_PDFIUM_LOCK = threading.Lock()
+
 
 def extract_pdf(data: bytes, *, max_chars: int) -> Extraction:
     """Extract the text of every page, in page order."""
-    try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as error:
-        if error.err_code == pdfium_raw.FPDF_ERR_PASSWORD or "password" in str(error).lower():
-            raise ExtractionFailed("encrypted", "the PDF needs a password to open") from None
-        raise ExtractionFailed("corrupt", f"the PDF cannot be opened ({error})") from None
-    try:
-        return _read_document(document, max_chars=max_chars)
-    finally:
-        document.close()
+    with _PDFIUM_LOCK:
+        try:
+            document = pypdfium2.PdfDocument(data)
+        except pypdfium2.PdfiumError as error:
+            if error.err_code == pdfium_raw.FPDF_ERR_PASSWORD or "password" in str(error).lower():
+                raise ExtractionFailed("encrypted", "the PDF needs a password to open") from None
+            raise ExtractionFailed("corrupt", f"the PDF cannot be opened ({error})") from None
+        try:
+            return _read_document(document, max_chars=max_chars)
+        finally:
+            document.close()
 
 
 def _read_document(document: pypdfium2.PdfDocument, *, max_chars: int) -> Extraction:

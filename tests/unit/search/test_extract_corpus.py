@@ -213,3 +213,19 @@ def test_every_corpus_file_extracts_without_raising(corpus_root: Path):
         assert attempted[group] == total, group
         assert succeeded[group] >= floor, (group, succeeded[group], floor)
     assert statuses["timeout"] == 0
+
+
+def test_concurrent_pdf_extraction(corpus_root: Path):
+    """PDFium is not thread-safe. Without the module's lock, concurrent calls returned
+    wrong statuses and texts here, and crashed the process in the index tests."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pdfs = [p for p in sorted((corpus_root / "files").rglob("*")) if p.suffix.lower() == ".pdf"]
+    blobs = [p.read_bytes() for p in pdfs]
+    expected = [extract_text(data, filename="x.pdf") for data in blobs]
+
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        rounds = list(threads.map(lambda data: extract_text(data, filename="x.pdf"), blobs * 10))
+
+    for index, result in enumerate(rounds):
+        assert result == expected[index % len(blobs)], pdfs[index % len(blobs)].name
