@@ -25,7 +25,7 @@ import tantivy
 TEXT_ANALYZER = "m365lake_text"
 KEYWORD_ANALYZER = "m365lake_keyword"
 
-# Tantivy's own default is the same chain. Tokens over 40 bytes (base64 runs, long URLs)
+# Tantivy's own default is the same chain. Tokens of 40 bytes or more (base64 runs, long URLs)
 # are dropped so they cannot bloat the term dictionary.
 MAX_TOKEN_BYTES = 40
 
@@ -189,8 +189,9 @@ FREE_TEXT_FIELDS: tuple[str, ...] = (
 
 FieldValue: TypeAlias = str | int | bool | dt.datetime
 # What the document builder produces and both Tantivy and the test oracle consume: field
-# name -> values. Multi-valued text fields are separate values, so a phrase never spans
-# two recipients. Dates are timezone-aware UTC.
+# name -> values. Multi-valued text fields are separate values, so an exact phrase never
+# spans two recipients. Tantivy leaves a one-position gap between values, so NEAR(1) and
+# wider can match across them. Dates are timezone-aware UTC.
 SearchDocument: TypeAlias = Mapping[str, Sequence[FieldValue]]
 
 
