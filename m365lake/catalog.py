@@ -25,7 +25,10 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
 - ``cases``, ``holds``: the current record per case and per hold, closed cases and
   released holds included; ``case_custodians``, ``case_searches``: the current custodians
   and saved searches of each case (removed and deleted ones only in ``<table>_rows``);
-  ``audit_events``: every audit event in sequence order.
+  ``audit_events``: every audit event in sequence order; ``retention_policies``: the
+  active retention policies.
+
+Files that a purge removed (listed under a later manifest's ``removed``) are left out.
 """
 
 from __future__ import annotations
@@ -67,12 +70,14 @@ _KEYS = {
     "case_custodians": ("case_id", "custodian_id"),
     "case_searches": ("case_id", "search_id"),
     "holds": ("case_id", "hold_id"),
+    "retention_policies": ("policy_id",),
 }
 # Keyed tables whose current view leaves out records that a change ended; their history
 # stays in ``<table>_rows``.
 _CURRENT_ONLY = {
     "case_custodians": "WHERE status = 'active'",
     "case_searches": "WHERE status = 'active'",
+    "retention_policies": "WHERE status = 'active'",
 }
 _VERSIONED = {"messages": "message", "folders": "folder", "drive_items": "drive_item"}
 # Views over drive_items restricted to files, under the names analysts look for.
@@ -203,13 +208,17 @@ def refresh_catalog(lake: Lake) -> Path:
     The new catalog is built under a temporary name and renamed into place, so open
     connections keep the old one and concurrent refreshes never see a half-built file.
     """
-    manifests = lake.manifests()
     head = lake.head()
-    files: list[tuple[str, str, int, int, str]] = []
-    for manifest in manifests:
-        for index, entry in enumerate(manifest.get("files", [])):
-            path = str(lake.storage.path(entry["path"]))
-            files.append((path, entry["table"], manifest["seq"], index, manifest["run_id"]))
+    files: list[tuple[str, str, int, int, str]] = [
+        (
+            str(lake.storage.path(item.entry["path"])),
+            item.entry["table"],
+            item.seq,
+            item.position,
+            item.run_id,
+        )
+        for item in lake.live_files()
+    ]
 
     target = lake.root / CATALOG_FILE
     temp = lake.root / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"

@@ -1,4 +1,4 @@
-"""The ``m365lake case``, ``hold``, ``audit`` and ``verify`` commands.
+"""The ``m365lake case``, ``hold``, ``audit``, ``retention`` and ``verify`` commands.
 
 ``register(main)`` adds them to the m365lake command group.
 """
@@ -19,18 +19,21 @@ from m365lake.discovery.cli_common import (
     reported_errors,
     resolve_actor,
 )
+from m365lake.retention.cli import retention
 
 
 def register(main: click.Group) -> None:
-    """Add the ``case``, ``hold`` and ``audit`` commands to ``main``, and its ``verify``.
+    """Add the ``case``, ``hold``, ``audit``, ``retention`` and ``verify`` commands to ``main``.
 
     The ``verify`` added here replaces one already registered: it runs the same checks,
-    prints the same lines, and adds the audit chain check and ``--sample``/``--seed``.
+    prints the same lines, and adds the audit chain and blob reference checks,
+    ``--sample``/``--seed`` and ``--audit-head``.
     """
     main.add_command(case)
     main.add_command(hold)
     main.add_command(audit_command)
     main.add_command(verify_command)
+    main.add_command(retention)
 
 
 @click.group()

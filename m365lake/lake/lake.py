@@ -7,7 +7,7 @@ import logging
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from m365lake.errors import LakeError, LakeIntegrityError, LakeNotFoundError
 from m365lake.lake.blobs import BlobStore, ContentRef, sha256_hex
@@ -25,6 +25,53 @@ DEFAULT_FLUSH_ROWS = 50_000
 DEFAULT_FLUSH_BYTES = 32 * 1024 * 1024
 
 _LAYOUT = ("tables", "blobs/sha256", COMMIT_DIR, "state")
+
+
+class LiveFile(NamedTuple):
+    """A committed file that no purge removed, with its place in the manifest chain."""
+
+    seq: int
+    position: int
+    """Index of the file in its manifest's ``files``."""
+    run_id: str
+    entry: dict[str, Any]
+    """The manifest entry: path, table, sha256, bytes, rows, partition."""
+
+
+def _removed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return a manifest's ``removed`` section, which only purge commits have."""
+    section = manifest.get("removed") or {}
+    return {
+        "files": list(section.get("files") or []),
+        "blob_candidates": list(section.get("blob_candidates") or []),
+    }
+
+
+def _check_removals(manifests: list[dict[str, Any]]) -> tuple[dict[str, int], list[str]]:
+    """Return removed path → purge commit, and one message per removal no earlier commit backs."""
+    listed: dict[str, dict[str, Any]] = {}
+    removed: dict[str, int] = {}
+    problems = []
+    for manifest in manifests:
+        for entry in _removed(manifest)["files"]:
+            path = entry.get("path")
+            original = listed.get(path) if isinstance(path, str) else None
+            if original is None:
+                problems.append(
+                    f"purge commit {manifest['seq']} removes file {path}, which no earlier "
+                    "commit lists: the manifest was altered"
+                )
+                continue
+            if original.get("sha256") != entry.get("sha256"):
+                problems.append(
+                    f"purge commit {manifest['seq']} removes file {path} with SHA-256 "
+                    f"{entry.get('sha256')}, but the commit that added it records "
+                    f"{original.get('sha256')}: the manifest was altered"
+                )
+            removed[path] = manifest["seq"]
+        for entry in manifest.get("files", []):
+            listed[entry["path"]] = entry
+    return removed, problems
 
 
 class Lake:
@@ -180,15 +227,44 @@ class Lake:
         return self._log.read_all()
 
     def committed_files(self, table: str) -> list[Path]:
-        """Return the absolute paths of ``table``'s committed Parquet files in commit order."""
+        """Return the absolute paths of ``table``'s committed Parquet files in commit order.
+
+        Files that a later purge removed are left out.
+        """
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}; the lake has: {', '.join(sorted(SCHEMAS))}")
         return [
-            self.storage.path(entry["path"])
-            for manifest in self.manifests()
-            for entry in manifest.get("files", [])
-            if entry.get("table") == table
+            self.storage.path(item.entry["path"])
+            for item in self.live_files()
+            if item.entry.get("table") == table
         ]
+
+    def live_files(self) -> list[LiveFile]:
+        """Return every committed file that no later purge removed, in commit order."""
+        manifests = self.manifests()
+        removed = {entry["path"] for manifest in manifests for entry in _removed(manifest)["files"]}
+        return [
+            LiveFile(manifest["seq"], index, manifest["run_id"], entry)
+            for manifest in manifests
+            for index, entry in enumerate(manifest.get("files", []))
+            if entry["path"] not in removed
+        ]
+
+    def removed_files(self) -> dict[str, int]:
+        """Return each file path a purge removed, with the sequence number of that purge."""
+        return {
+            entry["path"]: manifest["seq"]
+            for manifest in self.manifests()
+            for entry in _removed(manifest)["files"]
+        }
+
+    def removed_blob_candidates(self) -> set[str]:
+        """Return the content hashes that purges listed as possibly no longer referenced."""
+        return {
+            digest
+            for manifest in self.manifests()
+            for digest in _removed(manifest)["blob_candidates"]
+        }
 
     def verify(
         self, *, blobs: bool = True, blob_sample: int | None = None, seed: int | None = None
@@ -215,9 +291,14 @@ class Lake:
     ) -> tuple[dict[str, int], list[str]]:
         """Run the checks of ``verify`` and return the counts and the problems found."""
         manifests, problems = self._log.check_chain()
+        removed, removal_problems = _check_removals(manifests)
+        problems.extend(removal_problems)
         files = 0
         for manifest in manifests:
             for entry in manifest.get("files", []):
+                if entry["path"] in removed:
+                    problems.extend(self._check_removed_file(manifest["seq"], entry, removed))
+                    continue
                 files += 1
                 problem = self._check_committed_file(manifest["seq"], entry)
                 if problem is not None:
@@ -250,6 +331,18 @@ class Lake:
                 problems.append(f"blob {digest} could not be read: {error}")
         counts = {"blobs": len(chosen), "blobs_stored": len(stored), "blob_seed": seed}
         return counts, problems
+
+    def _check_removed_file(
+        self, seq: int, entry: dict[str, Any], removed: dict[str, int]
+    ) -> list[str]:
+        path = entry["path"]
+        if not self.storage.exists(path):
+            return []
+        return [
+            f"file {path} listed in commit {seq} was removed by purge commit {removed[path]} "
+            "but is still present: the purge did not finish, so run the purge again "
+            "(m365lake retention purge --apply) to delete it"
+        ]
 
     def _check_committed_file(self, seq: int, entry: dict[str, Any]) -> str | None:
         """Return a message when a file that manifest ``seq`` lists is missing or changed."""

@@ -288,6 +288,25 @@ AUDIT_EVENTS = pa.schema(
     ]
 )
 
+RETENTION_POLICIES = pa.schema(
+    [
+        _field("policy_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("status", pa.string(), required=True),
+        _field("name", pa.string(), required=True),
+        _field("workload", pa.string(), required=True),
+        _field("locations", STRING_LIST),
+        _field("basis", pa.string(), required=True),
+        _field("action", pa.string(), required=True),
+        _field("days", pa.int64(), required=True),
+        _field("created_at", TIMESTAMP, required=True),
+        _field("created_by", pa.string(), required=True),
+        _field("actor", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "mailboxes": MAILBOXES,
     "folders": FOLDERS,
@@ -303,6 +322,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "case_searches": CASE_SEARCHES,
     "holds": HOLDS,
     "audit_events": AUDIT_EVENTS,
+    "retention_policies": RETENTION_POLICIES,
 }
 
 CHANGE_VALUES = ("created", "updated", "deleted")

@@ -195,6 +195,8 @@ class Transaction:
         self._begin_seq = log.head().seq
         self._files: dict[tuple[str, str], _PartitionFile] = {}
         self._state: dict[str, Any] = {}
+        self._removed_files: list[dict[str, Any]] = []
+        self._blob_candidates: set[str] = set()
         self._buffered_bytes = 0
         self._status = "open"
 
@@ -280,6 +282,23 @@ class Transaction:
             raise ValueError(f"state value for {key!r} is not JSON-serialisable: {error}") from None
         self._state[key] = value
 
+    def remove_files(
+        self, entries: Sequence[Mapping[str, Any]], *, blob_candidates: Sequence[str] = ()
+    ) -> None:
+        """Take committed files out of the lake with this commit; only a purge does this.
+
+        ``entries`` are the files' manifest entries. The manifest lists them, and the
+        content hashes in ``blob_candidates`` whose blobs may be left unreferenced, under
+        ``removed``. Readers stop seeing the files at this commit. Deleting the files and
+        the unreferenced blobs afterwards is the caller's job.
+        """
+        self._require_open()
+        for entry in entries:
+            if not isinstance(entry.get("path"), str):
+                raise ValueError(f"a removed file entry needs its lake path, got {dict(entry)!r}")
+            self._removed_files.append(dict(entry))
+        self._blob_candidates.update(blob_candidates)
+
     def commit(self, *, counts: Mapping[str, int] | None = None) -> dict[str, Any]:
         """Write out every buffer, then publish the manifest; return the manifest."""
         self._require_open()
@@ -299,6 +318,11 @@ class Transaction:
                 "state": self._state,
                 "counts": dict(counts or {}),
             }
+            if self._removed_files or self._blob_candidates:
+                body["removed"] = {
+                    "files": self._removed_files,
+                    "blob_candidates": sorted(self._blob_candidates),
+                }
             manifest = self._log.append(body, self._state_fields)
         except BaseException:
             self.abort()

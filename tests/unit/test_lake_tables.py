@@ -24,6 +24,7 @@ CONTRACT_TABLES = {
     "case_searches",
     "holds",
     "audit_events",
+    "retention_policies",
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 from m365lake.discovery import record_event, verify_archive
 from m365lake.errors import LakeIntegrityError
 from m365lake.lake import Lake
+from tests.unit.discovery.lake_fixture import T0, message
 
 
 def stored_blobs(lake: Lake, count: int) -> list[str]:
@@ -125,3 +126,23 @@ def test_archive_check_reports_broken_manifest_chain(lake: Lake) -> None:
     problems = caught.value.problems
     assert any("has a gap" in problem for problem in problems), problems
     assert any(problem.startswith("the audit chain could not be checked") for problem in problems)
+    assert any(problem.startswith("the blobs that rows reference") for problem in problems)
+
+
+def test_missing_referenced_blob_named(lake: Lake) -> None:
+    digest = lake.blobs.put(b"large MIME " * 1000)
+    with lake.begin(run_id="blob-row", kind="mail", container="mb-bob") as tx:
+        tx.write_rows(
+            "messages",
+            [message("mb-bob", "big", "created", T0, mime_sha256=digest)],
+            partition={"mailbox_id": "mb-bob"},
+        )
+        tx.commit()
+    lake.storage.remove(lake.blobs.relative_path(digest))
+
+    with pytest.raises(LakeIntegrityError) as caught:
+        verify_archive(lake, blobs=False)
+
+    [problem] = caught.value.problems
+    assert problem.startswith(f"blob {digest} is missing but messages row mailbox_id=mb-bob")
+    assert "message_id=big" in problem

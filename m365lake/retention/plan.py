@@ -1,0 +1,296 @@
+"""Decide which archived versions a purge removes: expired, not kept, not held.
+
+Every version (row) of ``messages`` and of files in ``drive_items`` is read with its
+file and row number. A version is purged when a delete policy has expired it, no keep
+policy still protects it and no active hold covers it. A deletion tombstone (the row
+recording that the tenant deleted the item) goes only together with every other version
+of its item, so the archive never keeps a tombstone for content it still has. Rows of
+``attachments`` go with the last message version that carried their MIME.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from m365lake.discovery.coverage import HoldCoverage, ItemVersion, Workload
+from m365lake.discovery.custodians import site_drive_ids
+from m365lake.lake import Lake
+from m365lake.retention.policies import RetentionPolicy
+
+_SOURCE = (
+    "read_parquet($files, hive_partitioning = false, union_by_name = true, "
+    "filename = true, file_row_number = true)"
+)
+_NEWEST_FIRST = (
+    "ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC"
+)
+_VERSIONS_SQL = {
+    "messages": (
+        "SELECT filename, file_row_number, mailbox_id, message_id, captured_at, "
+        "change = 'deleted', coalesce(received_at, sent_at), "
+        "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
+        f"OVER (PARTITION BY mailbox_id, message_id {_NEWEST_FIRST}), "
+        f"size, mime_sha256 FROM {_SOURCE}"
+    ),
+    "drive_items": (
+        "SELECT filename, file_row_number, drive_id, item_id, captured_at, "
+        "change = 'deleted', modified_at, "
+        "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
+        f"OVER (PARTITION BY drive_id, item_id {_NEWEST_FIRST}), "
+        f"size, content_sha256 FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
+    ),
+}
+_WORKLOADS: dict[str, Workload] = {"messages": "mail", "drive_items": "files"}
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One archived version and the committed file row that stores it."""
+
+    table: str
+    path: str
+    """Lake-relative path of the Parquet file."""
+    row_index: int
+    version: ItemVersion
+    tombstone: bool
+    item_deleted_at: datetime | None
+    """When the tenant deleted the item, if the newest archived row is its deletion."""
+    size: int | None
+    sha256: str | None
+
+
+@dataclass
+class PurgePlan:
+    """The outcome of evaluating the policies and holds at one moment."""
+
+    now: datetime
+    policies: list[RetentionPolicy]
+    purge: list[StoredVersion] = field(default_factory=list)
+    reasons: dict[StoredVersion, list[str]] = field(default_factory=dict)
+    """Purged version → ids of the delete policies that expired it (empty for tombstones
+    and attachments that follow their versions)."""
+    held: dict[StoredVersion, list[str]] = field(default_factory=dict)
+    """Expired version kept because these holds cover it."""
+    protected: int = 0
+    """Expired versions a keep policy still protects."""
+    attachment_rows: list[tuple[str, int]] = field(default_factory=list)
+    """(file path, row index) of ``attachments`` rows that go with purged messages."""
+
+    def rows_by_file(self) -> dict[tuple[str, str], set[int]]:
+        """Return (table, file path) → row indexes to remove."""
+        rows: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for stored in self.purge:
+            rows[(stored.table, stored.path)].add(stored.row_index)
+        for path, row_index in self.attachment_rows:
+            rows[("attachments", path)].add(row_index)
+        return rows
+
+    def blob_candidates(self) -> list[str]:
+        """Return the content hashes of purged versions, which may leave blobs unreferenced."""
+        return sorted({stored.sha256 for stored in self.purge if stored.sha256})
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "versions": len(self.purge),
+            "items_removed": len(
+                {
+                    (s.version.workload, s.version.container_id, s.version.item_id)
+                    for s in self.purge
+                    if s.tombstone
+                }
+            ),
+            "attachment_rows": len(self.attachment_rows),
+            "bytes": sum(stored.size or 0 for stored in self.purge if not stored.tombstone),
+            "held": len(self.held),
+            "protected": self.protected,
+            "blob_candidates": len(self.blob_candidates()),
+        }
+
+
+def read_versions(lake: Lake, table: str) -> list[StoredVersion]:
+    """Return every archived version of ``table`` (messages, or files of drive_items)."""
+    files = [str(path) for path in lake.committed_files(table)]
+    if not files:
+        return []
+    with duckdb.connect() as db:
+        rows = db.execute(_VERSIONS_SQL[table], {"files": files}).fetchall()
+    return [
+        StoredVersion(
+            table=table,
+            path=lake.storage.relative(Path(row[0])),
+            row_index=int(row[1]),
+            version=ItemVersion(_WORKLOADS[table], row[2], row[3], row[4], row[6]),
+            tombstone=bool(row[5]),
+            item_deleted_at=row[7],
+            size=row[8],
+            sha256=row[9],
+        )
+        for row in rows
+    ]
+
+
+@dataclass
+class _Scopes:
+    """The containers each policy applies to (None: every container of its workload)."""
+
+    containers: dict[str, set[str] | None]
+
+    @classmethod
+    def load(cls, lake: Lake, policies: list[RetentionPolicy]) -> _Scopes:
+        site_ids = {
+            location.split(":", 1)[1]
+            for policy in policies
+            for location in policy.locations or ()
+            if location.startswith("site:")
+        }
+        drives_of_sites = site_drive_ids(lake, site_ids)
+        containers: dict[str, set[str] | None] = {}
+        for policy in policies:
+            if policy.locations is None:
+                containers[policy.policy_id] = None
+                continue
+            found: set[str] = set()
+            for location in policy.locations:
+                kind, _, container_id = location.partition(":")
+                if kind == "site":
+                    found.update(d for d, site in drives_of_sites.items() if site == container_id)
+                else:
+                    found.add(container_id)
+            containers[policy.policy_id] = found
+        return cls(containers)
+
+    def applies(self, policy: RetentionPolicy, version: ItemVersion) -> bool:
+        if policy.workload != version.workload:
+            return False
+        scope = self.containers[policy.policy_id]
+        return scope is None or version.container_id in scope
+
+
+def _reference(policy: RetentionPolicy, stored: StoredVersion) -> datetime | None:
+    if policy.basis == "deleted":
+        return stored.item_deleted_at
+    return None if stored.tombstone else stored.version.item_date
+
+
+def _decide(
+    stored: StoredVersion, policies: list[RetentionPolicy], scopes: _Scopes, now: datetime
+) -> tuple[list[str], bool]:
+    """Return the delete policies that expired ``stored`` and whether a keep policy protects it."""
+    expired, protected = [], False
+    for policy in policies:
+        if not scopes.applies(policy, stored.version):
+            continue
+        reference = _reference(policy, stored)
+        period = timedelta(days=policy.days)
+        if policy.action == "delete":
+            if reference is not None and now - reference >= period:
+                expired.append(policy.policy_id)
+        elif policy.basis == "deleted":
+            # A period counted from deletion does not apply to items still in the tenant.
+            protected = protected or (reference is not None and now - reference < period)
+        elif not stored.tombstone:
+            # A version whose date is unknown cannot be shown to be old enough, so it is kept.
+            # A tombstone has no date of its own; its item's other versions decide.
+            protected = protected or reference is None or now - reference < period
+    return expired, protected
+
+
+def build_plan(
+    lake: Lake, policies: list[RetentionPolicy], coverage: HoldCoverage, now: datetime
+) -> PurgePlan:
+    """Evaluate ``policies`` and the holds in ``coverage`` over every archived version."""
+    plan = PurgePlan(now=now, policies=policies)
+    if not any(policy.action == "delete" for policy in policies):
+        return plan
+    scopes = _Scopes.load(lake, policies)
+    by_item: dict[tuple[str, str, str], list[StoredVersion]] = defaultdict(list)
+    for table in _VERSIONS_SQL:
+        for stored in read_versions(lake, table):
+            version = stored.version
+            by_item[(version.workload, version.container_id, version.item_id)].append(stored)
+    for versions in by_item.values():
+        _plan_item(plan, versions, policies, scopes, coverage)
+    plan.attachment_rows = _attachment_rows(lake, plan.purge, by_item)
+    return plan
+
+
+def _plan_item(
+    plan: PurgePlan,
+    versions: list[StoredVersion],
+    policies: list[RetentionPolicy],
+    scopes: _Scopes,
+    coverage: HoldCoverage,
+) -> None:
+    contents = [stored for stored in versions if not stored.tombstone]
+    tombstones = [stored for stored in versions if stored.tombstone]
+    purged = 0
+    for stored in contents + (tombstones if not contents else []):
+        if _consider(plan, stored, policies, scopes, coverage):
+            purged += 1
+    if contents and purged == len(contents):
+        for stored in tombstones:
+            hold_ids = coverage.holds_covering(stored.version)
+            if hold_ids:
+                plan.held[stored] = hold_ids
+            else:
+                plan.purge.append(stored)
+                plan.reasons[stored] = []
+
+
+def _consider(
+    plan: PurgePlan,
+    stored: StoredVersion,
+    policies: list[RetentionPolicy],
+    scopes: _Scopes,
+    coverage: HoldCoverage,
+) -> bool:
+    """Add ``stored`` to the plan's purge, held or protected part; return whether it is purged."""
+    expired, protected = _decide(stored, policies, scopes, plan.now)
+    if not expired:
+        return False
+    if protected:
+        plan.protected += 1
+        return False
+    hold_ids = coverage.holds_covering(stored.version)
+    if hold_ids:
+        plan.held[stored] = hold_ids
+        return False
+    plan.purge.append(stored)
+    plan.reasons[stored] = expired
+    return True
+
+
+def _attachment_rows(
+    lake: Lake,
+    purged: Iterable[StoredVersion],
+    by_item: dict[tuple[str, str, str], list[StoredVersion]],
+) -> list[tuple[str, int]]:
+    """Return attachments rows whose message MIME no surviving version carries."""
+    purged_set = set(purged)
+    orphaned: set[tuple[str, str, str]] = set()
+    for key, versions in by_item.items():
+        if key[0] != "mail":
+            continue
+        gone = {s.sha256 for s in versions if s in purged_set and s.sha256}
+        kept = {s.sha256 for s in versions if s not in purged_set and s.sha256}
+        orphaned.update((key[1], key[2], digest) for digest in gone - kept)
+    files = [str(path) for path in lake.committed_files("attachments")]
+    if not orphaned or not files:
+        return []
+    with duckdb.connect() as db:
+        rows: list[Any] = db.execute(
+            f"SELECT filename, file_row_number, mailbox_id, message_id, mime_sha256 FROM {_SOURCE}",
+            {"files": files},
+        ).fetchall()
+    return [
+        (lake.storage.relative(Path(row[0])), int(row[1]))
+        for row in rows
+        if (row[2], row[3], row[4]) in orphaned
+    ]

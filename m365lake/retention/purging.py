@@ -1,0 +1,223 @@
+"""Purge: the only way data leaves the lake.
+
+Parquet files are write-once, so a purge removes rows by rewriting. For every partition
+(a mailbox's or a drive's folder of one table) that contains a purged row, the purge writes
+one replacement file with all the partition's other rows, in commit order, so the order
+of an item's versions is unchanged. Its manifest lists the replacement files as usual and,
+under ``removed``, the files they replace and the content hashes of the purged versions.
+After the commit the replaced files are deleted, then every blob among those hashes that
+no remaining row references.
+
+NOTE: the search index is fed from the commits' file lists and does not read
+``removed`` yet, so it keeps documents of purged items until it is rebuilt.
+
+A purge killed before its commit leaves only unlisted files, which no reader sees. One
+killed after its commit leaves files and blobs that the next purge (or ``finish_purges``)
+deletes. Until then ``verify`` reports each such file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import unquote
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from m365lake.discovery import audit
+from m365lake.discovery.commit_loop import commit_with_retry
+from m365lake.discovery.coverage import HoldCoverage
+from m365lake.discovery.records import check_actor, utc_now
+from m365lake.lake import SCHEMAS, BlobStore, Lake, Transaction
+from m365lake.retention.plan import PurgePlan, build_plan
+from m365lake.retention.policies import list_policies
+
+logger = logging.getLogger(__name__)
+
+PURGE_STATE_KEY = "retention/purge"
+"""Rewritten by every purge commit, so two purges running at once conflict."""
+PURGE_CLEANUP = "purge.cleanup"
+READ_BATCH_ROWS = 1_000
+
+
+@dataclass
+class PurgeResult:
+    """The decisions of one purge and, unless it was a dry run, the counts of what it removed."""
+
+    plan: PurgePlan
+    applied: bool
+    files_replaced: int = 0
+    files_deleted: int = 0
+    blobs_deleted: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            **self.plan.counts(),
+            "files_replaced": self.files_replaced,
+            "files_deleted": self.files_deleted,
+            "blobs_deleted": self.blobs_deleted,
+        }
+
+
+def plan_purge(lake: Lake, *, now: datetime | None = None) -> PurgePlan:
+    """Return what a purge at ``now`` (default: the current time) would remove."""
+    moment = now or utc_now()
+    return build_plan(lake, list_policies(lake), HoldCoverage.load(lake), moment)
+
+
+def purge(
+    lake: Lake, *, actor: str, apply: bool = False, now: datetime | None = None
+) -> PurgeResult:
+    """Remove expired, unheld versions and their unreferenced blobs; a dry run unless ``apply``.
+
+    The plan is made inside the purge's transaction, after it began: a hold or policy
+    change committed meanwhile appends an audit event, which makes the purge commit
+    conflict, and the retry plans again with the new holds. Raises SearchIndexError when
+    a query hold cannot be resolved, because purging without it could remove held items.
+    """
+    actor = check_actor(actor)
+    if not apply:
+        return PurgeResult(plan=plan_purge(lake, now=now), applied=False)
+    finish_purges(lake, actor=actor)
+
+    def work(tx: Transaction) -> tuple[PurgeResult, dict[str, int]]:
+        plan = plan_purge(lake, now=now)
+        replaced = _rewrite_partitions(lake, tx, plan)
+        tx.remove_files(replaced, blob_candidates=plan.blob_candidates())
+        tx.set_state(PURGE_STATE_KEY, {"run_id": tx.run_id, "at": plan.now.isoformat()})
+        result = PurgeResult(plan=plan, applied=True, files_replaced=len(replaced))
+        audit.append_event(
+            tx,
+            lake,
+            actor=actor,
+            action=audit.PURGE,
+            parameters={
+                "now": plan.now,
+                "policies": [policy.to_state() for policy in plan.policies],
+                "held_by": sorted({h for ids in plan.held.values() for h in ids}),
+            },
+            counts=result.counts(),
+        )
+        return result, {"versions_purged": len(plan.purge), "files_replaced": len(replaced)}
+
+    result = commit_with_retry(lake, kind="purge", container=None, work=work)
+    deleted_files, deleted_blobs = finish_purges(lake, actor=actor)
+    result.files_deleted, result.blobs_deleted = deleted_files, deleted_blobs
+    logger.info(
+        "purged %d versions: %d files replaced, %d files and %d blobs deleted",
+        len(result.plan.purge),
+        result.files_replaced,
+        deleted_files,
+        deleted_blobs,
+    )
+    return result
+
+
+def _partition_of(entry: Mapping[str, Any]) -> dict[str, str]:
+    """Return a file's partition values from its manifest entry, or from its path."""
+    partition = entry.get("partition")
+    if isinstance(partition, dict):
+        return {str(key): str(value) for key, value in partition.items()}
+    parts = PurePosixPath(entry["path"]).parts[2:-1]
+    return {key: unquote(value) for key, _, value in (part.partition("=") for part in parts)}
+
+
+def _rewrite_partitions(lake: Lake, tx: Transaction, plan: PurgePlan) -> list[dict[str, Any]]:
+    """Write each affected partition again without the purged rows; return the replaced files."""
+    rows_by_file = plan.rows_by_file()
+    live = lake.live_files()
+    affected = {(table, str(PurePosixPath(path).parent)) for table, path in rows_by_file}
+    replaced = []
+    for item in live:
+        seq, entry = item.seq, item.entry
+        key = (entry["table"], str(PurePosixPath(entry["path"]).parent))
+        if key not in affected:
+            continue
+        dropped = rows_by_file.get((entry["table"], entry["path"]), set())
+        _copy_rows(lake, tx, entry, dropped)
+        replaced.append({**entry, "commit": seq})
+    return replaced
+
+
+def _copy_rows(lake: Lake, tx: Transaction, entry: Mapping[str, Any], dropped: set[int]) -> None:
+    partition = _partition_of(entry)
+    source = pq.ParquetFile(lake.storage.path(entry["path"]))
+    offset = 0
+    for batch in source.iter_batches(batch_size=READ_BATCH_ROWS):
+        rows = batch.to_pylist()
+        kept = [row for number, row in enumerate(rows, start=offset) if number not in dropped]
+        offset += len(rows)
+        if kept:
+            tx.write_rows(entry["table"], kept, partition=partition)
+
+
+def finish_purges(lake: Lake, *, actor: str) -> tuple[int, int]:
+    """Delete what committed purges removed but a killed run left behind; return the counts.
+
+    Deletes every file a manifest lists under ``removed`` that still exists, then every
+    blob among the removed content hashes that no remaining row references. Records a
+    ``purge.cleanup`` audit event when it deleted anything.
+    """
+    removed = lake.removed_files()
+    files_deleted = 0
+    for path in removed:
+        if lake.storage.exists(path):
+            lake.storage.remove(path)
+            files_deleted += 1
+    candidates = {
+        digest
+        for digest in lake.removed_blob_candidates()
+        if lake.storage.exists(BlobStore.relative_path(digest))
+    }
+    unreferenced = sorted(candidates - referenced_hashes(lake, candidates))
+    # NOTE: a backup running now may have found one of these blobs present and reuse it
+    # in a row it has not committed yet; that row then points at a deleted blob, which
+    # verify reports. Purge while no backup runs until backups take a purge lease.
+    for digest in unreferenced:
+        lake.storage.remove(BlobStore.relative_path(digest))
+    if files_deleted or unreferenced:
+        audit.record_event(
+            lake,
+            actor,
+            PURGE_CLEANUP,
+            {"blobs": unreferenced},
+            {"files_deleted": files_deleted, "blobs_deleted": len(unreferenced)},
+        )
+    return files_deleted, len(unreferenced)
+
+
+def _hash_columns() -> dict[str, list[str]]:
+    """Return table → columns that store content hashes (``*_sha256``)."""
+    return {
+        table: [name for name in schema.names if name.endswith("sha256")]
+        for table, schema in SCHEMAS.items()
+        if any(name.endswith("sha256") for name in schema.names)
+    }
+
+
+def referenced_hashes(lake: Lake, candidates: set[str]) -> set[str]:
+    """Return the hashes among ``candidates`` that some committed row still references."""
+    if not candidates:
+        return set()
+    found: set[str] = set()
+    with duckdb.connect() as db:
+        db.register("candidates", pa.table({"digest": sorted(candidates)}))
+        for table, columns in _hash_columns().items():
+            files = [str(path) for path in lake.committed_files(table)]
+            if not files:
+                continue
+            for column in columns:
+                query = (
+                    f'SELECT DISTINCT "{column}" FROM read_parquet($files, union_by_name = '
+                    f'true, hive_partitioning = false) WHERE "{column}" IN '
+                    "(SELECT digest FROM candidates)"
+                )
+                rows = db.execute(query, {"files": files}).fetchall()
+                found.update(row[0] for row in rows)
+    return found
