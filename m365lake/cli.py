@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from m365lake.config import ENV_LAKE, GraphSettings, default_lake_location
-from m365lake.errors import KqlSyntaxError, LakeIntegrityError, LakeNotFoundError, M365LakeError
+from m365lake.errors import KqlSyntaxError, LakeNotFoundError, M365LakeError
 from m365lake.sources.mail import CHECKPOINT_MESSAGES
 
 if TYPE_CHECKING:
@@ -332,39 +332,6 @@ def catalog(lake_location: str | None) -> None:
     click.echo(f"catalog written: {path}\nopen it with: duckdb -readonly {path}")
 
 
-@main.command()
-@click.option(
-    "--no-blobs",
-    is_flag=True,
-    help="Skip reading back every blob; check only the manifest chain and the table files.",
-)
-@_lake_option
-def verify(no_blobs: bool, lake_location: str | None) -> None:
-    """Check the manifest chain, every committed file's SHA-256 and every blob's hash.
-
-    Prints each problem found (the file, the expected and the actual hash) and exits
-    with status 1, or prints one line with the counts checked.
-    """
-    lake = _open_lake(lake_location)
-    with _reported_errors(lake.root):
-        try:
-            counts = lake.verify(blobs=not no_blobs)
-        except LakeIntegrityError as error:
-            if not error.problems:
-                raise
-            for problem in error.problems:
-                click.echo(problem)
-            click.echo(
-                f"verification of the lake at {lake.root} failed with {len(error.problems)} "
-                "problem(s). Restore the files named above from a copy of the lake",
-                err=True,
-            )
-            sys.exit(1)
-    checked = f"{counts['manifests']} manifests, {counts['files']} files"
-    checked += ", blobs skipped (--no-blobs)" if no_blobs else f", {counts['blobs']} blobs"
-    click.echo(f"OK: the lake at {lake.root} passed verification: {checked}")
-
-
 OUTPUT_FORMAT_OPTION = click.option(
     "--format",
     "output_format",
@@ -534,3 +501,10 @@ def search_stats_command(
         for line in format_table(COLUMNS, statistics.rows())[:-1]:
             click.echo(line)
     _warn_if_behind(max(0, statistics.lake_seq - statistics.index_seq))
+
+
+# The case, hold, audit, retention and verify commands live beside the code they drive.
+# Registered last because that module's import of this one must find ``main`` defined.
+from m365lake.discovery.cli import register as _register_discovery  # noqa: E402
+
+_register_discovery(main)

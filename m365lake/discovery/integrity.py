@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -22,7 +23,8 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
     """Return the number of blobs committed rows reference and one message per missing blob.
 
     A purge deletes only blobs no remaining row references, so a missing blob means a
-    purge went wrong or blobs were deleted by hand.
+    purge went wrong or blobs were deleted by hand. A table file that cannot be read gets
+    its own message, and the references in every other file are still checked.
     """
     referenced = 0
     problems = []
@@ -37,8 +39,12 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
             f"WHERE {digest_column} IS NOT NULL AND {inline_column} IS NULL "
             f"AND change <> 'deleted' GROUP BY {digest_column}"
         )
-        with duckdb.connect() as db:
-            rows = db.execute(query, {"files": files}).fetchall()
+        rows, unreadable = _query_readable_files(query, files)
+        for filename, error in unreadable:
+            problems.append(
+                f"{lake.storage.relative(Path(filename))} could not be read to check the "
+                f"blobs its rows reference: {error}"
+            )
         referenced += len(rows)
         for digest, filename, container, item, captured_at in rows:
             if not lake.blobs.exists(digest):
@@ -48,6 +54,31 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
                     f"{lake.storage.relative(Path(filename))} references it"
                 )
     return referenced, problems
+
+
+def _query_readable_files(
+    query: str, files: list[str]
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
+    """Run ``query`` over ``files``, leaving out the files DuckDB cannot read.
+
+    Returns the rows and ``(file, error)`` for each file left out. The files are read one
+    by one only after the query over all of them failed, which is rare.
+    """
+    with duckdb.connect() as db:
+        try:
+            return db.execute(query, {"files": files}).fetchall(), []
+        except duckdb.Error:
+            pass
+        readable, unreadable = [], []
+        for file in files:
+            try:
+                db.execute(query, {"files": [file]}).fetchall()
+            except duckdb.Error as error:
+                unreadable.append((file, str(error).splitlines()[0]))
+            else:
+                readable.append(file)
+        rows = db.execute(query, {"files": readable}).fetchall() if readable else []
+    return rows, unreadable
 
 
 def verify_archive(
@@ -82,7 +113,13 @@ def verify_archive(
     except LakeIntegrityError as error:
         counts["blobs_referenced"] = 0
         reference_problems = [f"the blobs that rows reference could not be checked: {error}"]
-    problems.extend(reference_problems)
+    # A file whose hash check failed above is reported once, not again as unreadable.
+    damaged = [problem.split()[1] for problem in problems if problem.startswith("file ")]
+    problems.extend(
+        problem
+        for problem in reference_problems
+        if not any(problem.startswith(f"{path} could not be read") for path in damaged)
+    )
     if problems:
         raise LakeIntegrityError(
             f"the lake at {lake.root} failed verification with {len(problems)} "
