@@ -36,8 +36,13 @@ from m365lake.errors import LakeError, SearchIndexError
 from m365lake.lake import Lake, LeaseHeldError
 from m365lake.lake.commits import ManifestLog
 from m365lake.search import fields
-from m365lake.search.changes import ITEM_TABLES, CommittedFile, changed_versions, committed_files
-from m365lake.search.changes import load_directory as load_directory
+from m365lake.search.changes import (
+    ITEM_TABLES,
+    CommittedFile,
+    changed_versions,
+    committed_files,
+    load_directory,
+)
 from m365lake.search.indexing import Extractor, IndexedDocument, index_documents
 
 logger = logging.getLogger(__name__)
@@ -403,6 +408,9 @@ class _Updater:
         first_seq = int(chunk[0][0]["seq"])
         files_so_far = [file for file in all_files if file.seq <= last_seq]
         new_files = [file for file in files_so_far if file.seq >= first_seq]
+        # NOTE: a mailbox, drive or site renamed after its items were indexed keeps its old
+        # name in those items' custodian and location until they change again or the
+        # index is rebuilt.
         directory = load_directory(files_so_far)
         index.reload()
         searcher = index.searcher()
