@@ -4,13 +4,22 @@ import dagster as dg
 
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.deployments import resources_for
+from pipelines.retention import (
+    no_held_version_in_plan,
+    retention_job,
+    retention_plan,
+    retention_purge,
+    retention_schedule,
+)
 from pipelines.schedules import drive_backup_schedule, mailbox_backup_schedule
 from pipelines.search import search_index
 from pipelines.sensors import drive_directory_sensor, mailbox_directory_sensor
 
 defs = dg.Definitions(
-    assets=[mailbox_archive, drive_archive, search_index],
+    assets=[mailbox_archive, drive_archive, search_index, retention_plan, retention_purge],
+    asset_checks=[no_held_version_in_plan],
+    jobs=[retention_job],
     sensors=[mailbox_directory_sensor, drive_directory_sensor],
-    schedules=[mailbox_backup_schedule, drive_backup_schedule],
+    schedules=[mailbox_backup_schedule, drive_backup_schedule, retention_schedule],
     resources=resources_for(),
 )

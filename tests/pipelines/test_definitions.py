@@ -44,6 +44,8 @@ def test_definitions_load():
         "mailbox_archive",
         "drive_archive",
         "search_index",
+        "retention_plan",
+        "retention_purge",
     }
     for asset in repository.asset_graph.assets_defs:
         for spec in asset.specs:

@@ -38,7 +38,7 @@ def _context(instance: dg.DagsterInstance) -> dg.ScheduleEvaluationContext:
 def test_schedules_in_definitions() -> None:
     names = {schedule.name for schedule in defs.schedules or []}
 
-    assert names == {"mailbox_backup_schedule", "drive_backup_schedule"}
+    assert {"mailbox_backup_schedule", "drive_backup_schedule"} <= names
 
 
 def test_mailbox_schedule_requests_every_partition(instance: dg.DagsterInstance) -> None:

@@ -1,0 +1,92 @@
+"""Retention in Dagster: plan, a blocking hold check, then the purge.
+
+The purge is split from its plan so that a blocking asset check sits between them: if
+any version the plan would remove is covered by an active hold, the check fails and the
+run stops before ``retention_purge`` deletes anything. ``m365lake.retention.purge``
+excludes held versions itself, so the check is a second line of defence. It resolves the
+holds again at check time, which also catches a hold placed after the plan was made.
+"""
+
+import dagster as dg
+
+from m365lake.discovery.coverage import covered_versions
+from m365lake.retention import plan_purge, purge
+from pipelines.resources import LakeResource
+from pipelines.search import search_index
+
+RETENTION_CRON = "30 2 * * *"
+"""Daily, at night in the Dagster instance's time zone, away from the hourly backups."""
+
+_EXAMPLES_SHOWN = 20
+
+
+@dg.asset(
+    # Query holds are resolved through the search index, which must cover every commit.
+    deps=[search_index],
+    group_name="retention",
+    description=(
+        "What the retention policies would purge now: expired versions not protected by a "
+        "keep policy or a legal hold. Nothing is removed here."
+    ),
+)
+def retention_plan(lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    plan = plan_purge(lake.open())
+    return dg.MaterializeResult(
+        metadata={"planned_at": plan.now.isoformat(), "policies": len(plan.policies)}
+        | {f"would_{name}": value for name, value in plan.counts().items()}
+    )
+
+
+@dg.asset_check(
+    asset=retention_plan,
+    blocking=True,
+    description="Fails, and so stops the purge, if the plan would remove a held version.",
+)
+def no_held_version_in_plan(lake: LakeResource) -> dg.AssetCheckResult:
+    archive = lake.open()
+    plan = plan_purge(archive)
+    covered = covered_versions(archive, [stored.version for stored in plan.purge])
+    examples = [
+        f"{version.workload} {version.container_id}/{version.item_id} captured "
+        f"{version.captured_at.isoformat() if version.captured_at else 'at an unknown time'}: "
+        f"held by {', '.join(hold_ids)}"
+        for version, hold_ids in list(covered.items())[:_EXAMPLES_SHOWN]
+    ]
+    return dg.AssetCheckResult(
+        passed=not covered,
+        metadata={
+            "versions_planned": len(plan.purge),
+            "held_versions_in_plan": len(covered),
+            "examples": dg.MetadataValue.md("\n".join(f"- {line}" for line in examples) or "none"),
+        },
+    )
+
+
+@dg.asset(
+    deps=[retention_plan],
+    group_name="retention",
+    description=(
+        "Removes the versions retention expired, with their unreferenced blobs, in its own "
+        "commit and audit event. Held versions are never removed."
+    ),
+)
+def retention_purge(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    result = purge(lake.open(), actor=f"dagster:{context.run.run_id}", apply=True)
+    return dg.MaterializeResult(metadata=dict(result.counts()))
+
+
+retention_job = dg.define_asset_job(
+    "retention_job",
+    selection=[search_index, retention_plan, retention_purge],
+    description="Bring the index up to date, plan the purge, check it against holds, purge.",
+)
+
+retention_schedule = dg.ScheduleDefinition(
+    name="retention_schedule",
+    job=retention_job,
+    cron_schedule=RETENTION_CRON,
+    # Running daily is safe by default: without a delete policy, which an administrator
+    # adds on purpose, a purge removes nothing.
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily retention purge (plan, blocking hold check, purge).",
+)
