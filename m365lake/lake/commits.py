@@ -178,8 +178,9 @@ class ManifestLog:
     def _prev_message(self, seq: int, manifest: Mapping[str, Any], expected: str | None) -> str:
         return (
             f"manifest {self._storage.path(manifest_name(seq))} names prev "
-            f"{manifest.get('prev')!r} but the previous manifest hashes to {expected!r}, so "
-            "the chain was altered. Restore the manifests from a copy of the lake. "
+            f"{manifest.get('prev')!r} but the previous manifest "
+            f"{self._storage.path(manifest_name(seq - 1))} hashes to {expected!r}, so one of "
+            "the two was altered. Restore the manifests from a copy of the lake. "
             f"{_VERIFY_ADVICE}"
         )
 
