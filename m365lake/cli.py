@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from m365lake.config import ENV_LAKE, GraphSettings, default_lake_location
+from m365lake.discovery.cli_common import actor_option, resolve_actor
 from m365lake.errors import KqlSyntaxError, LakeNotFoundError, M365LakeError
 from m365lake.sources.mail import CHECKPOINT_MESSAGES
 
@@ -373,10 +374,19 @@ def _warn_if_behind(commits_behind: int) -> None:
     is_flag=True,
     help="Index every item again from the lake's tables, replacing the current index.",
 )
+@click.option(
+    "--optimize",
+    is_flag=True,
+    help=(
+        "After the update, merge the index's segments and delete files it no longer uses, "
+        "so searches read fewer files."
+    ),
+)
 @_lake_option
-def index_command(rebuild: bool, lake_location: str | None) -> None:
+def index_command(rebuild: bool, optimize: bool, lake_location: str | None) -> None:
     """Bring the search index up to date with the lake's commits (incremental)."""
     from m365lake.search.index import update_index
+    from m365lake.search.optimize import optimize_index
 
     lake = _open_lake(lake_location)
     with _reported_errors(lake.root):
@@ -391,14 +401,19 @@ def index_command(rebuild: bool, lake_location: str | None) -> None:
         )
     click.echo(
         f"{update.documents_added} documents added, {update.documents_replaced} replaced "
-        f"({update.marked_deleted} deleted in the tenant), {update.partially_indexed} "
-        f"partially indexed, in {update.seconds:.1f} s"
+        f"({update.marked_deleted} deleted in the tenant), {update.documents_removed} "
+        f"removed by purges, {update.partially_indexed} partially indexed, in "
+        f"{update.seconds:.1f} s"
     )
     click.echo(
         f"the index at {lake.root / 'index'} contains {update.documents_total} documents "
         f"({update.partially_indexed_total} partially indexed) up to commit "
         f"{update.manifest_seq}, {update.index_bytes / 1_000_000:.1f} MB"
     )
+    if optimize:
+        with _reported_errors(lake.root):
+            optimization = optimize_index(lake)
+        click.echo(optimization.describe())
 
 
 @main.command("search")
@@ -412,17 +427,33 @@ def index_command(rebuild: bool, lake_location: str | None) -> None:
 )
 @OUTPUT_FORMAT_OPTION
 @EXCLUDE_DELETED_OPTION
+@actor_option
 @_lake_option
 def search_command(
-    query: str, limit: int, output_format: str, exclude_deleted: bool, lake_location: str | None
+    query: str,
+    limit: int,
+    output_format: str,
+    exclude_deleted: bool,
+    actor: str | None,
+    lake_location: str | None,
 ) -> None:
-    """Search the archive with a KQL query, as in Microsoft Purview content search."""
-    from m365lake.query_output import format_table, json_value, write_csv
-    from m365lake.search.hits import HIT_COLUMNS, search
+    """Search the archive with a KQL query, as in Microsoft Purview content search.
 
+    Each search is recorded in the audit trail with the actor, the query and the counts.
+    """
+    from m365lake.query_output import format_table, json_value, write_csv
+    from m365lake.search.audited import search_audited
+    from m365lake.search.hits import HIT_COLUMNS
+
+    actor_name = resolve_actor(actor)
     lake = _open_lake(lake_location)
     with _reported_errors(lake.root), _reported_kql_errors(query):
-        result = search(lake, query, limit=limit, include_deleted=not exclude_deleted)
+        # The audit event is written before any result is shown, so a lake that cannot
+        # record it fails here rather than after the results were seen.
+        lake.check_writable()
+        result = search_audited(
+            lake, query, actor=actor_name, limit=limit, include_deleted=not exclude_deleted
+        ).result
     rows = [hit.row() for hit in result.hits]
     if output_format == "json":
         records = [dict(zip(HIT_COLUMNS, row, strict=True)) for row in rows]
@@ -474,6 +505,7 @@ def _read_keywords(keywords: tuple[str, ...], keywords_file: TextIO | None) -> l
 )
 @OUTPUT_FORMAT_OPTION
 @EXCLUDE_DELETED_OPTION
+@actor_option
 @_lake_option
 def search_stats_command(
     query: str,
@@ -481,18 +513,26 @@ def search_stats_command(
     keywords_file: TextIO | None,
     output_format: str,
     exclude_deleted: bool,
+    actor: str | None,
     lake_location: str | None,
 ) -> None:
-    """Count items and bytes per keyword, custodian and location, as Purview reports them."""
+    """Count items and bytes per keyword, custodian and location, as Purview reports them.
+
+    Each report is recorded in the audit trail with the actor, the query, the keywords
+    and the totals.
+    """
     from m365lake.query_output import format_table, json_value
-    from m365lake.search.stats import COLUMNS, search_statistics
+    from m365lake.search.audited import search_statistics_audited
+    from m365lake.search.stats import COLUMNS
 
     keyword_list = _read_keywords(keywords, keywords_file)
+    actor_name = resolve_actor(actor)
     lake = _open_lake(lake_location)
     with _reported_errors(lake.root), _reported_kql_errors(query):
-        statistics = search_statistics(
-            lake, query, keyword_list, include_deleted=not exclude_deleted
-        )
+        lake.check_writable()
+        statistics = search_statistics_audited(
+            lake, query, keyword_list, actor=actor_name, include_deleted=not exclude_deleted
+        ).statistics
     if output_format == "json":
         click.echo(json.dumps(json_value(statistics.to_dict()), indent=2, ensure_ascii=False))
     elif output_format == "csv":
@@ -500,7 +540,7 @@ def search_stats_command(
     else:
         for line in format_table(COLUMNS, statistics.rows())[:-1]:
             click.echo(line)
-    _warn_if_behind(max(0, statistics.lake_seq - statistics.index_seq))
+    _warn_if_behind(statistics.commits_behind)
 
 
 # The case, hold, audit, retention and verify commands live beside the code they drive.

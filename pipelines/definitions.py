@@ -13,7 +13,7 @@ from pipelines.retention import (
     retention_schedule,
 )
 from pipelines.schedules import drive_backup_schedule, mailbox_backup_schedule
-from pipelines.search import search_index
+from pipelines.search import search_index, search_index_optimize_schedule, search_index_schedule
 from pipelines.sensors import drive_directory_sensor, mailbox_directory_sensor
 
 defs = dg.Definitions(
@@ -21,6 +21,12 @@ defs = dg.Definitions(
     asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS],
     jobs=[retention_job],
     sensors=[mailbox_directory_sensor, drive_directory_sensor],
-    schedules=[mailbox_backup_schedule, drive_backup_schedule, retention_schedule],
+    schedules=[
+        mailbox_backup_schedule,
+        drive_backup_schedule,
+        retention_schedule,
+        search_index_schedule,
+        search_index_optimize_schedule,
+    ],
     resources=resources_for(),
 )

@@ -18,10 +18,11 @@ the row's position in its file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -53,10 +54,23 @@ class CommittedFile:
     seq: int
     rows: int
     partition: Mapping[str, str]
+    purge_copy: bool = False
+    """Listed by a purge commit: a copy of older rows that the purge kept, not new rows."""
+
+
+def removed_entries(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Return the file entries a purge commit lists under ``removed`` (none for other commits)."""
+    section = manifest.get("removed") or {}
+    return list(section.get("files") or [])
 
 
 def committed_files(lake: Lake, manifests: Sequence[Mapping[str, Any]]) -> list[CommittedFile]:
-    """Return the files the manifests list, in commit order."""
+    """Return the files the manifests list that no purge among them removed, in commit order.
+
+    A purge deletes the files it removed after its commit, and its replacement files
+    contain every row of those files that it kept, so the removed files are left out.
+    """
+    removed = {entry["path"] for manifest in manifests for entry in removed_entries(manifest)}
     return [
         CommittedFile(
             path=lake.storage.path(entry["path"]),
@@ -64,10 +78,41 @@ def committed_files(lake: Lake, manifests: Sequence[Mapping[str, Any]]) -> list[
             seq=int(manifest["seq"]),
             rows=int(entry.get("rows") or 0),
             partition=dict(entry.get("partition") or {}),
+            purge_copy=bool(removed_entries(manifest)),
         )
         for manifest in manifests
         for entry in manifest.get("files", [])
+        if entry["path"] not in removed
     ]
+
+
+def purged_containers(manifest: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """Return (table, container id) of each item partition whose files a purge commit replaced."""
+    found = set()
+    for entry in removed_entries(manifest):
+        table = str(entry.get("table"))
+        if table not in ITEM_TABLES:
+            continue
+        container = _partition_values(entry).get(ITEM_TABLES[table][0])
+        if container is not None:
+            found.add((table, container))
+    return found
+
+
+def _partition_values(entry: Mapping[str, Any]) -> dict[str, str]:
+    """Return a file's partition values from its manifest entry, else from its path.
+
+    Paths are ``tables/<table>/<column>=<value>/.../<file>`` with URL-quoted values.
+    """
+    partition = entry.get("partition")
+    if isinstance(partition, Mapping):
+        return {str(key): str(value) for key, value in partition.items()}
+    parts = PurePosixPath(str(entry["path"])).parts[2:-1]
+    return {key: unquote(value) for key, _, value in (part.partition("=") for part in parts)}
+
+
+IDENTITY_COLUMNS = ("container_id", "item_id", "captured_at", "run_id", "deleted_at")
+"""The columns of a located version that its document stores to name the version."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +134,8 @@ class _Located:
 
     files: Sequence[Path]
     rows: pa.Table
-    """Columns container_id, item_id, file_pos (1-based into ``files``), row_index, deleted_at."""
+    """Columns container_id, item_id, file_pos (1-based into ``files``), row_index, and
+    captured_at, run_id and deleted_at of the version."""
 
 
 @dataclass
@@ -106,6 +152,35 @@ class VersionSet:
 
     def __len__(self) -> int:
         return sum(part.rows.num_rows for part in self.parts)
+
+    def identities(self) -> Iterator[dict[str, Any]]:
+        """Yield container_id, item_id, captured_at, run_id and deleted_at of each version."""
+        for part in self.parts:
+            yield from part.rows.select(list(IDENTITY_COLUMNS)).to_pylist()
+
+    def where(self, keep: Callable[[dict[str, Any]], bool]) -> VersionSet:
+        """Return the versions whose identity (as ``identities`` yields it) ``keep`` accepts."""
+        parts = []
+        for part in self.parts:
+            identities = part.rows.select(list(IDENTITY_COLUMNS)).to_pylist()
+            mask = pa.array([keep(identity) for identity in identities], type=pa.bool_())
+            parts.append(_Located(part.files, part.rows.filter(mask)))
+        return VersionSet(self.table, parts, self.folders_skipped)
+
+    def keys_in(self, containers: Collection[str]) -> set[tuple[str, str]]:
+        """Return (container_id, item_id) of the versions in ``containers``."""
+        wanted = pa.array(sorted(containers), type=pa.string())
+        keys: set[tuple[str, str]] = set()
+        for part in self.parts:
+            selected = part.rows.filter(pc.is_in(part.rows["container_id"], value_set=wanted))
+            keys.update(
+                zip(
+                    selected["container_id"].to_pylist(),
+                    selected["item_id"].to_pylist(),
+                    strict=True,
+                )
+            )
+        return keys
 
     def versions(self) -> Iterator[list[ItemVersion]]:
         """Yield the versions one file at a time, in row order."""
@@ -149,7 +224,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
     return f"""
         WITH versions AS (
             SELECT {container} AS container_id, {item} AS item_id, change, captured_at,
-                   deleted_at, {folder} AS is_folder,
+                   run_id, deleted_at, {folder} AS is_folder,
                    list_position($files, filename) AS file_pos,
                    file_row_number AS row_index
             FROM read_parquet($files, filename = true, file_row_number = true,
@@ -170,6 +245,9 @@ def _locate_sql(table: str, keyed: bool) -> str:
         SELECT n.container_id, n.item_id,
                any_value(n.file_pos) FILTER (WHERE n.newest_rank = l.live_rank) AS file_pos,
                any_value(n.row_index) FILTER (WHERE n.newest_rank = l.live_rank) AS row_index,
+               any_value(n.captured_at) FILTER (WHERE n.newest_rank = l.live_rank)
+                   AS captured_at,
+               any_value(n.run_id) FILTER (WHERE n.newest_rank = l.live_rank) AS run_id,
                coalesce(any_value(n.is_folder) FILTER (WHERE n.newest_rank = l.live_rank),
                         false) AS is_folder,
                CASE WHEN bool_or(n.newest_rank = 1 AND n.change = 'deleted') THEN
@@ -212,7 +290,15 @@ def _split(files: Sequence[Path], located: pa.Table) -> tuple[_Located, pa.Table
     found = located.filter(pc.and_(has_version, pc.invert(is_folder)))
     folders = located.filter(pc.and_(has_version, is_folder)).num_rows
     missing = located.filter(pc.invert(has_version)).select(["container_id", "item_id"])
-    columns = ["container_id", "item_id", "file_pos", "row_index", "deleted_at"]
+    columns = [
+        "container_id",
+        "item_id",
+        "file_pos",
+        "row_index",
+        "captured_at",
+        "run_id",
+        "deleted_at",
+    ]
     return _Located(files, found.select(columns)), missing, folders
 
 
@@ -240,6 +326,28 @@ def changed_versions(
             result.folders_skipped += folders
             if gone.num_rows:
                 logger.info("%d deleted %s had no archived version to index", gone.num_rows, table)
+    return result
+
+
+def container_versions(
+    table: str, all_files: Sequence[CommittedFile], containers: Collection[str]
+) -> VersionSet:
+    """Return the version to index of every item of ``table`` in ``containers``.
+
+    ``containers`` are mailbox ids or drive ids; every file of their partitions among
+    ``all_files`` is read. Folders and items without a live version are left out.
+    """
+    container_column = ITEM_TABLES[table][0]
+    files = [
+        file.path
+        for file in all_files
+        if file.table == table and file.partition.get(container_column) in containers
+    ]
+    result = VersionSet(table, [])
+    if files:
+        with _connect() as connection:
+            found, _, _ = _split(files, _locate(connection, table, files))
+        result.parts.append(found)
     return result
 
 

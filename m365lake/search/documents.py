@@ -333,6 +333,11 @@ EARLIEST_DATE = dt.datetime(1677, 9, 22, tzinfo=dt.UTC)
 LATEST_DATE = dt.datetime(2262, 4, 11, tzinfo=dt.UTC)
 
 
+def index_date(value: Any) -> dt.datetime | None:
+    """Return a datetime as a document stores it: in UTC, or None outside the storable range."""
+    return _utc(value)
+
+
 def _utc(value: Any) -> dt.datetime | None:
     """Return ``value`` in UTC, or None for a date the index cannot store.
 

@@ -70,11 +70,9 @@ class SearchResult:
     index_seq: int
     """The lake commit the index is up to date with."""
     lake_seq: int
-    """The lake's newest commit; commits after ``index_seq`` are not searched yet."""
-
-    @property
-    def commits_behind(self) -> int:
-        return max(0, self.lake_seq - self.index_seq)
+    """The lake's newest commit."""
+    commits_behind: int = 0
+    """Commits after ``index_seq`` with items that were not searched (see ``OpenIndex``)."""
 
 
 def compile_kql(query: str, schema: tantivy.Schema) -> tantivy.Query:
@@ -132,6 +130,7 @@ def search(
         hits=hits,
         index_seq=opened.state.manifest_seq,
         lake_seq=opened.lake_seq,
+        commits_behind=opened.commits_behind,
     )
 
 

@@ -6,7 +6,9 @@ the last update, indexes the items they changed and commits. Only then does it r
 the last manifest's sequence number and SHA-256 in ``index/m365lake-index.json``, so a
 run killed at any point leaves an index whose state file names what it contains, and the
 next run redoes the unfinished manifests. Replacing a document deletes the old one by its
-``doc_id`` term first, so a repeated manifest never duplicates an item.
+``doc_id`` term first, so a repeated manifest never duplicates an item. A purge commit
+makes the update check every item of the partitions it rewrote (see ``purges``), so a
+purged item stops matching searches once the index includes that commit.
 
 One writer at a time: an update holds the lake lease ``search-index`` (renewed in a
 background thread) and Tantivy's own writer lock. A rebuild writes a new index beside
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import tantivy
 
 from m365lake.errors import LakeError, SearchIndexError
@@ -39,15 +42,21 @@ from m365lake.search import fields
 from m365lake.search.changes import (
     ITEM_TABLES,
     CommittedFile,
+    VersionSet,
     changed_versions,
     committed_files,
     load_directory,
 )
+from m365lake.search.documents import Directory
 from m365lake.search.indexing import Extractor, IndexedDocument, index_documents
+from m365lake.search.purges import PurgeSchedule, recheck_containers
 
 logger = logging.getLogger(__name__)
 
 INDEX_DIR = "index"
+# Folders beside the index while a rebuild runs; a killed rebuild leaves them behind.
+REBUILD_PREFIX = f"{INDEX_DIR}.rebuild-"
+OLD_PREFIX = f"{INDEX_DIR}.old-"
 STATE_FILE = "m365lake-index.json"
 STATE_FORMAT = 1
 LEASE_NAME = "search-index"
@@ -153,7 +162,10 @@ class OpenIndex:
     state: IndexState
     path: Path
     lake_seq: int
-    """The lake's newest manifest; the index is behind when this exceeds ``state.manifest_seq``."""
+    """The lake's newest manifest; later than ``state.manifest_seq`` after any commit."""
+    commits_behind: int
+    """Commits after ``state.manifest_seq`` that add, change or purge items: searches do not
+    see them yet. Commits of other tables, such as audit events, are not counted."""
 
 
 def open_index(lake: Lake) -> OpenIndex:
@@ -169,7 +181,30 @@ def open_index(lake: Lake) -> OpenIndex:
             f"the search index at {folder} was built with another field table. {REBUILD_ADVICE}"
         )
     index = open_tantivy(folder, create=False)
-    return OpenIndex(index=index, state=state, path=folder, lake_seq=lake.head().seq)
+    return OpenIndex(
+        index=index,
+        state=state,
+        path=folder,
+        lake_seq=lake.head().seq,
+        commits_behind=len(item_commits_after(lake, state.manifest_seq)),
+    )
+
+
+def item_commits_after(lake: Lake, seq: int) -> list[int]:
+    """Return the commits after ``seq`` that list files of the item tables.
+
+    Backups list them for new versions and purges for the rows they kept, so these are
+    the commits an index update would change documents for.
+    """
+    log = ManifestLog(lake.storage)
+    found = []
+    for number in log.sequence_numbers():
+        if number <= seq:
+            continue
+        manifest, _ = log.read(number)
+        if any(entry.get("table") in ITEM_TABLES for entry in manifest.get("files", [])):
+            found.append(number)
+    return found
 
 
 @dataclass
@@ -183,6 +218,8 @@ class IndexUpdate:
     """Documents that replaced an earlier version of the same item."""
     marked_deleted: int = 0
     """Documents written with ``deleted_at`` set: the tenant deleted the item."""
+    documents_removed: int = 0
+    """Documents deleted because a purge left their item no live version."""
     partially_indexed: int = 0
     """Documents written whose text could not all be extracted."""
     folders_skipped: int = 0
@@ -213,8 +250,9 @@ class IndexUpdate:
         return (
             f"index {verb} {self.manifests} commit(s) in {self.seconds:.1f} s: "
             f"{self.documents_added} documents added, {self.documents_replaced} replaced "
-            f"({self.marked_deleted} deleted in the tenant), {self.partially_indexed} "
-            f"partially indexed; the index contains {self.documents_total} documents "
+            f"({self.marked_deleted} deleted in the tenant), {self.documents_removed} removed "
+            f"by purges, {self.partially_indexed} partially indexed; the index contains "
+            f"{self.documents_total} documents "
             f"({self.partially_indexed_total} partially indexed), "
             f"{self.index_bytes / 1_000_000:.1f} MB"
         )
@@ -247,7 +285,7 @@ def update_index(
     """
     started = time.monotonic()
     owner = owner or f"index-{uuid.uuid4().hex[:8]}"
-    with _held_lease(lake, owner) as lease_problems, _extractor(extractor) as extract:
+    with held_lease(lake, owner) as lease_problems, _extractor(extractor) as extract:
         updater = _Updater(lake, extract, chunk_rows, lease_problems, progress, on_document)
         update = updater.run(rebuild)
     update.seconds = time.monotonic() - started
@@ -267,7 +305,7 @@ def _extractor(extractor: Extractor | None) -> Iterator[Extractor]:
 
 
 @contextlib.contextmanager
-def _held_lease(lake: Lake, owner: str) -> Iterator[list[BaseException]]:
+def held_lease(lake: Lake, owner: str) -> Iterator[list[BaseException]]:
     """Hold the lake's ``search-index`` lease, renewed in a thread; yield renewal errors."""
     try:
         lease = lake.acquire_lease(LEASE_NAME, owner=owner)
@@ -323,6 +361,7 @@ class _Updater:
         self.on_document = on_document
         self.log = ManifestLog(lake.storage)
         self.update = IndexUpdate()
+        self.purges = PurgeSchedule([])
 
     def run(self, rebuild: bool) -> IndexUpdate:
         folder = index_path(self.lake)
@@ -334,7 +373,7 @@ class _Updater:
             )
         if rebuild and state is not None:
             self.update.rebuilt = True
-            target = self.lake.root / f"{INDEX_DIR}.rebuild-{uuid.uuid4().hex[:12]}"
+            target = self.lake.root / f"{REBUILD_PREFIX}{uuid.uuid4().hex[:12]}"
             try:
                 self._index_into(target, None)
                 _swap(target, folder)
@@ -357,8 +396,9 @@ class _Updater:
         pending = [
             (manifest, digest) for manifest, digest in manifests if manifest["seq"] > after_seq
         ]
+        self.purges = PurgeSchedule([manifest for manifest, _ in pending])
         index = open_tantivy(folder, create=True)
-        writer = _writer(index, folder)
+        writer = open_writer(index, folder)
         try:
             for chunk in _chunks(pending, self.chunk_rows):
                 self._index_chunk(index, writer, folder, all_files, chunk)
@@ -366,6 +406,14 @@ class _Updater:
                 # An empty lake still gets an index, so searches report no hits.
                 self._commit(writer, folder, after_seq, after_sha)
             writer.garbage_collect_files()
+        except (duckdb.IOException, FileNotFoundError) as error:
+            writer.rollback()
+            raise SearchIndexError(
+                f"a file of the lake at {self.lake.root} could not be read while indexing "
+                f"({error}). A purge that commits during an update deletes the files it "
+                "replaced, so run `m365lake index` again. If it fails the same way, run "
+                "`m365lake verify` to check the lake"
+            ) from error
         except BaseException:
             writer.rollback()
             raise
@@ -407,7 +455,9 @@ class _Updater:
         last_seq = int(chunk[-1][0]["seq"])
         first_seq = int(chunk[0][0]["seq"])
         files_so_far = [file for file in all_files if file.seq <= last_seq]
-        new_files = [file for file in files_so_far if file.seq >= first_seq]
+        # A purge's copies contain no new rows; the purged partitions are checked below.
+        new_files = [file for file in files_so_far if file.seq >= first_seq and not file.purge_copy]
+        purged = self.purges.containers(first_seq, last_seq)
         # NOTE: a mailbox, drive or site renamed after its items were indexed keeps its old
         # name in those items' custodian and location until they change again or the
         # index is rebuilt.
@@ -417,17 +467,34 @@ class _Updater:
         for table in ITEM_TABLES:
             versions = changed_versions(table, files_so_far, new_files)
             self.update.folders_skipped += versions.folders_skipped
-            for written in index_documents(
-                self.lake, versions, directory, self.extractor, writer, searcher
-            ):
-                self.update.record(written)
-                if self.on_document is not None:
-                    self.on_document(written.document)
+            self._write(versions, directory, writer, searcher)
+            if table in purged:
+                recheck = recheck_containers(
+                    table, files_so_far, purged[table], versions, searcher, index.schema
+                )
+                self._write(recheck.versions, directory, writer, searcher)
+                for doc_id in recheck.removed:
+                    writer.delete_documents_by_term("doc_id", fields.analyze_keyword(doc_id)[0])
+                self.update.documents_removed += len(recheck.removed)
             self._check_lease()
         self._commit(writer, folder, last_seq, chunk[-1][1])
         logger.info("indexed commits %d..%d", first_seq, last_seq)
         if self.progress is not None:
             self.progress(self.update)
+
+    def _write(
+        self,
+        versions: VersionSet,
+        directory: Directory,
+        writer: tantivy.IndexWriter,
+        searcher: tantivy.Searcher,
+    ) -> None:
+        for written in index_documents(
+            self.lake, versions, directory, self.extractor, writer, searcher
+        ):
+            self.update.record(written)
+            if self.on_document is not None:
+                self.on_document(written.document)
 
     def _commit(
         self, writer: tantivy.IndexWriter, folder: Path, seq: int, sha256: str | None
@@ -473,7 +540,8 @@ def folder_bytes(folder: Path) -> int:
     return sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
 
 
-def _writer(index: tantivy.Index, folder: Path) -> tantivy.IndexWriter:
+def open_writer(index: tantivy.Index, folder: Path) -> tantivy.IndexWriter:
+    """Open a writer on ``index``; SearchIndexError when another writer holds Tantivy's lock."""
     try:
         return index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=WRITER_THREADS)
     except ValueError as error:
@@ -513,7 +581,7 @@ def _item_rows(manifest: Mapping[str, Any]) -> int:
 
 def _swap(new: Path, current: Path) -> None:
     """Put the rebuilt index ``new`` in place of ``current``, then remove the old one."""
-    old = current.with_name(f"{INDEX_DIR}.old-{uuid.uuid4().hex[:12]}")
+    old = current.with_name(f"{OLD_PREFIX}{uuid.uuid4().hex[:12]}")
     if current.exists():
         os.replace(current, old)
     os.replace(new, current)

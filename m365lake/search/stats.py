@@ -79,6 +79,8 @@ class SearchStatistics:
     partially_indexed_in_scope: Counts = Counts(0, 0)
     index_seq: int = 0
     lake_seq: int = 0
+    commits_behind: int = 0
+    """Commits with items that the index does not contain yet (see ``OpenIndex``)."""
 
     def rows(self) -> list[tuple[Any, ...]]:
         """Return one row per figure, with the columns named by ``COLUMNS``."""
@@ -151,6 +153,7 @@ def search_statistics(
         partially_indexed_in_scope=_counts(searcher, _and(scope, partial)),
         index_seq=opened.state.manifest_seq,
         lake_seq=opened.lake_seq,
+        commits_behind=opened.commits_behind,
     )
 
 

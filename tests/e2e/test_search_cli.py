@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import io
 import json
 import os
@@ -10,9 +11,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from m365lake.discovery.audit_chain import read_audit_events
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
@@ -50,7 +53,7 @@ def indexed_env(emulator_env: dict[str, str]) -> dict[str, str]:
 def shared_env(
     tmp_path_factory: pytest.TempPathFactory, emulator_state: Path
 ) -> Iterator[dict[str, str]]:
-    """An archived and indexed lake that the read-only tests of this module share."""
+    """An archived and indexed lake that tests share; their searches add only audit events."""
     tenant = Tenant.from_seed(generate_tenant(seed=7, users=3, messages_per_user=25))
     with EmulatorServer(tenant, emulator_state) as server:
         lake = tmp_path_factory.mktemp("search-cli") / "lake"
@@ -244,3 +247,67 @@ def test_index_rebuild_replaces_index(indexed_env: dict[str, str]):
     after = sorted(path.name for path in (lake.root / "index").iterdir())
     assert after != before
     assert not [path for path in lake.root.iterdir() if path.name.startswith("index.")]
+
+
+def search_events(environment: dict[str, str], actors: set[str]) -> list[tuple[Any, ...]]:
+    lake = Lake.open(environment["M365LAKE_LAKE"], create=False)
+    return [
+        (event.actor, event.action, event.parameters_dict(), event.counts_dict())
+        for event in read_audit_events(lake)
+        if event.actor in actors
+    ]
+
+
+def test_searches_audited_in_order(shared_env: dict[str, str]):
+    as_dana = {**shared_env, "M365LAKE_ACTOR": "dana"}
+
+    first = m365lake("search", "budget", "--limit", "2", "--actor", "carol", env=shared_env)
+    stats = m365lake("search-stats", "budget", "--keyword", "forecast", env=as_dana)
+    invalid = m365lake("search", "budget AND (", "--actor", "carol", env=shared_env)
+    second = m365lake("search", "--exclude-deleted", "--format", "json", "kind:email", env=as_dana)
+
+    assert first.returncode == 0, first.stderr
+    assert stats.returncode == 0, stats.stderr
+    assert invalid.returncode != 0
+    assert second.returncode == 0, second.stderr
+    assert "behind the lake" not in second.stderr, "audit commits add no items"
+    total = json.loads(second.stdout)["total"]
+    first_total = int(first.stdout.splitlines()[-1].split(" of ")[1].split()[0])
+    stats_total = next(row for row in stats.stdout.splitlines() if row.startswith("query")).split()
+    events = search_events(shared_env, {"carol", "dana"})
+    assert [(actor, action) for actor, action, _, _ in events] == [
+        ("carol", "search"),
+        ("dana", "search.statistics"),
+        ("dana", "search"),
+    ]
+    assert events[0][2] == {
+        "kql": "budget",
+        "limit": 2,
+        "include_deleted": True,
+        "index_seq": events[0][2]["index_seq"],
+    }
+    assert events[0][3] == {"hits": first_total, "listed": 2}
+    assert events[1][2]["keywords"] == ["forecast"]
+    assert events[1][3]["hits"] == int(stats_total[2])
+    assert events[1][3]["bytes"] == int(stats_total[3])
+    assert events[2][2]["include_deleted"] is False
+    assert events[2][2]["kql"] == "kind:email"
+    assert events[2][3]["hits"] == total
+
+
+def test_search_actor_defaults_to_os_user(shared_env: dict[str, str]):
+    user = getpass.getuser()
+
+    result = m365lake("search", "forecast", env={**shared_env, "M365LAKE_ACTOR": ""})
+
+    assert result.returncode == 0, result.stderr
+    assert search_events(shared_env, {user})[-1][2]["kql"] == "forecast"
+
+
+def test_index_optimize_reports_merge(indexed_env: dict[str, str]):
+    result = m365lake("index", "--optimize", env=indexed_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "0 documents added" in result.stdout
+    assert "index optimised" in result.stdout
+    assert "segments merged into" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -11,9 +12,16 @@ from m365lake.emulator import EmulatorServer
 from m365lake.lake import Lake
 from m365lake.search.hits import search
 from pipelines.assets import mailbox_archive
+from pipelines.definitions import defs
 from pipelines.deployments import resources_for
 from pipelines.partitions import mailbox_partitions
-from pipelines.search import search_index
+from pipelines.search import (
+    SEARCH_INDEX_CRON,
+    SEARCH_INDEX_OPTIMIZE_CRON,
+    search_index,
+    search_index_optimize_job,
+    search_index_schedule,
+)
 
 
 @pytest.fixture
@@ -61,3 +69,63 @@ def test_search_index_asset_is_incremental(emulator: EmulatorServer, emulator_en
     result = search(Lake.open(emulator_env, create=False), "okapi")
     assert result.total == 1
     assert result.commits_behind == 0
+
+
+def test_search_schedules_in_definitions():
+    repository = defs.get_repository_def()
+    schedules = {schedule.name: schedule for schedule in repository.schedule_defs}
+
+    hourly = schedules["search_index_schedule"]
+    daily = schedules["search_index_optimize_schedule"]
+
+    assert hourly.cron_schedule == SEARCH_INDEX_CRON == "40 * * * *"
+    assert hourly.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert hourly.job_name == "search_index_job"
+    assert repository.get_job("search_index_job").asset_layer.selected_asset_keys == {
+        search_index.key
+    }
+    assert daily.cron_schedule == SEARCH_INDEX_OPTIMIZE_CRON
+    assert daily.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert daily.job_name == "search_index_optimize_job"
+    assert repository.has_job("search_index_optimize_job")
+
+
+def test_index_schedule_requests_update_run():
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2026, 12, 4, 10, 40, tzinfo=dt.UTC),
+            repository_def=defs.get_repository_def(),
+        )
+
+        requests = search_index_schedule.evaluate_tick(context).run_requests
+
+    assert requests is not None
+    assert len(requests) == 1
+
+
+def test_optimize_job_merges_index(emulator: EmulatorServer, emulator_env: Path):
+    tenant = emulator.tenant
+    users = sorted(info.user.user_principal_name for info in tenant.users() if info.has_mailbox)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(mailbox_partitions.name, users)
+    materialize(mailbox_archive, instance, users[0])
+    indexed = materialize(search_index, instance)
+    archive = Lake.open(emulator_env, create=False)
+    before = {hit.doc_id for hit in search(archive, "kind:email", limit=1000).hits}
+
+    outcome = search_index_optimize_job.execute_in_process(
+        instance=instance, resources=resources_for("emulator")
+    )
+
+    assert outcome.success
+    [observation] = [
+        event.event_specific_data.asset_observation  # type: ignore[union-attr]
+        for event in outcome.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert observation.asset_key == search_index.key
+    metadata = observation.metadata
+    assert metadata["documents"].value == indexed["documents_total"].value
+    assert metadata["segments_after"].value <= metadata["segments_before"].value
+    assert {hit.doc_id for hit in search(archive, "kind:email", limit=1000).hits} == before
