@@ -91,14 +91,11 @@ def test_search_schedules_in_definitions():
 
 
 def test_index_schedule_requests_update_run():
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=dt.datetime(2026, 12, 4, 10, 40, tzinfo=dt.UTC),
-            repository_def=defs.get_repository_def(),
-        )
+    context = dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2026, 12, 4, 10, 40, tzinfo=dt.UTC)
+    )
 
-        requests = search_index_schedule.evaluate_tick(context).run_requests
+    requests = search_index_schedule.evaluate_tick(context).run_requests
 
     assert requests is not None
     assert len(requests) == 1
