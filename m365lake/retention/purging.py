@@ -8,8 +8,8 @@ under ``removed``, the files they replace and the content hashes of the purged v
 After the commit the replaced files are deleted, then every blob among those hashes that
 no remaining row references.
 
-NOTE: the search index is fed from the commits' file lists and does not read
-``removed`` yet, so it keeps documents of purged items until it is rebuilt.
+The search index follows a purge on its next update: it re-reads the rewritten
+partitions and drops or replaces the documents of purged items.
 
 A purge killed before its commit leaves only unlisted files, which no reader sees. One
 killed after its commit leaves files and blobs that the next purge (or ``finish_purges``)
