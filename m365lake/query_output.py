@@ -13,6 +13,7 @@ import csv
 import datetime
 import decimal
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
@@ -20,6 +21,24 @@ from typing import IO, Any
 TABLE_CELL_WIDTH = 100
 CUT_MARK = "…"
 NEWLINE_MARK = "⏎"
+
+# Archived mail is written by outsiders. Control characters (C0, DEL, C1: ESC starts the
+# sequences that rewrite the clipboard, set the window title or hide links) and the
+# Unicode bidirectional overrides (which reorder how text appears) would act on the
+# reader's terminal, so the table shows them as escapes such as \x1b or \u202e.
+_UNSAFE_FOR_TERMINAL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def terminal_safe(text: str) -> str:
+    """Return ``text`` with control characters and bidi overrides written as escapes."""
+    return _UNSAFE_FOR_TERMINAL.sub(_escape_character, text)
+
+
+def _escape_character(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def json_value(value: Any) -> Any:
@@ -79,7 +98,7 @@ def table_cell(value: Any) -> str:
         converted = json_value(value)
         text = converted if isinstance(converted, str) else str(value)
     text = text.replace("\r\n", NEWLINE_MARK).replace("\n", NEWLINE_MARK).replace("\r", " ")
-    text = text.replace("\t", " ")
+    text = terminal_safe(text.replace("\t", " "))
     if len(text) > TABLE_CELL_WIDTH:
         text = text[: TABLE_CELL_WIDTH - len(CUT_MARK)] + CUT_MARK
     return text

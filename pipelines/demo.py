@@ -20,6 +20,7 @@ from m365lake.emulator.runtime import default_state_dir, start_emulator
 from m365lake.errors import SearchIndexError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
+from m365lake.query_output import terminal_safe
 from m365lake.search.hits import search
 from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
@@ -105,7 +106,9 @@ def _print_example_search(lake: Lake) -> None:
     click.echo(f"\nExample: m365lake search '{EXAMPLE_SEARCH}' ({result.total} matching items)")
     for hit in result.hits:
         when = hit.captured_at.date().isoformat() if hit.captured_at else ""
-        click.echo(f"  {hit.workload:<5}  {hit.custodian or '':<28}  {when}  {hit.title or ''}")
+        custodian = terminal_safe(hit.custodian or "")
+        title = terminal_safe(hit.title or "")
+        click.echo(f"  {hit.workload:<5}  {custodian:<28}  {when}  {title}")
 
 
 def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path | None) -> None:
@@ -166,7 +169,7 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
     width = max([len(str(row[0])) for row in rows] + [12])
     click.echo(f"  {columns[0]:<{width}}  {columns[1]:>8}  {columns[2]:>10}")
     for sender, count, size in rows:
-        click.echo(f"  {sender!s:<{width}}  {count:>8}  {size:>10,}")
+        click.echo(f"  {terminal_safe(str(sender)):<{width}}  {count:>8}  {size:>10,}")
     _print_example_search(lake)
     duckdb_cli = shutil.which("duckdb")
     hint = (

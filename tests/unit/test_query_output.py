@@ -10,8 +10,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import duckdb
+import pytest
 
-from m365lake.query_output import TABLE_CELL_WIDTH, format_table, to_json, write_csv
+from m365lake.query_output import (
+    TABLE_CELL_WIDTH,
+    format_table,
+    table_cell,
+    to_json,
+    write_csv,
+)
 
 HASH = "ab" * 32
 
@@ -102,3 +109,17 @@ def test_csv_lists_and_binary() -> None:
     assert rows[1][2] == "3"
     assert rows[1][3] == "1.50"
     assert rows[2] == ["", "", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("a\x1b]52;c;aGk=\x07b", "a\\x1b]52;c;aGk=\\x07b"),  # OSC 52 writes the clipboard
+        ("\x1b]8;;https://evil.example\x07link", "\\x1b]8;;https://evil.example\\x07link"),
+        ("x\x9b31mred", "x\\x9b31mred"),  # 8-bit CSI
+        ("abc\u202efdp.exe", "abc\\u202efdp.exe"),  # right-to-left override
+        ("plain café ✓", "plain café ✓"),
+    ],
+)
+def test_table_cell_escapes_terminal_controls(value: str, shown: str) -> None:
+    assert table_cell(value) == shown
