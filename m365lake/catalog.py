@@ -33,6 +33,7 @@ Files that a purge removed (listed under a later manifest's ``removed``) are lef
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import platformdirs
 import pyarrow as pa
 
 from m365lake.errors import LakeError, QueryError
@@ -51,6 +53,26 @@ from m365lake.lake import SCHEMAS, Lake
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.duckdb"
+
+
+def catalog_path(lake: Lake) -> Path:
+    """Return where the lake's catalog lives: in the lake, or in the user's cache if read-only.
+
+    A read-only lake (a snapshot, a write-once mount) must still be queryable and
+    verifiable, and the catalog is derived data, so it is then kept outside the lake,
+    named after the lake's path.
+    """
+    if lake_is_writable(lake):
+        return lake.root / CATALOG_FILE
+    digest = hashlib.sha256(str(lake.root).encode("utf-8")).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("m365lake")) / "catalogs" / f"{digest}.duckdb"
+
+
+def lake_is_writable(lake: Lake) -> bool:
+    """Return whether files can be created in the lake's root folder."""
+    return os.access(lake.root, os.W_OK)
+
+
 CATALOG_BLOCK_SIZE = 16 * 1024
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -203,7 +225,7 @@ def _view_statements(table: str) -> list[str]:
 
 
 def refresh_catalog(lake: Lake) -> Path:
-    """Rewrite ``<root>/catalog.duckdb`` to match the committed files; return its path.
+    """Rewrite the catalog (see ``catalog_path``) to match the committed files; return its path.
 
     The new catalog is built under a temporary name and renamed into place, so open
     connections keep the old one and concurrent refreshes never see a half-built file.
@@ -220,8 +242,9 @@ def refresh_catalog(lake: Lake) -> Path:
         for item in lake.live_files()
     ]
 
-    target = lake.root / CATALOG_FILE
-    temp = lake.root / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"
+    target = catalog_path(lake)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.parent / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"
     try:
         with duckdb.connect() as connection:
             # 16 KiB blocks instead of DuckDB's 256 KiB: the catalog holds views and a
@@ -289,7 +312,7 @@ def _catalog_is_current(lake: Lake, path: Path) -> bool:
 
 def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the catalog, refreshing it first if commits were added since it was written."""
-    path = lake.root / CATALOG_FILE
+    path = catalog_path(lake)
     if not _catalog_is_current(lake, path):
         refresh_catalog(lake)
     return duckdb.connect(str(path), read_only=read_only)
@@ -364,7 +387,7 @@ def _statement_name(kind: duckdb.StatementType, body: str) -> str:
 
 
 def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
-    path = lake.root / CATALOG_FILE
+    path = catalog_path(lake)
     if not _catalog_is_current(lake, path):
         refresh_catalog(lake)
     connection = duckdb.connect(str(path), read_only=True)

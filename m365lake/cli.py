@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -330,7 +331,7 @@ def catalog(lake_location: str | None) -> None:
     lake = _open_lake(lake_location)
     with _reported_errors(lake.root):
         path = refresh_catalog(lake)
-    click.echo(f"catalog written: {path}\nopen it with: duckdb -readonly {path}")
+    click.echo(f"catalog written: {path}\nopen it with: duckdb -readonly {shlex.quote(str(path))}")
 
 
 OUTPUT_FORMAT_OPTION = click.option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -14,7 +15,7 @@ import click
 import dagster as dg
 import platformdirs
 
-from m365lake.catalog import refresh_catalog, run_sql
+from m365lake.catalog import catalog_path, refresh_catalog, run_sql
 from m365lake.config import GraphSettings
 from m365lake.emulator.runtime import default_state_dir, start_emulator
 from m365lake.errors import SearchIndexError
@@ -173,7 +174,7 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
     _print_example_search(lake)
     duckdb_cli = shutil.which("duckdb")
     hint = (
-        f"duckdb -readonly {lake.root / 'catalog.duckdb'}"
+        f"duckdb -readonly {shlex.quote(str(catalog_path(lake)))}"
         if duckdb_cli
         else 'm365lake sql "SELECT …"'
     )

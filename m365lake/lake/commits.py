@@ -279,7 +279,12 @@ class StateView:
 
     def _save_cache(self) -> None:
         payload = {"seq": self._seq, "manifest_sha256": self._sha256, "values": self._values}
-        self._storage.publish(STATE_CACHE, json.dumps(payload).encode("utf-8"), overwrite=True)
+        try:
+            self._storage.publish(STATE_CACHE, json.dumps(payload).encode("utf-8"), overwrite=True)
+        except OSError as error:
+            # The cache only saves replaying manifests, and a read-only lake (a snapshot
+            # being verified) cannot take it.
+            logger.info("state cache %s not saved: %s", self._storage.path(STATE_CACHE), error)
 
 
 def apply_state_updates(values: dict[str, Any], updates: Mapping[str, Any]) -> None:

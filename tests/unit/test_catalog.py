@@ -320,3 +320,26 @@ def test_run_sql_max_rows(history: Lake) -> None:
 
     assert columns == ["range"]
     assert len(rows) == 7
+
+
+def test_read_only_lake_still_queryable(
+    history: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, which file modes do not stop, so the read-only lake is simulated
+    # at the two points that write: the catalog location and the state cache.
+    monkeypatch.setattr(catalog, "lake_is_writable", lambda lake: False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (history.root / "state" / "cache.json").unlink(missing_ok=True)
+    reopened = Lake.open(history.root, create=False)
+
+    def read_only_publish(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError("Read-only file system")
+
+    monkeypatch.setattr(reopened.storage, "publish", read_only_publish)
+
+    rows = query(reopened, "SELECT count(*) FROM message_versions")
+
+    assert rows[0][0] > 0
+    assert not (history.root / "catalog.duckdb").exists()
+    assert catalog.catalog_path(reopened).is_relative_to(tmp_path / "cache")
+    assert reopened.state_items("") is not None
