@@ -1,4 +1,4 @@
-"""The ``m365lake case``, ``hold``, ``audit``, ``retention`` and ``verify`` commands.
+"""The ``m365lake case``, ``hold``, ``audit``, ``retention``, ``verify`` and ``export`` commands.
 
 ``register(main)`` adds them to the m365lake command group.
 """
@@ -19,11 +19,12 @@ from m365lake.discovery.cli_common import (
     reported_errors,
     resolve_actor,
 )
+from m365lake.discovery.production.cli import export_command
 from m365lake.retention.cli import retention
 
 
 def register(main: click.Group) -> None:
-    """Add the ``case``, ``hold``, ``audit``, ``retention`` and ``verify`` commands to ``main``.
+    """Add the ``case``, ``hold``, ``audit``, ``retention``, ``verify`` and ``export`` commands.
 
     The ``verify`` added here replaces one already registered: it runs the same checks,
     prints the same lines, and adds the audit chain and blob reference checks,
@@ -34,6 +35,7 @@ def register(main: click.Group) -> None:
     main.add_command(audit_command)
     main.add_command(verify_command)
     main.add_command(retention)
+    main.add_command(export_command)
 
 
 @click.group()

@@ -22,6 +22,8 @@ from m365lake.lake.zstd_raw import RawFrameWriter
 logger = logging.getLogger(__name__)
 
 BLOB_DIR = "blobs/sha256"
+READ_CHUNK_BYTES = 1 << 20
+"""Raw bytes per chunk that ``BlobStore.read_chunks`` yields by default."""
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -110,6 +112,47 @@ class BlobStore:
                 "the file was damaged or altered after it was written"
             )
         return data
+
+    def read_chunks(self, sha256: str, *, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+        """Yield the raw content of a blob in chunks of at most ``chunk_bytes``.
+
+        Memory contains one chunk and the decompressor's window, so blobs of any size can be
+        copied out. The SHA-256 is checked as the chunks pass, and LakeIntegrityError is
+        raised after the last chunk when it does not match, so a caller that stored the
+        chunks must discard them then.
+        """
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        location = self._storage.path(self.relative_path(sha256))
+        try:
+            handle = open(location, "rb")  # noqa: SIM115 (closed in the finally below)
+        except FileNotFoundError:
+            raise LakeIntegrityError(
+                f"blob {sha256} is missing from {location}; restore it from a backup copy "
+                "of the lake or re-run the backup"
+            ) from None
+        digest = hashlib.sha256()
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(handle, closefd=False)
+            while True:
+                try:
+                    chunk = reader.read(chunk_bytes)
+                except zstandard.ZstdError as error:
+                    raise LakeIntegrityError(
+                        f"blob {sha256} at {location} is not valid zstd data ({error}); the "
+                        "file was damaged or altered after it was written"
+                    ) from error
+                if not chunk:
+                    break
+                digest.update(chunk)
+                yield chunk
+        finally:
+            handle.close()
+        if digest.hexdigest() != sha256:
+            raise LakeIntegrityError(
+                f"blob {sha256} at {location} hashes to {digest.hexdigest()}; the file was "
+                "damaged or altered after it was written"
+            )
 
     def iter_hashes(self) -> Iterator[str]:
         """Yield the SHA-256 of every stored blob, for verification sweeps."""

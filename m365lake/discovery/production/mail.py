@@ -1,0 +1,90 @@
+"""Read what a production needs from a message's MIME: attachments, body hash, headers.
+
+Attachments are found and numbered by ``m365lake.sources.mime``, the code that filled the
+``attachments`` table when the message was archived, so a family member is the same
+part the archive lists.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+from dataclasses import dataclass, field
+
+from m365lake.discovery.production.dedup import body_sha256
+from m365lake.search.documents import recipient_names
+from m365lake.search.extract_mail import decode_header_value
+from m365lake.sources.mime import AttachmentInfo, extract_attachment, list_attachments
+
+logger = logging.getLogger(__name__)
+
+# Characters that make a display name ambiguous in an address list, as in RFC 5322.
+_SPECIALS = frozenset('()<>[]:;@\\,."')
+
+MAX_PARSED_MESSAGE_BYTES = 256 * 1024 * 1024
+"""Messages up to this size are parsed in memory for their attachments and body.
+
+Exchange Online accepts messages of at most 150 MB, and the mail backup already keeps a
+message's whole MIME in memory. A larger message is produced as its native alone, and
+the chain-of-custody report lists it as an item whose attachments were not produced.
+"""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment of a message, decoded."""
+
+    info: AttachmentInfo
+    content: bytes
+
+
+@dataclass
+class ParsedMessage:
+    """The parts of a message a production uses."""
+
+    body_sha256: str
+    in_reply_to: str | None
+    names: dict[str, str]
+    """Display names by lowercased address, from the address headers."""
+    attachments: list[Attachment] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """One message per attachment that could not be decoded and is left out."""
+
+
+def parse_message(mime: bytes) -> ParsedMessage:
+    """Parse ``mime`` (compat32 records defects instead of raising) and decode its attachments.
+
+    NOTE: each attachment is decoded by parsing the MIME again (``extract_attachment``),
+    so a message with n attachments is parsed n + 2 times.
+    """
+    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    in_reply_to = decode_header_value(message.get("In-Reply-To") or "").strip()
+    parsed = ParsedMessage(
+        body_sha256=body_sha256(message),
+        in_reply_to=in_reply_to or None,
+        names=recipient_names(mime),
+    )
+    for info in list_attachments(mime):
+        try:
+            content = extract_attachment(mime, info.part_index)
+        except KeyError as error:
+            parsed.problems.append(
+                f"attachment {info.name!r} (MIME part {info.part_index}): {error}"
+            )
+            continue
+        parsed.attachments.append(Attachment(info, content))
+    return parsed
+
+
+def mailbox_text(address: str | None, name: str | None, names: dict[str, str]) -> str:
+    """Return ``Name <address>``, the address alone when no name is known, or ""."""
+    if not address:
+        return name or ""
+    name = name or names.get(address.lower())
+    if not name or name.lower() == address.lower():
+        return address
+    if any(character in name for character in _SPECIALS):
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}" <{address}>'
+    return f"{name} <{address}>"
