@@ -1,7 +1,7 @@
 """Read the archived content of the families to produce, inline or from blobs.
 
 Content up to the lake's inline threshold sits in a Parquet column beside its row; it is
-read a window of families at a time, one row group at a time, so memory holds one
+read a window of families at a time, one row group at a time, so memory contains one
 window's small content and never a whole table. Larger content is a blob, which a
 native is streamed from chunk by chunk.
 """

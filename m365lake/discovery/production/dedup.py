@@ -2,8 +2,8 @@
 
 Dedup works on whole families, so a message is never produced without its attachments
 and an attachment is never suppressed on its own. The first family in production order
-with a given hash is the master; each later family with the same hash (in the same
-custodian's data, or anywhere, depending on the scope) is suppressed and mapped to it.
+with a given hash is the master. Each later family with the same hash, in the same
+custodian's data or anywhere depending on the scope, is suppressed and mapped to it.
 
 The hash (DEDUPHASH in the load file) is:
 

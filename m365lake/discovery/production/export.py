@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import socket
 import uuid
 from importlib import metadata
@@ -49,6 +50,7 @@ from m365lake.discovery.production.state import (
     fingerprint,
     read_header,
     read_journal,
+    state_dir,
     write_header,
 )
 from m365lake.discovery.production.text import TextExtractor
@@ -89,13 +91,14 @@ def _check_destination(lake: Lake, destination: Path) -> Path:
     return root
 
 
-def _run_record(lake: Lake, *, resumed: bool) -> dict[str, Any]:
+def _run_record(lake: Lake, *, actor: str, resumed: bool) -> dict[str, Any]:
     from m365lake.search.index import index_path, read_state
 
     head = lake.head()
     index_state = read_state(index_path(lake)) if index_path(lake).is_dir() else None
     return {
         "started_at": utc_now().isoformat(),
+        "actor": actor,
         "resumed": resumed,
         "lake_head": {"seq": head.seq, "sha256": head.sha256},
         "index_seq": index_state.manifest_seq if index_state else None,
@@ -156,7 +159,7 @@ def export_production(
             "runs": [],
         }
         entries = []
-    header["runs"].append(_run_record(lake, resumed=resumed))
+    header["runs"].append(_run_record(lake, actor=actor, resumed=resumed))
     write_header(root, header)
     logger.info(
         "export %s of case %s into %s: %d families (%d from the journal)",
@@ -177,6 +180,8 @@ def export_production(
 
 def _resume_state(root: Path, expected: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if (root / MANIFEST_FILE).exists():
+        # An export stopped after installing its manifest leaves only its progress folder.
+        shutil.rmtree(state_dir(root), ignore_errors=True)
         raise ProductionFolderError(
             f"the production in {root} is complete ({MANIFEST_FILE} is present), so there is "
             "nothing to resume; export into another folder, or use --overwrite"

@@ -166,7 +166,7 @@ class FamilyWriter:
             parsed = parse_message(mime)
             return mime, parsed, list(parsed.problems)
         if sha256 is None:
-            return None, None, []
+            return None, None, ["no native: the message content was not archived"]
         issue = (
             f"attachments not produced: the message is {family.size:,} bytes, more than "
             f"the {MAX_PARSED_MESSAGE_BYTES:,} parsed in memory"
@@ -287,6 +287,17 @@ class FamilyWriter:
             written.append(relative)
             native, content = self._write_native(relative, sha256, inline, family.size)
 
+        part_missing = missing_content(
+            family.size, archived=sha256 is not None, package_type=row.get("package_type")
+        )
+        part = TextPart(
+            text_path=_text_path(volume, control),
+            content=content,
+            filename=name,
+            content_type=row.get("mime_type"),
+            size=family.size,
+            missing=part_missing,
+        )
         record = _common(family, control, control, control, native, volume, sha256)
         record |= {
             "RECORDTYPE": "File",
@@ -297,17 +308,8 @@ class FamilyWriter:
             "DATEMODIFIED": iso(row.get("modified_at")),
             "AUTHOR": row.get("created_by") or "",
             "MIMETYPE": row.get("mime_type") or "",
+            "ISSUES": "" if native else f"no native: {part_missing.reason}",
         }
-        part = TextPart(
-            text_path=_text_path(volume, control),
-            content=content,
-            filename=name,
-            content_type=row.get("mime_type"),
-            size=family.size,
-            missing=missing_content(
-                family.size, archived=sha256 is not None, package_type=row.get("package_type")
-            ),
-        )
         entry = _base_entry(family, "produced", sha256)
         entry["documents"] = [{"record": record, "native": native}]
         return PreparedFamily(entry, [part])

@@ -36,6 +36,10 @@ from m365lake.lake import Lake
 logger = logging.getLogger(__name__)
 
 CUSTODY_FORMAT = 1
+SKIPPED_REASON = (
+    "the search index returned the item, but the lake has no version of it that is not a "
+    "deletion: it was purged after indexing"
+)
 DEDUP_DEFINITION = {
     "files": "SHA-256 of the native (the archived bytes)",
     "mail": (
@@ -114,7 +118,9 @@ def _custody_report(
         "first_control": production.first_control,
         "last_control": production.last_control,
         "counts": counts,
-        "not_found": selection.not_found,
+        "skipped": [
+            {"source_id": source_id, "reason": SKIPPED_REASON} for source_id in selection.not_found
+        ],
         "errors": production.error_items,
         "documents_with_issues": production.issue_items,
     }

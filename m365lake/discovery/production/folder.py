@@ -12,7 +12,7 @@ Layout (paths relative to the production folder, ``/`` shown; the load file uses
     .m365lake-export/               progress of an export that has not finished
 
 Each file is written under a temporary name beside its final one and renamed into place
-when complete, so a final name never holds a partial file.
+when complete, so a file under its final name is always complete.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class ProductionFolder:
 
 
 def prepare_destination(root: Path, *, overwrite: bool) -> None:
-    """Create ``root``, or empty it for ``overwrite``; raise when it holds other files.
+    """Create ``root``, or empty it for ``overwrite``; raise when it contains other files.
 
     Only a folder whose entries are all production entries is emptied, so a wrong path
     given with --overwrite cannot delete unrelated files.

@@ -98,9 +98,9 @@ def dat_record(values: Sequence[str]) -> str:
 class LoadFileWriter:
     """Write the same records to a DAT file and a CSV file, header record first.
 
-    Use it as a context manager. Records are mappings from field name to text; a field
-    the mapping lacks is written empty, and a name that is not in ``fields`` raises
-    ValueError so a misspelt field is not silently dropped.
+    Use it as a context manager. Records are mappings from field name to text. A field
+    the mapping lacks is written empty. A name that is not in ``fields`` raises
+    ValueError, so a misspelt field is not silently dropped.
     """
 
     def __init__(self, dat_path: Path, csv_path: Path, fields: Sequence[str] = FIELDS) -> None:

@@ -8,17 +8,19 @@ part the archive lists.
 from __future__ import annotations
 
 import email
+import email.message
 import email.policy
+import email.utils
 import logging
 from dataclasses import dataclass, field
 
 from m365lake.discovery.production.dedup import body_sha256
-from m365lake.search.documents import recipient_names
 from m365lake.search.extract_mail import decode_header_value
 from m365lake.sources.mime import AttachmentInfo, extract_attachment, list_attachments
 
 logger = logging.getLogger(__name__)
 
+_ADDRESS_HEADERS = ("From", "Sender", "To", "Cc", "Bcc", "Reply-To")
 # Characters that make a display name ambiguous in an address list, as in RFC 5322.
 _SPECIALS = frozenset('()<>[]:;@\\,."')
 
@@ -55,16 +57,19 @@ class ParsedMessage:
 def parse_message(mime: bytes) -> ParsedMessage:
     """Parse ``mime`` (compat32 records defects instead of raising) and decode its attachments.
 
-    NOTE: each attachment is decoded by parsing the MIME again (``extract_attachment``),
-    so a message with n attachments is parsed n + 2 times.
+    NOTE: a multipart message is parsed again to list its attachments, and once more for
+    each attachment (``extract_attachment``), so one with n attachments is parsed n + 2
+    times. A single-part message has no attachments and is parsed once.
     """
     message = email.message_from_bytes(mime, policy=email.policy.compat32)
     in_reply_to = decode_header_value(message.get("In-Reply-To") or "").strip()
     parsed = ParsedMessage(
         body_sha256=body_sha256(message),
         in_reply_to=in_reply_to or None,
-        names=recipient_names(mime),
+        names=display_names(message),
     )
+    if not message.is_multipart():
+        return parsed
     for info in list_attachments(mime):
         try:
             content = extract_attachment(mime, info.part_index)
@@ -75,6 +80,23 @@ def parse_message(mime: bytes) -> ParsedMessage:
             continue
         parsed.attachments.append(Attachment(info, content))
     return parsed
+
+
+def display_names(message: email.message.Message) -> dict[str, str]:
+    """Return display names by lowercased address, from the address headers.
+
+    The names complete the addresses Graph reported, so a header that cannot be decoded
+    is skipped rather than failing the message.
+    """
+    names: dict[str, str] = {}
+    for header in _ADDRESS_HEADERS:
+        # Split the raw header first: a decoded name may contain a comma.
+        values = [str(value) for value in message.get_all(header, [])]
+        for raw_name, address in email.utils.getaddresses(values):
+            name = decode_header_value(raw_name) if raw_name else ""
+            if name and address:
+                names.setdefault(address.lower(), name)
+    return names
 
 
 def mailbox_text(address: str | None, name: str | None, names: dict[str, str]) -> str:

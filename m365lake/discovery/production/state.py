@@ -29,7 +29,7 @@ HEADER_FILE = "export.json"
 JOURNAL_FILE = "journal.jsonl"
 PENDING_MANIFEST = "manifest.pending"
 SYNC_EVERY = 1_000
-"""Journal lines between two fsyncs; a crash loses at most these, which a resume redoes."""
+"""Journal lines between two fsyncs; a crash loses at most these, and a resume redoes them."""
 
 
 def fingerprint(settings: dict[str, Any], families: Sequence[FamilySource]) -> str:
@@ -60,7 +60,7 @@ def read_header(root: Path) -> dict[str, Any]:
         header = json.loads(path.read_text())
     except FileNotFoundError:
         raise ProductionFolderError(
-            f"{root} holds no interrupted export to resume ({path} is missing); export into "
+            f"{root} contains no interrupted export to resume ({path} is missing); export into "
             "an empty folder, or use --overwrite to replace what is there"
         ) from None
     except ValueError as error:
@@ -119,8 +119,9 @@ class Journal:
         self._unsynced = 0
 
     def append(self, entry: dict[str, Any]) -> None:
+        # Not flushed per entry: an entry lost in a crash only makes a resume write its
+        # family again, with the same control numbers.
         self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._handle.flush()
         self._unsynced += 1
         if self._unsynced >= SYNC_EVERY:
             self.sync()

@@ -103,3 +103,28 @@ def test_damaged_blob_fails_only_its_family(tmp_path):
     assert report["errors"][0]["source_id"] == "file:d-alice:bad"
     assert not list(destination.rglob("*.partial"))
     assert verify_production(destination).ok
+
+
+def test_item_without_content_is_metadata_only(tmp_path):
+    lake = Lake.open(tmp_path / "lake")
+    seed = SeedLake(lake)
+    seed.mailbox("mb-alice", OWNER)
+    seed.onedrive("d-alice", "mb-alice", OWNER)
+    seed.file("d-alice", "note", "budget notebook", None, package_type="oneNote")
+    seed.commit()
+    seed.index()
+    case_id = open_case(lake, "CASE-M", [("onedrive", OWNER)])
+    destination = tmp_path / "prod"
+
+    result = export_production(
+        lake, case_id, destination, actor=ACTOR, kql="budget", extractor=InlineExtractor()
+    )
+    (row,) = parse_dat(destination / "DATA" / "loadfile.dat")
+
+    assert result.counts["metadata_only"] == 1
+    assert row["NATIVELINK"] == ""
+    assert row["SHA256"] == ""
+    assert row["ISSUES"].startswith("no native: the content of this oneNote package")
+    assert row["TEXTSTATUS"].startswith("unsupported: ")
+    assert (destination / row["TEXTLINK"].replace("\\", "/")).read_bytes() == b"\xef\xbb\xbf"
+    assert verify_production(destination).ok

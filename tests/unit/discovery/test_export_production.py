@@ -582,3 +582,68 @@ def test_cli_rejects_resume_with_overwrite(seeded, tmp_path):
 
     assert result.exit_code == 2
     assert "not both" in result.output
+
+
+def test_resume_redoes_changed_files(seeded, tmp_path):
+    destination = tmp_path / "prod"
+    with pytest.raises(OSError, match="simulated interruption"):
+        export_production(
+            seeded.lake,
+            seeded.case_id,
+            destination,
+            actor=ACTOR,
+            extractor=FailingExtractor(4),
+            in_flight=1,
+        )
+    first = json.loads(
+        (destination / ".m365lake-export" / "journal.jsonl").read_text().splitlines()[0]
+    )
+    native = destination / first["documents"][0]["native"]["path"]
+    native.write_bytes(b"damaged after the interruption")
+
+    export_production(
+        seeded.lake,
+        seeded.case_id,
+        destination,
+        actor=ACTOR,
+        mode="resume",
+        extractor=InlineExtractor(),
+    )
+    clean = _export(seeded, tmp_path / "clean", prefix="PROD")
+
+    assert native.read_bytes() != b"damaged after the interruption"
+    assert parse_dat(destination / "DATA" / "loadfile.dat") == clean["rows"]
+    assert verify_production(destination).ok
+
+
+def test_resume_after_audit_installs_manifest(seeded, tmp_path, monkeypatch):
+    from m365lake.discovery.production import finish
+
+    destination = tmp_path / "prod"
+    install = finish._install_manifest
+
+    def stop_before_install(pending: Path, root: Path) -> None:
+        raise KeyboardInterrupt("stopped between the audit event and the manifest")
+
+    monkeypatch.setattr(finish, "_install_manifest", stop_before_install)
+    with pytest.raises(KeyboardInterrupt):
+        export_production(
+            seeded.lake, seeded.case_id, destination, actor=ACTOR, extractor=InlineExtractor()
+        )
+    recorded = read_audit_events(seeded.lake, action="export")[-1]
+    assert recorded.parameters_dict()["status"] == "complete"
+    assert not (destination / "MANIFEST.sha256").exists()
+    monkeypatch.setattr(finish, "_install_manifest", install)
+
+    result = export_production(
+        seeded.lake,
+        seeded.case_id,
+        destination,
+        actor=ACTOR,
+        mode="resume",
+        extractor=InlineExtractor(),
+    )
+
+    assert result.audit_seq == recorded.seq
+    assert read_audit_events(seeded.lake, action="export")[-1].seq == recorded.seq
+    assert verify_production(destination).ok
