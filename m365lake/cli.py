@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from m365lake.config import ENV_LAKE, GraphSettings, default_lake_location
-from m365lake.discovery.cli_common import actor_option, resolve_actor
-from m365lake.errors import KqlSyntaxError, LakeNotFoundError, M365LakeError
+from m365lake.config import GraphSettings
+from m365lake.discovery.cli_common import actor_option, open_lake, resolve_actor
+from m365lake.errors import KqlSyntaxError, M365LakeError
 from m365lake.sources.mail import CHECKPOINT_MESSAGES
 
 if TYPE_CHECKING:
@@ -40,26 +40,7 @@ def _open_lake(location: str | None, *, create: bool = False) -> Lake:
     ``create`` is for commands that write. Such a lake is also checked for writability,
     so a backup into a read-only folder fails before it downloads anything.
     """
-    from m365lake.lake import Lake
-
-    path = location or default_lake_location()
-    try:
-        lake = Lake.open(path, create=create)
-        if create:
-            lake.check_writable()
-    except LakeNotFoundError as error:
-        raise click.ClickException(
-            f"no lake at {error.root}: run `m365lake backup` (or `m365lake demo`) first, "
-            f"or point --lake or {ENV_LAKE} at an existing lake"
-        ) from error
-    except M365LakeError as error:
-        raise click.ClickException(str(error)) from error
-    except OSError as error:
-        raise click.ClickException(
-            f"could not open the lake at {path}: {error}. Check the path given by --lake "
-            f"or {ENV_LAKE}"
-        ) from error
-    return lake
+    return open_lake(location, write=create, create=create)
 
 
 @contextlib.contextmanager

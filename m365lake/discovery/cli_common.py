@@ -62,17 +62,20 @@ def resolve_actor(actor: str | None) -> str:
         ) from error
 
 
-def open_lake(location: str | None, *, write: bool) -> Lake:
-    """Open an existing lake, exiting with a one-line error; ``write`` checks writability."""
+def open_lake(location: str | None, *, write: bool, create: bool = False) -> Lake:
+    """Open a lake, exiting with a one-line error; ``write`` checks writability.
+
+    ``create`` makes a new lake where there is none, for commands that archive.
+    """
     path = location or default_lake_location()
     try:
-        lake = Lake.open(path, create=False)
+        lake = Lake.open(path, create=create)
         if write:
             lake.check_writable()
     except LakeNotFoundError as error:
         raise click.ClickException(
-            f"no lake at {error.root}: run `m365lake backup` first, or point --lake or "
-            f"{ENV_LAKE} at an existing lake"
+            f"no lake at {error.root}: run `m365lake backup` (or `m365lake demo`) first, "
+            f"or point --lake or {ENV_LAKE} at an existing lake"
         ) from error
     except M365LakeError as error:
         raise click.ClickException(str(error)) from error
