@@ -607,6 +607,9 @@ def test_logs_throttling_without_secrets(caplog: pytest.LogCaptureFixture) -> No
         async with client:
             await collect(client.delta("/users/u1/messages", mailbox="u1"))
 
+    # The CLI lowers the httpx logger to WARNING, and CLI tests that run in this process
+    # leave it there, so its level is set here too.
+    caplog.set_level(logging.INFO, logger="httpx")
     with caplog.at_level(logging.INFO):
         run(scenario())
 
