@@ -4,9 +4,10 @@ The emulator serves one OneDrive from a child process. Each measured run is a fr
 child process that runs either ``backup_files`` into a new lake or a bare download loop.
 The loop requests ``GET /drives/{d}/items/{i}/content`` for each file through
 ``GraphClient.stream``, follows the redirect to the download URL and discards the bytes.
-It runs as many downloads at once as ``backup_drive`` does in one drive. The loop lists
-the files with drive delta before its clock starts, while the backup's time includes its
-own listing and commit.
+It runs as many downloads at once as ``backup_drive`` does in one drive. The loop opens
+its client and lists the files with drive delta before its clock starts, while the
+backup's time includes opening its client, its own listing and its commit. The jobs
+alternate, and each round starts with a different one.
 
 1. Big file: one file of ``--size`` pseudo-random bytes (default 2 GiB). The figures are
    the backup's peak RSS (``ru_maxrss`` of its process) and both throughputs.
@@ -14,6 +15,11 @@ own listing and commit.
    figures are files per second of both.
 
     uv run python bench/files.py [--size 2G] [--files 50000] [--only big|small] [--rounds N]
+                                 [--compare-code DIR]
+
+``--compare-code`` adds a third job per round: the backup from the m365lake package in
+DIR, such as ``git archive HEAD~1 m365lake | tar -x -C DIR``, to compare two versions
+under the same load.
 """
 
 from __future__ import annotations
@@ -142,9 +148,17 @@ def child_main(mode: str, lake_dir: str | None) -> None:
     print(json.dumps(report))
 
 
-def run_child(served: ServedTenant | None, mode: str) -> dict[str, float]:
-    """Run ``mode`` in a child process; add the emulator's CPU seconds to its figures."""
+def run_child(served: ServedTenant | None, mode: str, code: str | None = None) -> dict[str, float]:
+    """Run ``mode`` in a child process; add the emulator's CPU seconds to its figures.
+
+    ``code`` is a directory whose ``m365lake`` package the child imports in place of
+    this checkout's.
+    """
     environment = {**os.environ, **(served.environment if served else {})}
+    if code:
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [code, environment.get("PYTHONPATH")])
+        )
     emulator = psutil.Process(served.pid) if served else None
     emulator_cpu = sum(emulator.cpu_times()[:2]) if emulator else 0.0
     with tempfile.TemporaryDirectory(prefix="m365lake-bench-lake-") as lake_dir:
@@ -164,19 +178,32 @@ def run_child(served: ServedTenant | None, mode: str) -> dict[str, float]:
 # ---- the two benchmarks ------------------------------------------------------------------
 
 
-def alternate(served: ServedTenant, rounds: int) -> tuple[list[dict[str, float]], ...]:
-    """Run the bare download and the backup ``rounds`` times each, alternating."""
-    downloads, backups = [], []
+def alternate(
+    served: ServedTenant, rounds: int, compare_code: str | None
+) -> dict[str, list[dict[str, float]]]:
+    """Run the bare download and the backup ``rounds`` times each, alternating.
+
+    With ``compare_code``, the backup from that code runs too. Each round starts one job
+    later than the round before, so no job always runs right after the same other job.
+    Returns the reports per job name.
+    """
+    jobs = [("download only", "download", None), ("backup_files", "backup", None)]
+    if compare_code:
+        jobs.append(("backup_files, compared code", "backup", compare_code))
+    reports: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in jobs}
+    width = max(len(name) for name, _, _ in jobs)
     for round_number in range(1, rounds + 1):
-        downloads.append(run_child(served, "download"))
-        check_complete(served, downloads[-1], "the bare download")
-        print(
-            f"round {round_number}: {describe('download only', served, downloads[-1])}", flush=True
-        )
-        backups.append(run_child(served, "backup"))
-        check_complete(served, backups[-1], "backup_files")
-        print(f"round {round_number}: {describe('backup_files ', served, backups[-1])}", flush=True)
-    return downloads, backups
+        start = (round_number - 1) % len(jobs)
+        for name, mode, code in jobs[start:] + jobs[:start]:
+            report = run_child(served, mode, code)
+            check_complete(served, report, name)
+            reports[name].append(report)
+            print(
+                f"round {round_number}: {describe(name.ljust(width), served, report)}, "
+                f"load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    return reports
 
 
 def check_complete(served: ServedTenant, report: dict[str, float], name: str) -> None:
@@ -196,35 +223,41 @@ def describe(name: str, served: ServedTenant, report: dict[str, float]) -> str:
     )
 
 
-def big_file(size: int, rounds: int) -> None:
+def big_file(size: int, rounds: int, compare_code: str | None) -> None:
     print()
     print(f"## big file: {size:,} bytes ({size / GIB:.2f} GiB) of pseudo-random bytes")
     with serve_emulator(big_file=size) as served:
-        downloads, backups = alternate(served, rounds)
-    download_rate = statistics.median(r["bytes"] / r["seconds"] for r in downloads) / MB
-    backup_rate = statistics.median(r["bytes"] / r["seconds"] for r in backups) / MB
-    peak = max(r["peak_rss"] for r in backups) / MB
-    print(f"download only (median): {download_rate:.0f} MB/s")
-    print(f"backup_files (median):  {backup_rate:.0f} MB/s")
-    print(f"ratio: {backup_rate / download_rate:.2f}   target ≥ {TARGET_RATIO}")
-    print(f"backup peak RSS (max): {peak:.0f} MB   target < {TARGET_RSS_MB} MB")
+        reports = alternate(served, rounds, compare_code)
+    download_rate = statistics.median(r["bytes"] / r["seconds"] for r in reports["download only"])
+    print(f"download only (median): {download_rate / MB:.0f} MB/s")
+    for name, runs in reports.items():
+        if name == "download only":
+            continue
+        rate = statistics.median(r["bytes"] / r["seconds"] for r in runs)
+        peak = max(r["peak_rss"] for r in runs) / MB
+        print(f"{name} (median): {rate / MB:.0f} MB/s")
+        print(f"  ratio: {rate / download_rate:.2f}   target ≥ {TARGET_RATIO}")
+        print(f"  peak RSS (max): {peak:.0f} MB   target < {TARGET_RSS_MB} MB")
 
 
-def small_files(count: int, rounds: int) -> None:
+def small_files(count: int, rounds: int, compare_code: str | None) -> None:
     print()
     print(f"## small files: {count:,} files of 1 to 8 KiB")
     with serve_emulator(small_files=count) as served:
         print(f"tenant: {served.files:,} files, {served.file_bytes / MIB:.1f} MiB")
-        downloads, backups = alternate(served, rounds)
-    download_rate = statistics.median(count / r["seconds"] for r in downloads)
-    backup_rate = statistics.median(count / r["seconds"] for r in backups)
-    for name, reports in (("download only", downloads), ("backup_files ", backups)):
-        client = statistics.median(r["cpu"] for r in reports) * 1000 / count
-        emulator = statistics.median(r["emulator_cpu"] for r in reports) * 1000 / count
+        reports = alternate(served, rounds, compare_code)
+    for name, runs in reports.items():
+        client = statistics.median(r["cpu"] for r in runs) * 1000 / count
+        emulator = statistics.median(r["emulator_cpu"] for r in runs) * 1000 / count
         print(f"{name} CPU per file: client {client:.2f} ms, emulator {emulator:.2f} ms")
+    download_rate = statistics.median(count / r["seconds"] for r in reports["download only"])
     print(f"download only (median): {download_rate:.0f} files/s")
-    print(f"backup_files (median):  {backup_rate:.0f} files/s")
-    print(f"ratio: {backup_rate / download_rate:.2f}   target ≥ {TARGET_RATIO}")
+    for name, runs in reports.items():
+        if name == "download only":
+            continue
+        rate = statistics.median(count / r["seconds"] for r in runs)
+        print(f"{name} (median): {rate:.0f} files/s")
+        print(f"  ratio: {rate / download_rate:.2f}   target ≥ {TARGET_RATIO}")
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -283,6 +316,12 @@ def main() -> None:
         "compared (default: 1)",
     )
     parser.add_argument(
+        "--compare-code",
+        metavar="DIR",
+        help="directory holding another version of the m365lake package, for example an "
+        "export of an earlier commit; its backup_files runs in every round as a third job",
+    )
+    parser.add_argument(
         "--child", choices=("imports", "download", "backup"), help=argparse.SUPPRESS
     )
     parser.add_argument("--lake", help=argparse.SUPPRESS)
@@ -296,9 +335,9 @@ def main() -> None:
     imports = run_child(None, "imports")
     print(f"interpreter with m365lake imported: peak RSS {imports['peak_rss'] / MB:.0f} MB")
     if args.only in (None, "big"):
-        big_file(args.size, args.rounds)
+        big_file(args.size, args.rounds, args.compare_code)
     if args.only in (None, "small"):
-        small_files(args.files, args.rounds)
+        small_files(args.files, args.rounds, args.compare_code)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import zstandard
 
 from m365lake.errors import LakeError, LakeIntegrityError
+from m365lake.lake.direct_file import DirectFile
 from m365lake.lake.storage import TEMP_PREFIX, LocalStorage
 from m365lake.lake.zstd_raw import RawFrameWriter
 
@@ -190,25 +191,20 @@ class BlobStore:
 
 
 WRITE_BATCH_BYTES = 1 << 20
-"""Bytes gathered before they are hashed and compressed."""
+"""Bytes gathered from smaller writes before they are hashed and compressed, and bytes of
+the first batch that a trial compression decides on."""
 
 MAX_STORED_RATIO = 0.97
 """Compressed size over raw size of the first batch above which a blob is stored in raw
 blocks. Content that zstd shrinks by less than 3 % is not worth compressing."""
-
-WRITEBACK_BYTES = 32 << 20
-"""File bytes after which a writer starts writing its temp file to disk and drops what is
-already there from the page cache. The archive does not read back what it writes, so the
-cache gains nothing. On a 2-CPU x86_64 virtual machine (Linux 6.18), writing 2 GiB into
-the page cache took 4.9 to 6.9 s, 3.3 to 4.5 s of it system CPU. Dropped this way every
-32 MiB, it took 1.4 to 1.5 s and the page cache held at most 192 MiB of it."""
 
 
 class BlobWriter:
     """Stream content into the blob store chunk by chunk.
 
     Chunks are hashed and written in batches into a temp file under ``blobs/sha256``, so
-    the memory used stays bounded by one batch and the compressor's window. The first
+    the memory used stays bounded by one batch, the compressor's window and the file's
+    buffer. The file is written with direct I/O where the file system allows it. The first
     batch decides how the blob is stored: zstd-compressed, or in zstd raw blocks when a
     trial compression of it saves less than 3 %. Either way the file is one zstd frame
     that ``BlobStore.read`` and the ``zstd`` tool read. ``commit`` links the temp file
@@ -226,13 +222,10 @@ class BlobWriter:
         self._level = level
         storage.make_dirs(BLOB_DIR)
         self._temp = storage.path(BLOB_DIR) / f"{TEMP_PREFIX}blob-{uuid.uuid4().hex}"
-        # The file stays open across write() calls; commit() or abort() closes it.
-        self._file: BinaryIO = open(self._temp, "xb")  # noqa: SIM115
+        self._file = DirectFile(self._temp)
         self._frame: zstandard.ZstdCompressionWriter | RawFrameWriter | None = None
         self._digest = hashlib.sha256()
         self._pending = bytearray()
-        self._written_back = 0
-        """File offset at the last writeback, from which ``WRITEBACK_BYTES`` is counted."""
         self.size = 0
         """Raw bytes written so far."""
         self.compressed: bool | None = None
@@ -264,35 +257,20 @@ class BlobWriter:
         if self._frame is None:
             self._frame = self._open_frame(batch)
         self._frame.write(batch)
-        if self._file.tell() - self._written_back >= WRITEBACK_BYTES:
-            self._write_back()
 
     def _open_frame(
         self, first: bytes | bytearray | memoryview
     ) -> zstandard.ZstdCompressionWriter | RawFrameWriter:
         """Choose how the blob is stored from a trial compression of its first batch."""
         compressor = zstandard.ZstdCompressor(level=self._level)
-        trial = compressor.compress(first)
-        self.compressed = len(trial) < len(first) * MAX_STORED_RATIO
+        sample = memoryview(first)[:WRITE_BATCH_BYTES]
+        trial = compressor.compress(sample)
+        self.compressed = len(trial) < len(sample) * MAX_STORED_RATIO
         if self.compressed:
-            return compressor.stream_writer(self._file, closefd=False)
+            # zstandard 0.25 calls ``write`` on the file, and ``flush`` only where the file
+            # has one, which DirectFile has not. The cast satisfies the IO[bytes] stub.
+            return compressor.stream_writer(cast("BinaryIO", self._file), closefd=False)
         return RawFrameWriter(self._file)
-
-    def _write_back(self, *, wait: bool = False) -> None:
-        """Start writing the temp file to disk and drop the pages already written.
-
-        ``POSIX_FADV_DONTNEED`` starts writeback of dirty pages without waiting for it,
-        and drops the clean ones, so each call drops what the previous calls sent to
-        disk. With ``wait``, the file is on disk and out of the page cache afterwards.
-        """
-        self._file.flush()
-        descriptor = self._file.fileno()
-        if wait:
-            os.fsync(descriptor)
-        if hasattr(os, "posix_fadvise"):
-            # Length 0 means to the end of the file.
-            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
-        self._written_back = self._file.tell()
 
     def commit(self) -> tuple[str, int]:
         """Publish the blob and return its SHA-256 and raw size."""
@@ -306,7 +284,7 @@ class BlobWriter:
                 self._frame.finish()
             else:
                 self._frame.flush(zstandard.FLUSH_FRAME)
-            self._write_back(wait=True)
+            self._file.finish()
             self._file.close()
             digest = self._digest.hexdigest()
             target = self._storage.path(BlobStore.relative_path(digest))

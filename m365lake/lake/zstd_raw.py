@@ -7,8 +7,7 @@ not compress can skip the compressor while every blob file stays one zstd frame.
 
 from __future__ import annotations
 
-import os
-from typing import BinaryIO
+from typing import Protocol, runtime_checkable
 
 MAGIC = b"\x28\xb5\x2f\xfd"
 """Zstandard frame magic number 0xFD2FB528, little-endian."""
@@ -28,48 +27,41 @@ def block_header(size: int, *, last: bool) -> bytes:
     return ((size << 3) | (_RAW_BLOCK_TYPE << 1) | int(last)).to_bytes(3, "little")
 
 
-_MAX_PIECES = 512
-"""Buffers per ``os.writev`` call, within the IOV_MAX of 1024 on Linux and macOS."""
+class Writable(Protocol):
+    """A file object whose ``write`` writes every byte it is given, as buffered files do."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
-def _write_all(descriptor: int, pieces: list[bytes | memoryview]) -> None:
-    """Write ``pieces`` in order, with one system call per ``_MAX_PIECES`` where possible.
+@runtime_checkable
+class BlockWritable(Writable, Protocol):
+    """A file object that also writes many equal blocks, each after the same prefix, at once."""
 
-    One call per batch rather than two per block keeps the writing thread from taking
-    the GIL back dozens of times per MiB while another thread needs it.
-    """
-    for start in range(0, len(pieces), _MAX_PIECES):
-        group = pieces[start : start + _MAX_PIECES]
-        written = os.writev(descriptor, group) if hasattr(os, "writev") else 0
-        for piece in group:
-            view = memoryview(piece)[written:]
-            written = max(0, written - len(piece))
-            # Only a short write (full disk, signal) leaves bytes here, and os.write
-            # raises OSError when nothing more can be written.
-            while view:
-                view = view[os.write(descriptor, view) :]
+    def write_blocks(self, data: memoryview, prefix: bytes, block: int, /) -> None: ...
 
 
 class RawFrameWriter:
     """Write content into ``file`` as one zstd frame of raw blocks.
 
-    The blocks go to the file's descriptor, past any buffer of ``file``: nothing else may
-    write to it meanwhile. ``finish`` ends the frame with an empty last block, as libzstd
-    does when it ends a frame after a flush.
+    ``finish`` ends the frame with an empty last block, as libzstd does when it ends a
+    frame after a flush.
     """
 
-    def __init__(self, file: BinaryIO) -> None:
-        file.flush()
-        self._descriptor = file.fileno()
-        _write_all(self._descriptor, [FRAME_HEADER])
+    def __init__(self, file: Writable) -> None:
+        self._file = file
+        file.write(FRAME_HEADER)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
-        pieces: list[bytes | memoryview] = []
+        whole = len(view) - len(view) % MAX_BLOCK_BYTES
+        if whole and isinstance(self._file, BlockWritable):
+            full_block = block_header(MAX_BLOCK_BYTES, last=False)
+            self._file.write_blocks(view[:whole], full_block, MAX_BLOCK_BYTES)
+            view = view[whole:]
         for start in range(0, len(view), MAX_BLOCK_BYTES):
             block = view[start : start + MAX_BLOCK_BYTES]
-            pieces += [block_header(len(block), last=False), block]
-        _write_all(self._descriptor, pieces)
+            self._file.write(block_header(len(block), last=False))
+            self._file.write(block)
 
     def finish(self) -> None:
-        _write_all(self._descriptor, [block_header(0, last=True)])
+        self._file.write(block_header(0, last=True))

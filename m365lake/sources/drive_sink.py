@@ -1,9 +1,10 @@
 """Collect one download's content and its QuickXorHash, off the event loop for large content.
 
 Content up to the lake's inline threshold stays in memory and is stored inline. Larger
-content goes into a ``BlobWriter`` in batches, each hashed (QuickXorHash and SHA-256),
-compressed and written on a worker thread of its own. hashlib, numpy, zstandard and file
-writes release the GIL, so the event loop keeps reading the network meanwhile. At most
+content goes into a ``BlobWriter`` in batches, each joined, hashed (QuickXorHash and
+SHA-256), compressed and written on a worker thread of its own. ``bytes.join``, hashlib,
+numpy, zstandard and file writes release the GIL, so the event loop keeps reading the
+network meanwhile, and the event loop itself only keeps references to the chunks. At most
 ``MAX_QUEUED_BATCHES`` batches wait for the worker, and ``write`` waits beyond that, so
 memory stays bounded when the disk is slower than the network.
 """
@@ -16,13 +17,17 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from m365lake.lake import BlobWriter, ContentRef, Lake
-from m365lake.lake.blobs import WRITE_BATCH_BYTES
 from m365lake.quickxor import QuickXorHash
 
-MAX_QUEUED_BATCHES = 16
-"""Batches of ``WRITE_BATCH_BYTES`` handed to the worker thread and not yet written. The
-worker stalls while the kernel starts writing back a blob (up to 33 ms measured on a
-2-CPU virtual machine), and 16 MiB lets a 500 MB/s download continue through that."""
+BATCH_BYTES = 4 << 20
+"""Bytes of content handed to the worker thread at once. Each batch costs the event loop a
+few GIL handoffs to the worker. On a 2-CPU x86_64 virtual machine, a 2 GiB backup took
+0.25 s less client CPU with 4 MiB batches than with 1 MiB batches, and 8 MiB batches
+saved nothing more (``bench/files.py``)."""
+
+MAX_QUEUED_BATCHES = 4
+"""Batches handed to the worker thread and not yet written: 16 MiB, which lets a 500 MB/s
+download go on for about 30 ms while the worker waits for the disk or for a CPU."""
 
 
 class ContentSink:
@@ -34,28 +39,32 @@ class ContentSink:
 
     def __init__(self, lake: Lake) -> None:
         self._lake = lake
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        """Chunks not yet handed to the worker thread, or the whole content while inline."""
+        self._chunk_bytes = 0
         self._quickxor = QuickXorHash()
         self._writer: BlobWriter | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._queued: deque[Future[None]] = deque()
 
     async def write(self, chunk: bytes) -> None:
-        self._buffer += chunk
+        # The event loop only keeps a reference. The worker thread joins the chunks of a
+        # batch, and CPython's bytes.join releases the GIL while it copies 1 MiB or more.
+        self._chunks.append(chunk)
+        self._chunk_bytes += len(chunk)
         if self._writer is None:
-            if len(self._buffer) <= self._lake.inline_threshold:
+            if self._chunk_bytes <= self._lake.inline_threshold:
                 return
             self._writer = self._lake.blobs.writer()
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
-        if len(self._buffer) >= WRITE_BATCH_BYTES:
+        if self._chunk_bytes >= BATCH_BYTES:
             await self._submit()
 
     async def _submit(self) -> None:
         assert self._executor is not None
         while len(self._queued) >= MAX_QUEUED_BATCHES:
             await self._wait_oldest()
-        # The worker owns the batch from here on, so the sink starts a new buffer.
-        batch, self._buffer = self._buffer, bytearray()
+        batch, self._chunks, self._chunk_bytes = self._chunks, [], 0
         self._queued.append(self._executor.submit(self._store_batch, batch))
 
     async def _wait_oldest(self) -> None:
@@ -63,17 +72,18 @@ class ContentSink:
         await asyncio.wrap_future(self._queued[0])
         self._queued.popleft()
 
-    def _store_batch(self, batch: bytearray) -> None:
+    def _store_batch(self, chunks: list[bytes]) -> None:
         """Hash and write one batch, on the worker thread."""
         assert self._writer is not None
+        batch = b"".join(chunks)
         self._quickxor.update(batch)
         self._writer.write(batch)
 
     async def quickxor_b64(self) -> str:
         """Return the QuickXorHash of all content written, once every batch is stored."""
         if self._writer is None:
-            return QuickXorHash(self._buffer).b64digest()
-        if self._buffer:
+            return QuickXorHash(b"".join(self._chunks)).b64digest()
+        if self._chunks:
             await self._submit()
         while self._queued:
             await self._wait_oldest()
@@ -85,9 +95,11 @@ class ContentSink:
         Call it after ``quickxor_b64``, which hands the last bytes to the worker thread.
         """
         if self._writer is None:
-            data = bytes(self._buffer)
+            data = b"".join(self._chunks)
             return ContentRef(hashlib.sha256(data).hexdigest(), len(data), data), False
-        assert self._executor is not None and not self._queued and not self._buffer
+        assert self._executor is not None
+        assert not self._queued
+        assert not self._chunks
         digest, size = await asyncio.wrap_future(self._executor.submit(self._writer.commit))
         self._executor.shutdown(wait=False)
         return ContentRef(digest, size, None), self._writer.created
@@ -103,4 +115,5 @@ class ContentSink:
         self._queued.clear()
         if self._writer is not None:
             self._writer.abort()
-        self._buffer = bytearray()
+        self._chunks = []
+        self._chunk_bytes = 0

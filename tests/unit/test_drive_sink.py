@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from m365lake.lake import Lake
-from m365lake.lake.blobs import WRITE_BATCH_BYTES, sha256_hex
+from m365lake.lake import ContentRef, Lake
+from m365lake.lake.blobs import sha256_hex
 from m365lake.sources import drive_sink
-from m365lake.sources.drive_sink import MAX_QUEUED_BATCHES, ContentSink
+from m365lake.sources.drive_sink import BATCH_BYTES, MAX_QUEUED_BATCHES, ContentSink
 from tests.unit.quickxor_reference import reference_quickxor_b64
 
 CHUNK = 16_384
@@ -36,7 +36,7 @@ async def feed(sink: ContentSink, data: bytes) -> None:
 def test_small_content_is_inline(lake: Lake) -> None:
     data = random.Random(1).randbytes(100_000)
 
-    async def run() -> tuple[str, tuple[object, bool]]:
+    async def run() -> tuple[str, tuple[ContentRef, bool]]:
         sink = ContentSink(lake)
         await feed(sink, data)
         return await sink.quickxor_b64(), await sink.commit()
@@ -50,11 +50,13 @@ def test_small_content_is_inline(lake: Lake) -> None:
     assert blob_files(lake) == []
 
 
-@pytest.mark.parametrize("size", [100_001, WRITE_BATCH_BYTES, 5 * WRITE_BATCH_BYTES + 777])
+@pytest.mark.parametrize(
+    "size", [100_001, BATCH_BYTES - 1, BATCH_BYTES, BATCH_BYTES + 1, 2 * BATCH_BYTES + 777]
+)
 def test_large_content_is_blob(lake: Lake, size: int) -> None:
     data = random.Random(size).randbytes(size)
 
-    async def run() -> tuple[str, tuple[object, bool]]:
+    async def run() -> tuple[str, tuple[ContentRef, bool]]:
         sink = ContentSink(lake)
         await feed(sink, data)
         return await sink.quickxor_b64(), await sink.commit()
@@ -70,7 +72,7 @@ def test_large_content_is_blob(lake: Lake, size: int) -> None:
 
 
 def test_abort_removes_temp_file(lake: Lake) -> None:
-    data = random.Random(2).randbytes(3 * WRITE_BATCH_BYTES)
+    data = random.Random(2).randbytes(3 * BATCH_BYTES)
 
     async def run() -> None:
         sink = ContentSink(lake)
@@ -87,13 +89,13 @@ def test_write_waits_when_worker_is_behind(lake: Lake, monkeypatch: pytest.Monke
     stored: list[int] = []
     real_store = ContentSink._store_batch
 
-    def slow_store(self: ContentSink, batch: bytearray) -> None:
+    def slow_store(self: ContentSink, batch: list[bytes]) -> None:
         release.wait()
-        stored.append(len(batch))
+        stored.append(sum(map(len, batch)))
         real_store(self, batch)
 
     monkeypatch.setattr(drive_sink.ContentSink, "_store_batch", slow_store)
-    data = random.Random(3).randbytes((MAX_QUEUED_BATCHES + 3) * WRITE_BATCH_BYTES)
+    data = random.Random(3).randbytes((MAX_QUEUED_BATCHES + 3) * BATCH_BYTES)
 
     async def run() -> tuple[bool, int]:
         sink = ContentSink(lake)

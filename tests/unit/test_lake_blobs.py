@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import itertools
 import random
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 from m365lake.errors import LakeError, LakeIntegrityError
-from m365lake.lake import BlobStore, BlobWriter, ContentRef, Lake, blobs, zstd_raw
+from m365lake.lake import BlobStore, BlobWriter, ContentRef, Lake, direct_file, zstd_raw
 from m365lake.lake.blobs import WRITE_BATCH_BYTES, sha256_hex
 
 
@@ -321,25 +321,81 @@ def test_raw_blob_tampered_raises(lake: Lake) -> None:
         lake.blobs.read(digest)
 
 
-def test_writer_drops_pages_past_writeback_size(
-    lake: Lake, monkeypatch: pytest.MonkeyPatch
+def reject_direct_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make blob files fall back to the page cache, as on a file system without O_DIRECT."""
+    monkeypatch.setattr(direct_file.DirectFile, "_enable_direct", lambda self: False)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "page-cache"])
+@pytest.mark.parametrize(
+    "size",
+    [
+        1,
+        direct_file.ALIGNMENT - 7,
+        zstd_raw.MAX_BLOCK_BYTES,
+        direct_file.BUFFER_BYTES - 6,
+        direct_file.BUFFER_BYTES + zstd_raw.MAX_BLOCK_BYTES + 1,
+    ],
+)
+def test_writer_raw_blob_reads_back(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, direct: bool, size: int
 ) -> None:
-    monkeypatch.setattr(blobs, "WRITEBACK_BYTES", 2 * WRITE_BATCH_BYTES)
-    advice: list[int] = []
-    real_fadvise = os.posix_fadvise
+    if not direct:
+        reject_direct_io(monkeypatch)
+    data = random.Random(size).randbytes(size)
 
-    def record(descriptor: int, offset: int, length: int, flag: int) -> None:
-        advice.append(flag)
-        real_fadvise(descriptor, offset, length, flag)
+    digest, writer = write_blob(lake, [data[i : i + 16_384] for i in range(0, size, 16_384)])
 
-    monkeypatch.setattr(os, "posix_fadvise", record)
-    data = random.Random(5).randbytes(5 * WRITE_BATCH_BYTES)
-    batches = [data[i : i + WRITE_BATCH_BYTES] for i in range(0, len(data), WRITE_BATCH_BYTES)]
+    assert writer.compressed is False
+    assert digest == sha256_hex(data)
+    assert writer.size == size
+    stored = blob_file(lake, digest).read_bytes()
+    assert (
+        len(stored)
+        == len(zstd_raw.FRAME_HEADER) + 3 * (-(-size // zstd_raw.MAX_BLOCK_BYTES) + 1) + size
+    )
+    assert lake.blobs.read(digest) == data
 
-    digest, _ = write_blob(lake, batches)
 
-    # Two while writing (at 2 and 4 MiB), one at commit.
-    assert advice == [os.POSIX_FADV_DONTNEED] * 3
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "page-cache"])
+def test_writer_compressed_blob_reads_back(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    if not direct:
+        reject_direct_io(monkeypatch)
+    generator = random.Random(7)
+    words = [b"budget", b"forecast", b"meeting", b"draft", b"quarter"]
+    data = b" ".join(generator.choice(words) for _ in range(2_000_000))
+
+    digest, writer = write_blob(lake, [data[i : i + 65_536] for i in range(0, len(data), 65_536)])
+
+    assert writer.compressed is True
+    assert blob_file(lake, digest).stat().st_size < len(data) // 3
+    assert lake.blobs.read(digest) == data
+
+
+def test_writer_leaves_no_temp_file_after_commit(lake: Lake) -> None:
+    data = random.Random(8).randbytes(direct_file.BUFFER_BYTES + 5)
+
+    digest, _ = write_blob(lake, [data])
+
+    assert [path.name for path in (lake.root / "blobs").rglob("*") if path.is_file()] == [digest]
+
+
+def test_raw_blob_with_any_block_sizes_reads(lake: Lake) -> None:
+    # The writer ends a block at each batch boundary, and the batch size changed
+    # between versions, so frames of raw blocks of any sizes must read.
+    data = random.Random(9).randbytes(300_000)
+    digest = sha256_hex(data)
+    path = blob_file(lake, digest)
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as file:
+        frame = zstd_raw.RawFrameWriter(file)
+        cuts = [0, 100, 100_100, 231_172, len(data)]
+        for start, stop in itertools.pairwise(cuts):
+            frame.write(data[start:stop])
+        frame.finish()
+
     assert lake.blobs.read(digest) == data
 
 
@@ -366,3 +422,43 @@ def test_raw_frame_is_valid_zstd(tmp_path: Path, sizes: list[int]) -> None:
     assert zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()) == b"".join(
         parts
     )
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [3 * zstd_raw.MAX_BLOCK_BYTES],
+        [5, 40 * zstd_raw.MAX_BLOCK_BYTES + 17, zstd_raw.MAX_BLOCK_BYTES - 1],
+    ],
+)
+def test_raw_frame_through_direct_file_is_valid_zstd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+) -> None:
+    bulk_calls: list[int] = []
+    real_write_blocks = direct_file.DirectFile.write_blocks
+
+    def spy(self: direct_file.DirectFile, data: memoryview, prefix: bytes, block: int) -> None:
+        bulk_calls.append(len(data) // block)
+        real_write_blocks(self, data, prefix, block)
+
+    monkeypatch.setattr(direct_file.DirectFile, "write_blocks", spy)
+    generator = random.Random(sum(sizes))
+    parts = [generator.randbytes(size) for size in sizes]
+    file = direct_file.DirectFile(tmp_path / "frame.zst")
+
+    frame = zstd_raw.RawFrameWriter(file)
+    for part in parts:
+        frame.write(part)
+    frame.finish()
+    file.finish()
+    file.close()
+
+    assert bulk_calls == [
+        size // zstd_raw.MAX_BLOCK_BYTES for size in sizes if size >= zstd_raw.MAX_BLOCK_BYTES
+    ]
+    decompressed = (
+        zstandard.ZstdDecompressor()
+        .decompressobj()
+        .decompress((tmp_path / "frame.zst").read_bytes())
+    )
+    assert decompressed == b"".join(parts)
