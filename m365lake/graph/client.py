@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json as json_module
 import logging
 import time
 import uuid
@@ -194,6 +195,86 @@ class GraphClient:
             if slot is not None:
                 slot.release()
 
+    async def send_json(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: QueryParams | None = None,
+        headers: Mapping[str, str] | None = None,
+        mailbox: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Send ``json`` (or no body) with ``method``; return the JSON object or None.
+
+        None means 204 or an empty body. Failed requests raise the same errors as a GET;
+        see ``_send`` for which methods are sent again after which failures.
+        """
+        content = None if json is None else _json_bytes(json)
+        merged = dict(headers or {})
+        if content is not None:
+            merged.setdefault("Content-Type", "application/json")
+        return await self.send_content(
+            method, url, content, params=params, headers=merged, mailbox=mailbox
+        )
+
+    async def send_content(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        *,
+        content_type: str | None = None,
+        params: QueryParams | None = None,
+        headers: Mapping[str, str] | None = None,
+        mailbox: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Send a raw body, such as a small file's bytes or base64 MIME; like ``send_json``."""
+        merged = dict(headers or {})
+        if content_type is not None:
+            merged["Content-Type"] = content_type
+        response, _ = await self._send(
+            method, url, params=params, headers=merged, mailbox=mailbox, content=content
+        )
+        return self._json_or_none(response)
+
+    async def upload_fragment(
+        self, upload_url: str, data: bytes, *, start: int, total: int
+    ) -> UploadResponse:
+        """PUT one fragment to a pre-authenticated upload URL; no Authorization header.
+
+        Graph returns 202 while more bytes are expected, and 200 or 201 when complete.
+        A 416 or 404 raises GraphRequestError or ItemNotFoundError: read
+        ``nextExpectedRanges`` again with ``upload_status`` and resume, or start a new
+        session.
+        """
+        if not data:
+            raise ValueError("an upload fragment must hold at least one byte")
+        end = start + len(data) - 1
+        response, _ = await self._send(
+            "PUT",
+            upload_url,
+            params=None,
+            headers={"Content-Range": f"bytes {start}-{end}/{total}"},
+            mailbox=None,
+            content=data,
+            authorize=False,
+        )
+        return UploadResponse(response.status_code, self._json_or_none(response), response.headers)
+
+    async def upload_status(self, upload_url: str) -> dict[str, Any]:
+        """Return an upload session's state (``nextExpectedRanges``, ``expirationDateTime``)."""
+        response, _ = await self._send(
+            "GET", upload_url, params=None, headers=None, mailbox=None, authorize=False
+        )
+        return self._json_or_none(response) or {}
+
+    async def cancel_upload(self, upload_url: str) -> None:
+        """Delete an upload session so its fragments are discarded."""
+        await self._send(
+            "DELETE", upload_url, params=None, headers=None, mailbox=None, authorize=False
+        )
+
     # ---- the retry loop -------------------------------------------------------------
 
     async def _send(
@@ -205,13 +286,22 @@ class GraphClient:
         headers: Mapping[str, str] | None,
         mailbox: str | None,
         stream: bool = False,
+        content: bytes | None = None,
+        authorize: bool = True,
     ) -> tuple[httpx.Response, asyncio.Semaphore | None]:
         """Send a request until it succeeds or fails for good.
 
         Return the response and, when streaming, the still-acquired mailbox slot, which the
-        caller must release.
+        caller must release. ``authorize=False`` sends no token, for pre-authenticated
+        upload URLs.
+
+        A POST is not idempotent: when its response is lost or Graph returns 500, 502 or
+        504, the item may exist already, so it is not sent again and the caller decides.
+        429 and 503 mean Graph refused the request before doing it, so every method is
+        retried after those.
         """
         target = self._resolve(url)
+        idempotent = method != "POST"
         retry = 0
         token_refreshed = False
         rejected_token: str | None = None
@@ -219,7 +309,7 @@ class GraphClient:
         while True:
             await self._limits.wait_while_paused(mailbox)
             try:
-                token = await self._tokens.get(rejected=rejected_token)
+                token = await self._tokens.get(rejected=rejected_token) if authorize else ""
             except GraphTransientError as exc:
                 if retry >= self._max_retries:
                     raise
@@ -228,7 +318,11 @@ class GraphClient:
                 continue
             rejected_token = None
             request = self._http.build_request(
-                method, target, params=params, headers=self._headers(target, headers, token)
+                method,
+                target,
+                params=params,
+                headers=self._headers(target, headers, token if authorize else None),
+                content=content,
             )
 
             slot = self._limits.slot(mailbox)
@@ -257,6 +351,14 @@ class GraphClient:
                 verification = certificate_verification_error(failure, request.url.host)
                 if verification is not None:
                     raise verification from failure
+                if not idempotent and not isinstance(failure, _NOT_SENT_EXCEPTIONS):
+                    raise GraphTransientError(
+                        f"{method} {redact_url(request.url)} failed with "
+                        f"{type(failure).__name__}: {failure}; it was not sent again because "
+                        "Graph may have carried it out. Check the target, then run again",
+                        method=method,
+                        url=redact_url(request.url),
+                    ) from failure
                 if retry >= self._max_retries:
                     raise GraphTransientError(
                         f"{method} {redact_url(request.url)} failed {retry + 1} times, last with "
@@ -280,7 +382,7 @@ class GraphClient:
             if status in THROTTLING_STATUSES:
                 self.stats.throttled += 1
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if status == 401 and not token_refreshed:
+            if status == 401 and not token_refreshed and authorize:
                 logger.info(
                     "%s %s returned 401; requesting a new token", method, redact_url(request.url)
                 )
@@ -288,7 +390,10 @@ class GraphClient:
                 rejected_token = token
                 self.stats.retries += 1
                 continue
-            if status in RETRYABLE_STATUSES and retry < self._max_retries:
+            retryable = status in RETRYABLE_STATUSES and (
+                idempotent or status in THROTTLING_STATUSES
+            )
+            if retryable and retry < self._max_retries:
                 await self._wait_to_retry(response, retry, retry_after, mailbox)
                 retry += 1
                 continue
@@ -373,13 +478,13 @@ class GraphClient:
         return self.settings.graph_url + url
 
     def _headers(
-        self, target: str, headers: Mapping[str, str] | None, token: str
+        self, target: str, headers: Mapping[str, str] | None, token: str | None
     ) -> dict[str, str]:
         merged = dict(headers or {})
         merged["client-request-id"] = str(uuid.uuid4())
         # Only Graph itself gets the token: links to other hosts (download URLs) are
         # pre-authenticated and must not receive it.
-        if _origin(httpx.URL(target)) == self._graph_origin:
+        if token is not None and _origin(httpx.URL(target)) == self._graph_origin:
             merged["Authorization"] = f"Bearer {token}"
         return merged
 
@@ -393,18 +498,55 @@ class GraphClient:
             elapsed_ms,
         )
 
+    def _json_or_none(self, response: httpx.Response) -> dict[str, Any] | None:
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise self._unexpected_body(response, "is not JSON") from exc
+        if not isinstance(document, dict):
+            raise self._unexpected_body(response, "is not a JSON object")
+        return document
+
     @staticmethod
     def _unexpected_body(response: httpx.Response, problem: str) -> GraphError:
         url = redact_url(response.request.url)
+        method = response.request.method
         return GraphRequestError(
-            f"GET {url} returned {response.status_code} with a body that {problem} "
+            f"{method} {url} returned {response.status_code} with a body that {problem} "
             f"(Content-Type {response.headers.get('content-type')!r}); check that "
             f"{ENV_GRAPH_URL} points at Microsoft Graph",
-            method="GET",
+            method=method,
             url=url,
             status=response.status_code,
             request_id=response.headers.get("request-id"),
         )
+
+
+@dataclass(frozen=True)
+class UploadResponse:
+    """Response of an upload URL to one fragment."""
+
+    status: int
+    """202 while more bytes are expected; 200 or 201 once the upload is complete."""
+    json: dict[str, Any] | None
+    """``nextExpectedRanges`` while incomplete; the created item or attachment at the end."""
+    headers: httpx.Headers
+    """Outlook names the created attachment in ``Location``."""
+
+    @property
+    def complete(self) -> bool:
+        return self.status in (200, 201)
+
+
+# A connection refused or a connect timeout means the request never reached Graph, so even
+# a POST is safe to send again.
+_NOT_SENT_EXCEPTIONS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def _json_bytes(document: Any) -> bytes:
+    return json_module.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

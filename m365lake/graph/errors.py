@@ -133,7 +133,7 @@ def error_for_response(response: httpx.Response, *, retry_after: float | None = 
     if status == 403:
         # ErrorAccessDenied (mail, also when an application access policy excludes the
         # mailbox), Authorization_RequestDenied (directory), accessDenied (drives).
-        return AccessDeniedError(f"{summary}. {_permission_hint(url)}", **context)
+        return AccessDeniedError(f"{summary}. {_permission_hint(url, method)}", **context)
     if lowered in MAILBOX_NOT_ENABLED_CODES:
         return MailboxNotEnabledError(
             f"{summary}. The user has no Exchange Online mailbox (unlicensed, on-premises or "
@@ -146,11 +146,20 @@ def error_for_response(response: httpx.Response, *, retry_after: float | None = 
     return GraphRequestError(f"{summary}. Retrying the same request will not help", **context)
 
 
-def _permission_hint(path: str) -> str:
+# Restores write; the read permissions above do not allow that.
+_WRITE_PERMISSIONS = {
+    "Mail.Read": "Mail.ReadWrite",
+    "Files.Read.All or Sites.Read.All": "Files.ReadWrite.All or Sites.ReadWrite.All",
+}
+
+
+def _permission_hint(path: str, method: str = "GET") -> str:
     permission = next((name for pattern, name in _PERMISSION_HINTS if pattern.search(path)), None)
+    if permission is not None and method not in ("GET", "HEAD"):
+        permission = _WRITE_PERMISSIONS.get(permission, permission)
     if permission is None:
         return "Grant the app the application permission this API needs, with admin consent"
     hint = f"Grant the app the {permission} application permission with admin consent"
-    if permission == "Mail.Read":
+    if permission.startswith("Mail."):
         hint += ", and check that no application access policy excludes this mailbox"
     return hint
