@@ -190,3 +190,7 @@ class UnknownPropertyError(KqlSyntaxError):
 
 class SearchIndexError(SearchError, Terminal):
     """The search index is missing, locked by another writer or cannot be read."""
+
+
+class RestoreError(M365LakeError, Terminal):
+    """A restore cannot run as requested: an empty selection, an invalid target or policy."""

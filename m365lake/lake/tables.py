@@ -307,6 +307,26 @@ RETENTION_POLICIES = pa.schema(
     ]
 )
 
+# One row per item a restore handled, so running the same restore again creates nothing:
+# the planner finds the earlier target item here (m365lake.restore.ledger).
+RESTORE_LEDGER = pa.schema(
+    [
+        _field("restore_id", pa.string(), required=True),
+        _field("workload", pa.string(), required=True),
+        _field("source_container", pa.string(), required=True),
+        _field("source_item_id", pa.string(), required=True),
+        _field("source_version", pa.string(), required=True),
+        _field("source_path", pa.string()),
+        _field("target_container", pa.string(), required=True),
+        _field("target_path", pa.string()),
+        _field("target_item_id", pa.string()),
+        _field("outcome", pa.string(), required=True),
+        _field("reason", pa.string()),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "mailboxes": MAILBOXES,
     "folders": FOLDERS,
@@ -323,6 +343,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "holds": HOLDS,
     "audit_events": AUDIT_EVENTS,
     "retention_policies": RETENTION_POLICIES,
+    "restore_ledger": RESTORE_LEDGER,
 }
 
 CHANGE_VALUES = ("created", "updated", "deleted")

@@ -25,6 +25,7 @@ CONTRACT_TABLES = {
     "holds",
     "audit_events",
     "retention_policies",
+    "restore_ledger",
 }
 
 

@@ -1,0 +1,1 @@
+"""Restore archived mail and files to the tenant: select, plan, execute, verify."""
