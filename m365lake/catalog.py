@@ -170,12 +170,18 @@ def _rows_view(table: str, paths: Sequence[str]) -> str:
     # commits until compaction merges small files.
     file_list = ", ".join(_quote_literal(path) for path in paths)
     selected = ", ".join(f't."{name}"' for name in schema.names)
+    # A column added to a schema later is missing from older files. union_by_name fills
+    # it with nulls only when some file has it, so an empty row of the current schema is
+    # unioned in by name: it supplies every column and casts them to the schema's types.
+    typed = ", ".join(f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in schema)
     # hive_partitioning is off: partition values are already columns, and a path value
     # must not override (or retype) the value stored in the file.
     return (
         f"SELECT {selected}, f.commit_seq, f.file_index, t.file_row_number AS row_index "
-        f"FROM read_parquet([{file_list}], filename = true, file_row_number = true, "
-        f"hive_partitioning = false, union_by_name = true) AS t "
+        f"FROM (SELECT * FROM read_parquet([{file_list}], filename = true, "
+        f"file_row_number = true, hive_partitioning = false, union_by_name = true) "
+        f"UNION ALL BY NAME SELECT {typed}, CAST(NULL AS VARCHAR) AS filename, "
+        f"CAST(NULL AS BIGINT) AS file_row_number WHERE false) AS t "
         f"JOIN lake_files AS f ON f.path = t.filename"
     )
 

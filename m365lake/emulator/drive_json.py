@@ -33,6 +33,7 @@ ITEM_PROPERTIES = frozenset(
         "root",
         "package",
         "malware",
+        "shared",
     )
 )
 
@@ -149,6 +150,15 @@ def item_json(
         body["root"] = {}
     if info.malware is not None:
         body["malware"] = {"description": info.malware}
+    if info.sharing is not None:
+        # NOTE: whether OneDrive for Business delta carries the facet without $select was
+        # not checked against a real tenant; the backup selects it explicitly.
+        body["shared"] = {
+            "owner": tenant.user_identity(drive.owner_user_id),
+            "scope": info.sharing.scope,
+            "sharedBy": tenant.user_identity(info.sharing.shared_by),
+            "sharedDateTime": timestamp(info.sharing.shared_at),
+        }
     return body
 
 

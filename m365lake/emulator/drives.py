@@ -82,6 +82,20 @@ class DriveVersion:
     modified_by: str | None
 
 
+SHARING_SCOPES = ("anonymous", "organization", "users")
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """How an item is shared, as Graph's ``shared`` facet reports it."""
+
+    scope: str
+    """``anonymous`` (anyone with the link), ``organization`` or ``users``."""
+    shared_by: str | None
+    """User id of the person who shared it."""
+    shared_at: datetime
+
+
 @dataclass
 class _Item:
     id: str
@@ -104,6 +118,7 @@ class _Item:
     malware: str | None = None
     versions: list[DriveVersion] = field(default_factory=list)
     source: str | None = None
+    sharing: Sharing | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,7 @@ class ItemInfo:
     package_type: str | None
     malware: str | None
     modified_seq: int
+    sharing: Sharing | None = None
 
 
 def mime_type_of(name: str) -> str:
@@ -436,6 +452,22 @@ class DriveTenantMixin:
     def add_package(self, owner_kind: str, owner: str, library: str, path: tuple[str, ...]) -> str:
         """Store a OneNote notebook: a package item with no downloadable content."""
         return self.add_file(owner_kind, owner, library, path, b"", package_type="oneNote")
+
+    def share_item(
+        self, item_id: str, scope: str, *, by: str | None = None, at: datetime | None = None
+    ) -> None:
+        """Share an item with ``scope`` (``anonymous``, ``organization`` or ``users``).
+
+        The item's metadata changes, so its eTag moves on and delta reports it.
+        """
+        if scope not in SHARING_SCOPES:
+            raise ValueError(f"sharing scope must be one of {SHARING_SCOPES}, got {scope!r}")
+        with self._lock:
+            drive, item = self._find(item_id)
+            actor = self._actor(drive, by)
+            item.sharing = Sharing(scope, actor, at or datetime.now(UTC))
+            item.etag_version += 1
+            self._log_change(drive, item)
 
     def update_file_content(self, item_id: str, content: bytes, *, by: str | None = None) -> None:
         """Replace a file's content: new cTag, eTag, quickXorHash and version."""
@@ -791,13 +823,14 @@ class DriveTenantMixin:
             package_type=item.package_type,
             malware=item.malware,
             modified_seq=item.modified_seq,
+            sharing=item.sharing,
         )
 
     def _seed_drives(self, sites: list[SeedSite], files: list[SeedFile]) -> None:
         for site in sites:
             self.add_site(site)
         for seed_file in files:
-            self.add_file(
+            item_id = self.add_file(
                 seed_file.drive_kind,
                 seed_file.owner,
                 seed_file.library,
@@ -806,6 +839,18 @@ class DriveTenantMixin:
                 modified_at=seed_file.modified_at,
                 source=seed_file.source,
             )
+            if seed_file.shared_scope is not None:
+                if seed_file.shared_scope not in SHARING_SCOPES:
+                    raise ValueError(
+                        f"sharing scope of {'/'.join(seed_file.path)!r} must be one of "
+                        f"{SHARING_SCOPES}, got {seed_file.shared_scope!r}"
+                    )
+                # Seeded as it was before the first backup: no eTag change, no log entry.
+                with self._lock:
+                    _, item = self._find(item_id)
+                    item.sharing = Sharing(
+                        seed_file.shared_scope, item.modified_by, item.modified_at
+                    )
 
     def user_identity(self, user_id: str | None) -> dict[str, Any]:
         """Return the ``identitySet`` of a user id, or SharePoint's system account."""

@@ -19,6 +19,11 @@ SITES = (
 )
 
 
+# Sharing of each user's n-th file, in turn: most files stay private, and the generated
+# tenant has every scope once a user has four files.
+_SHARING = (None, "organization", "anonymous", "users", None)
+
+
 def generate_drive_files(
     people: list[Person], *, seed: int, start: datetime, files_per_user: int
 ) -> tuple[list[SeedSite], list[SeedFile]]:
@@ -40,6 +45,7 @@ def generate_drive_files(
                     content,
                     modified_at=when,
                     source=f"generated:{seed}:{person.address}:{number}",
+                    shared_scope=_SHARING[number % len(_SHARING)],
                 )
             )
     for site in SITES:

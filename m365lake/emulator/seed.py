@@ -63,6 +63,8 @@ class SeedFile:
     content: bytes
     modified_at: datetime | None = None
     source: str | None = None
+    shared_scope: str | None = None
+    """Sharing link scope (``anonymous``, ``organization``, ``users``); None: not shared."""
 
 
 @dataclass

@@ -126,6 +126,11 @@ DRIVE_ITEMS = pa.schema(
         _field("content_inline", pa.binary()),
         _field("package_type", pa.string()),
         _field("web_url", pa.string()),
+        # Graph's ``shared`` facet: ``anonymous``, ``organization`` or ``users``. Files
+        # written before these columns existed read them as null.
+        _field("shared_scope", pa.string()),
+        _field("shared_by", pa.string()),
+        _field("shared_at", TIMESTAMP),
     ]
 )
 

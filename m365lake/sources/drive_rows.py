@@ -28,6 +28,7 @@ ITEM_SELECT = ",".join(
         "malware",
         "deleted",
         "root",
+        "shared",
     ]
 )
 
@@ -69,6 +70,9 @@ def item_row(
     parent = item.get("parentReference") or {}
     file_facet = item.get("file") or {}
     package = item.get("package") or {}
+    # Graph marks ``scope`` deprecated in favour of the permissions API. That API costs
+    # 5 resource units per item on SharePoint, while the facet comes with delta pages.
+    shared = item.get("shared") or {}
     return {
         "drive_id": drive_id,
         "item_id": item["id"],
@@ -94,6 +98,9 @@ def item_row(
         "content_inline": content.inline if content is not None else None,
         "package_type": package.get("type") if package else None,
         "web_url": item.get("webUrl"),
+        "shared_scope": shared.get("scope"),
+        "shared_by": _identity_name(shared.get("sharedBy")),
+        "shared_at": parse_graph_time(shared.get("sharedDateTime")),
     }
 
 

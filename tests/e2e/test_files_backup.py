@@ -146,3 +146,21 @@ def test_coverage_gaps_become_failures(
         ("malwareDetected", "skipped"),
         ("packageWithoutContent", "skipped"),
     ]
+
+
+def test_sharing_scope_captured_per_version(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, site_drive: str
+) -> None:
+    brief = item_id_at(tenant, site_drive, "Cases/2024/brief.txt")
+    run_backup(emulator, lake, drives=[site_drive])
+    user = tenant.users()[0].user.user_principal_name
+    tenant.share_item(brief, "organization", by=user)
+
+    run_backup(emulator, lake, drives=[site_drive])
+
+    history = run_sql(
+        lake,
+        "SELECT shared_scope, shared_by, shared_at IS NOT NULL FROM file_versions "
+        f"WHERE item_id = '{brief}' ORDER BY captured_at",
+    )[1]
+    assert history == [(None, None, False), ("organization", user, True)]

@@ -449,3 +449,39 @@ def test_delta_token_of_other_drive_rejected(drive_tenant: Tenant) -> None:
             assert other.status_code == 400
 
     run(scenario())
+
+
+def test_shared_facet_in_items_and_delta(drive_tenant: Tenant) -> None:
+    drive = _alice_drive(drive_tenant)
+    ids = {path: item for item, (path, _, _) in drive_tenant.live_files(drive).items()}
+    notes = ids[("notes.txt",)]
+
+    async def scenario() -> None:
+        async with graph(drive_tenant) as client:
+            url = f"/v1.0/drives/{drive}/root/delta"
+            initial, delta_link = await _all_delta(client, url)
+            assert all("shared" not in item for item in initial)
+            before = (await client.get(f"/v1.0/drives/{drive}/items/{notes}")).json()
+
+            drive_tenant.share_item(notes, "anonymous", by=BOB)
+            changes, _ = await _all_delta(client, delta_link)
+            after = (await client.get(f"/v1.0/drives/{drive}/items/{notes}")).json()
+
+            latest = {item["id"]: item for item in changes}
+            shared = latest[notes]["shared"]
+            assert shared["scope"] == "anonymous"
+            assert shared["sharedBy"]["user"]["id"] == drive_tenant.user_id(BOB)
+            assert shared["owner"]["user"]["id"] == drive_tenant.user_id(ALICE)
+            assert shared["sharedDateTime"].endswith("Z")
+            assert after["shared"] == shared
+            assert after["eTag"] != before["eTag"]
+            assert after["cTag"] == before["cTag"]
+
+    run(scenario())
+
+
+def test_share_item_rejects_unknown_scope(drive_tenant: Tenant) -> None:
+    notes = next(iter(drive_tenant.live_files(_alice_drive(drive_tenant))))
+
+    with pytest.raises(ValueError, match="sharing scope"):
+        drive_tenant.share_item(notes, "everyone")

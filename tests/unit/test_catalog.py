@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from m365lake import catalog
@@ -125,6 +126,29 @@ def test_views_match_table_columns(history: Lake) -> None:
         assert columns == SCHEMAS[table].names, table
     columns, _ = catalog.run_sql(history, "SELECT * FROM message_versions LIMIT 0")
     assert columns == SCHEMAS["messages"].names
+
+
+def test_files_older_than_a_column_read_it_as_null(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    added = ("shared_scope", "shared_by", "shared_at")
+    current = SCHEMAS["drive_items"]
+    older = pa.schema([field for field in current if field.name not in added])
+    row = {"drive_id": "d1", "item_id": "i1", "change": "created", "captured_at": T0,
+           "name": "plan.docx", "is_folder": False}
+    with monkeypatch.context() as patched:
+        patched.setitem(SCHEMAS, "drive_items", older)
+        with lake.begin(run_id="r1", kind="files", container="d1") as tx:
+            tx.write_rows("drive_items", [row], partition={"drive_id": "d1"})
+            tx.commit()
+
+    columns, rows = catalog.run_sql(lake, "SELECT * FROM files")
+
+    assert columns == current.names
+    assert len(rows) == 1
+    values = dict(zip(columns, rows[0], strict=True))
+    assert values["name"] == "plan.docx"
+    assert [values[name] for name in added] == [None, None, None]
 
 
 def test_empty_lake_has_typed_empty_views(lake: Lake) -> None:
