@@ -147,3 +147,28 @@ def planned_outcome(item: PlannedItem, policy: ConflictPolicy) -> Outcome:
             f"unknown plan action {item.action!r}; expected create, collision, "
             "already_present or unrestorable"
         ) from None
+
+
+class Severity(StrEnum):
+    """How much a difference found by verification matters."""
+
+    REWRITE = "rewrite"
+    """A change Graph is known to make on upload, such as a rewritten header; tolerated."""
+    MISMATCH = "mismatch"
+    """The restored item differs from the archive in a way Graph does not explain."""
+    MISSING = "missing"
+    """The restored item could not be read back at all."""
+
+
+@dataclass(frozen=True)
+class VerifyFinding:
+    """One difference between a restored item as read back and its archived version."""
+
+    workload: str
+    source_item_id: str
+    target_item_id: str | None
+    field: str
+    """What differs: ``subject``, ``received_at``, ``content_sha256``, ``attachment:<name>``."""
+    expected: str | None
+    actual: str | None
+    severity: Severity
