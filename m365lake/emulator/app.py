@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from m365lake.emulator import (
     auth,
     routes_delta,
+    routes_drive_write,
     routes_drives,
     routes_folders,
     routes_messages,
@@ -41,6 +42,7 @@ from m365lake.emulator.sharepoint_throttling import (
     request_cost,
 )
 from m365lake.emulator.throttling import MailboxThrottle, ThrottleScope
+from m365lake.emulator.upload_sessions import UPLOAD_PATH, UploadSessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,11 @@ class EmulatorOptions:
     """Per-app SharePoint resource units per 24 hours (real: 1.2M to 6M)."""
     sharepoint_blocked: bool = False
     """Reject every SharePoint request with 503, as for an app blocked for abuse."""
+    drive_simple_upload_max_bytes: int = 4 * 1024 * 1024
+    """Largest body of a simple drive upload (PUT .../content). Graph v1.0 documents
+    4 MB; newer pages say 250 MB."""
+    upload_session_lifetime_seconds: float = 3600
+    """Time a drive upload session stays open after its creation or last fragment."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
             *routes_messages.routes,
             *routes_sites.routes,
             *routes_drives.routes,
+            *routes_drive_write.routes,
         ],
         exception_handlers={
             GraphHTTPError: _graph_error_handler,
@@ -138,6 +146,7 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
         scope=options.throttle_scope,
     )
     app.state.downloads = DownloadService(options.download_url_lifetime_seconds)
+    app.state.upload_sessions = UploadSessionStore(options.upload_session_lifetime_seconds)
     app.state.sharepoint_throttle = SharePointThrottle(
         per_minute=options.sharepoint_ru_per_minute,
         per_day=options.sharepoint_ru_per_day,
@@ -231,8 +240,9 @@ class GraphFrontDoor:
         if injected is not None:
             await _send_fault(request, injected, scope, receive, send)
             return
-        if path.startswith(DOWNLOAD_PATH):
-            # Download URLs carry their own credential; SharePoint still charges them.
+        if path.startswith((DOWNLOAD_PATH, UPLOAD_PATH)):
+            # Download and upload URLs carry their own credential; SharePoint still
+            # charges them.
             if self._charge_sharepoint(scope, request, self.state.tenant.app.client_id, path):
                 await self.app(scope, receive, send)
             else:

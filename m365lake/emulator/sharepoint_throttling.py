@@ -27,7 +27,7 @@ MINUTE = 60.0
 DAY = 86_400.0
 
 SHAREPOINT_PATH = re.compile(
-    r"^/v1\.0/(?:drives|sites)(?:/|$)|^/v1\.0/users/[^/]+/drives?(?:/|$)|^/_download/",
+    r"^/v1\.0/(?:drives|sites)(?:/|$)|^/v1\.0/users/[^/]+/drives?(?:/|$)|^/_download/|^/_upload/",
     re.IGNORECASE,
 )
 _LIST_PATH = re.compile(r"/(?:children|drives|versions|getAllSites)$|^/v1\.0/sites$", re.IGNORECASE)
