@@ -87,6 +87,7 @@ def message_info(message: _Message) -> MessageInfo:
         modified_at=message.modified_at,
         modified_seq=message.modified_seq,
         change_key=records.change_key_for(message.immutable_id, message.modified_seq),
+        is_draft=message.is_draft,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from m365lake.emulator import mailboxes, records
 from m365lake.emulator.drive_writes import DriveWriteMixin
+from m365lake.emulator.mail_writes import MailWriteMixin
 from m365lake.emulator.records import (
     AppRegistration,
     FolderInfo,
@@ -52,7 +53,7 @@ DeltaEvent = MessageInfo | Tombstone
 PROPERTIES_CACHE_SIZE = 4096
 
 
-class Tenant(DriveWriteMixin):
+class Tenant(MailWriteMixin, DriveWriteMixin):
     """A tenant with one app registration; all methods are thread-safe."""
 
     def __init__(self, *, domain: str = "contoso.example", tenant_id: str | None = None) -> None:

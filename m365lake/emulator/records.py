@@ -114,6 +114,8 @@ class _Message:
     entered_seq: int
     """Sequence number at which the message entered its current folder."""
     moves: int = 0
+    is_draft: bool = False
+    """Set at creation only: Exchange fixes PidTagMessageFlags' unsent bit on first save."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class MessageInfo:
     modified_at: datetime
     modified_seq: int
     change_key: str
+    is_draft: bool = False
 
 
 class LiveMessage(NamedTuple):

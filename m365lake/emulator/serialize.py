@@ -164,7 +164,7 @@ def message_json(tenant: Tenant, info: MessageInfo, *, immutable: bool) -> dict[
         "parentFolderId": info.folder_id,
         "conversationIndex": None,
         "isRead": info.is_read,
-        "isDraft": False,
+        "isDraft": info.is_draft,
         "webLink": "https://outlook.office365.com/owa/?ItemID="
         + quote(message_id, safe="")
         + "&exvsurl=1&viewmodel=ReadMessageItem",
@@ -172,7 +172,14 @@ def message_json(tenant: Tenant, info: MessageInfo, *, immutable: bool) -> dict[
         "flag": {"flagStatus": "notFlagged"},
     }
     for key, value in properties.items():
-        if key not in ("id", "isRead", "categories", "receivedDateTime", "parentFolderId"):
+        if key not in (
+            "id",
+            "isRead",
+            "isDraft",
+            "categories",
+            "receivedDateTime",
+            "parentFolderId",
+        ):
             body[key] = value
     return body
 
