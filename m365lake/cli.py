@@ -530,3 +530,7 @@ def search_stats_command(
 from m365lake.discovery.cli import register as _register_discovery  # noqa: E402
 
 _register_discovery(main)
+
+from m365lake.restore.cli import register as _register_restore  # noqa: E402
+
+_register_restore(main)

@@ -75,7 +75,8 @@ class Selection:
         return self.folder is None
 
 
-def _check(selection: Selection) -> None:
+def check_selection(selection: Selection) -> None:
+    """Raise SelectionError when the selection is empty or mixes mail and file criteria."""
     if selection.is_empty:
         raise SelectionError(
             "the restore selects nothing: give a KQL query, item ids, a custodian, a mail "
@@ -136,7 +137,7 @@ def _kql_items(lake: Lake, selection: Selection, workload: str) -> set[tuple[str
 
 def select_messages(lake: Lake, selection: Selection) -> list[dict[str, Any]]:
     """Return the archived message rows the selection picks, in mailbox and folder order."""
-    _check(selection)
+    check_selection(selection)
     if not selection.wants_mail:
         return []
     mailbox = None
@@ -174,7 +175,7 @@ def select_messages(lake: Lake, selection: Selection) -> list[dict[str, Any]]:
 
 def select_files(lake: Lake, selection: Selection) -> list[dict[str, Any]]:
     """Return the archived drive item rows (files and folders) the selection picks, by path."""
-    _check(selection)
+    check_selection(selection)
     if not selection.wants_files:
         return []
     drive = selection.drive_id
