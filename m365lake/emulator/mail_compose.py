@@ -270,12 +270,11 @@ def _headers(body: dict[str, Any], date: datetime | None) -> list[tuple[str, str
 
 
 def _address_list(value: Any) -> str:
-    if isinstance(value, list):
-        recipients = value
-    else:
-        recipients = [value] if value else []
+    recipients = value if isinstance(value, list) else [value]
     rendered: list[str] = []
     for recipient in recipients:
+        if not recipient:
+            continue
         email_address = recipient.get("emailAddress") if isinstance(recipient, dict) else None
         if not isinstance(email_address, dict):
             raise bad_request("A recipient must be {'emailAddress': {'address': ...}}.")
