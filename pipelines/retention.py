@@ -9,8 +9,8 @@ holds again at check time, which also catches a hold placed after the plan was m
 
 import dagster as dg
 
-from m365lake.discovery.coverage import covered_versions
-from m365lake.retention import plan_purge, purge
+from m365lake.discovery.coverage import ItemVersion
+from m365lake.retention import held_versions_in_plan, plan_purge, purge
 from pipelines.resources import LakeResource
 from pipelines.search import search_index
 
@@ -37,6 +37,14 @@ def retention_plan(lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[
     )
 
 
+def _describe(version: ItemVersion, hold_ids: list[str]) -> str:
+    captured = version.captured_at.isoformat() if version.captured_at else "at an unknown time"
+    return (
+        f"{version.workload} {version.container_id}/{version.item_id} captured {captured}: "
+        f"held by {', '.join(hold_ids)}"
+    )
+
+
 @dg.asset_check(
     asset=retention_plan,
     blocking=True,
@@ -45,12 +53,10 @@ def retention_plan(lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[
 def no_held_version_in_plan(lake: LakeResource) -> dg.AssetCheckResult:
     archive = lake.open()
     plan = plan_purge(archive)
-    covered = covered_versions(archive, [stored.version for stored in plan.purge])
+    covered = held_versions_in_plan(archive, plan)
     examples = [
-        f"{version.workload} {version.container_id}/{version.item_id} captured "
-        f"{version.captured_at.isoformat() if version.captured_at else 'at an unknown time'}: "
-        f"held by {', '.join(hold_ids)}"
-        for version, hold_ids in list(covered.items())[:_EXAMPLES_SHOWN]
+        _describe(stored.version, hold_ids)
+        for stored, hold_ids in list(covered.items())[:_EXAMPLES_SHOWN]
     ]
     return dg.AssetCheckResult(
         passed=not covered,

@@ -3,13 +3,19 @@
 A hold covers item versions, and it covers every version of an item it covers, whether
 the tenant still has the item or deleted it. Custodian holds resolve through the lake's
 tables (a mailbox holds its messages, a OneDrive its drive items, a site the items of
-its drives). Query holds resolve through the search index: an item is covered when the
-query matches it.
+its drives).
+
+A query hold covers an item when any archived version of it, dated inside the hold's
+date range, matches the query; it then covers every version of the item. The search
+index contains only each item's newest live version, so its hits settle most items.
+For the rest, whatever could be removed has to be checked version by version
+(``m365lake.discovery.query_versions``), and ``confirm`` records each item found there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -54,24 +60,47 @@ class _Scope:
         return version.container_id in self.drives
 
 
+ItemKey = tuple[str, str, str]
+"""(workload, container id, item id) of an archived item."""
+
+
+def item_key(version: ItemVersion) -> ItemKey:
+    return (version.workload, version.container_id, version.item_id)
+
+
 @dataclass
 class _ResolvedHold:
     hold: Hold
     scope: _Scope
-    matches: set[tuple[str, str, str]] | None
-    """(workload, container id, item id) of the items the query matched; None: no query."""
+    index_hits: dict[ItemKey, datetime | None] | None
+    """Items the query matched in the search index, with the ``captured_at`` of the
+    indexed version; None for a custodian hold."""
+    matched: set[ItemKey] = field(default_factory=set)
+    """Items with a version inside the date range that matches the query."""
 
     def covers(self, version: ItemVersion) -> bool:
         if not self.scope.contains(version):
             return False
-        if self.matches is not None and (
-            (version.workload, version.container_id, version.item_id) not in self.matches
-        ):
-            return False
-        return _in_range(self.hold, version.item_date)
+        if self.index_hits is None:
+            return in_date_range(self.hold, version.item_date)
+        return item_key(version) in self.matched
+
+    def settle_hit(self, key: ItemKey, versions: Sequence[ItemVersion]) -> None:
+        """Add the item ``key`` to ``matched`` when its indexed version lies in the date range.
+
+        Without a date range every hit counts. With one, the indexed version is the one
+        captured at the hit's ``captured_at``; when none of ``versions`` is that one, any
+        version in the range counts, because holds win over a doubtful match.
+        """
+        if self.index_hits is None or key in self.matched or key not in self.index_hits:
+            return
+        captured_at = self.index_hits[key]
+        indexed = [v for v in versions if v.captured_at == captured_at and captured_at]
+        if any(in_date_range(self.hold, v.item_date) for v in indexed or versions):
+            self.matched.add(key)
 
 
-def _in_range(hold: Hold, moment: datetime | None) -> bool:
+def in_date_range(hold: Hold, moment: datetime | None) -> bool:
     if hold.date_start is None and hold.date_end is None:
         return True
     # A version without a date might fall inside the range, so it is kept: holds win.
@@ -116,28 +145,77 @@ class HoldCoverage:
                     scope.drives.update(
                         drive for drive, site in drives_of_sites.items() if site == container_id
                     )
-            matches = None
+            resolved_hold = _ResolvedHold(hold, scope, None)
             if hold.kql is not None:
-                # NOTE: the index stores the latest captured version of each item, so the
-                # query is matched against that version only. A match holds every version;
-                # an item whose older versions matched but whose latest does not is not held.
-                matches = {
-                    (hit.workload, hit.container_id, hit.item_id)
+                resolved_hold.index_hits = {
+                    (hit.workload, hit.container_id, hit.item_id): hit.captured_at
                     for hit in search_hits(lake, hold.kql)
                 }
-            resolved.append(_ResolvedHold(hold, scope, matches))
+                if hold.date_start is None and hold.date_end is None:
+                    resolved_hold.matched.update(resolved_hold.index_hits)
+            resolved.append(resolved_hold)
         return cls(resolved)
 
     @property
     def holds(self) -> list[Hold]:
         return [item.hold for item in self._holds]
 
+    def unsettled_hits(self) -> set[ItemKey]:
+        """Return the index hits of date-ranged query holds that ``settle_index_hits`` decides."""
+        return {
+            key
+            for resolved in self._holds
+            for key in resolved.index_hits or ()
+            if key not in resolved.matched
+        }
+
+    def settle_index_hits(self, items: Mapping[ItemKey, Sequence[ItemVersion]]) -> None:
+        """Decide the index hits of date-ranged query holds, given every version of each item."""
+        for resolved in self._holds:
+            for key in resolved.index_hits or ():
+                if key in items:
+                    resolved.settle_hit(key, items[key])
+
+    def unmatched_query_holds(self, version: ItemVersion) -> list[Hold]:
+        """Return the query holds whose locations contain ``version`` but not yet its item.
+
+        Such a hold still covers the item if one of its versions that the index does not
+        contain matches the query; the caller checks them and calls ``confirm``.
+        """
+        return [
+            resolved.hold
+            for resolved in self._holds
+            if resolved.index_hits is not None
+            and resolved.scope.contains(version)
+            and item_key(version) not in resolved.matched
+        ]
+
+    def confirm(self, hold_id: str, key: ItemKey) -> None:
+        """Record that a version of item ``key`` in the hold's date range matches its query."""
+        for resolved in self._holds:
+            if resolved.hold.hold_id == hold_id:
+                resolved.matched.add(key)
+
     def holds_covering(self, version: ItemVersion) -> list[str]:
-        """Return the ids of the active holds that cover ``version`` (empty: none)."""
+        """Return the ids of the active holds that cover ``version`` (empty: none).
+
+        For query holds this reflects the index hits settled so far and the items
+        confirmed; ``covered`` settles the hits first.
+        """
         return [item.hold.hold_id for item in self._holds if item.covers(version)]
 
     def covered(self, versions: Iterable[ItemVersion]) -> dict[ItemVersion, list[str]]:
-        """Return each covered version of ``versions`` with the ids of the holds covering it."""
+        """Return each covered version of ``versions`` with the ids of the holds covering it.
+
+        Query holds are decided by the index hits, among ``versions`` taken as every
+        version of their items. Versions the index does not contain are not evaluated
+        here (see ``m365lake.discovery.query_versions``).
+        """
+        versions = list(versions)
+        items: dict[ItemKey, list[ItemVersion]] = defaultdict(list)
+        for version in versions:
+            items[item_key(version)].append(version)
+        self.settle_index_hits(items)
         result = {}
         for version in versions:
             hold_ids = self.holds_covering(version)

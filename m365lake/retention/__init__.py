@@ -5,7 +5,7 @@ protects them or an active legal hold covers them (``m365lake.discovery``). It i
 only path by which data leaves the lake, and it writes its own commit and audit event.
 """
 
-from m365lake.retention.plan import PurgePlan, StoredVersion
+from m365lake.retention.plan import PurgePlan, StoredVersion, held_versions_in_plan
 from m365lake.retention.policies import RetentionPolicy, add_policy, list_policies, remove_policy
 from m365lake.retention.purging import PurgeResult, finish_purges, plan_purge, purge
 
@@ -16,6 +16,7 @@ __all__ = [
     "StoredVersion",
     "add_policy",
     "finish_purges",
+    "held_versions_in_plan",
     "list_policies",
     "plan_purge",
     "purge",

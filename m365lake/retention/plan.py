@@ -6,12 +6,18 @@ policy still protects it and no active hold covers it. A deletion tombstone (the
 recording that the tenant deleted the item) goes only together with every other version
 of its item, so the archive never keeps a tombstone for content it still has. Rows of
 ``attachments`` go with the last message version that carried their MIME.
+
+Query holds are matched through the search index, which contains each item's newest
+live version. Before deciding, every older version of an item that could lose versions
+is evaluated against the query holds the index did not match for it
+(``m365lake.discovery.query_versions``), so a version edited out of a hold's query keeps
+the whole item held.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,8 +25,9 @@ from typing import Any
 
 import duckdb
 
-from m365lake.discovery.coverage import HoldCoverage, ItemVersion, Workload
+from m365lake.discovery.coverage import HoldCoverage, ItemKey, ItemVersion, Workload, item_key
 from m365lake.discovery.custodians import site_drive_ids
+from m365lake.discovery.query_versions import match_older_versions
 from m365lake.lake import Lake
 from m365lake.retention.policies import RetentionPolicy
 
@@ -31,20 +38,27 @@ _SOURCE = (
 _NEWEST_FIRST = (
     "ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC"
 )
+# True for the newest row of an item that is not a deletion: the version the index contains.
+_NEWEST_LIVE = (
+    "change <> 'deleted' AND row_number() OVER (PARTITION BY {key}, change = 'deleted' "
+    f"{_NEWEST_FIRST}) = 1"
+)
 _VERSIONS_SQL = {
     "messages": (
         "SELECT filename, file_row_number, mailbox_id, message_id, captured_at, "
         "change = 'deleted', coalesce(received_at, sent_at), "
         "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
         f"OVER (PARTITION BY mailbox_id, message_id {_NEWEST_FIRST}), "
-        f"size, mime_sha256 FROM {_SOURCE}"
+        f"size, mime_sha256, {_NEWEST_LIVE.format(key='mailbox_id, message_id')} "
+        f"FROM {_SOURCE}"
     ),
     "drive_items": (
         "SELECT filename, file_row_number, drive_id, item_id, captured_at, "
         "change = 'deleted', modified_at, "
         "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
         f"OVER (PARTITION BY drive_id, item_id {_NEWEST_FIRST}), "
-        f"size, content_sha256 FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
+        f"size, content_sha256, {_NEWEST_LIVE.format(key='drive_id, item_id')} "
+        f"FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
     ),
 }
 _WORKLOADS: dict[str, Workload] = {"messages": "mail", "drive_items": "files"}
@@ -64,6 +78,8 @@ class StoredVersion:
     """When the tenant deleted the item, if the newest archived row is its deletion."""
     size: int | None
     sha256: str | None
+    newest_live: bool = False
+    """The item's newest version that is not a deletion, which the search index contains."""
 
 
 @dataclass
@@ -131,6 +147,7 @@ def read_versions(lake: Lake, table: str) -> list[StoredVersion]:
             item_deleted_at=row[7],
             size=row[8],
             sha256=row[9],
+            newest_live=bool(row[10]),
         )
         for row in rows
     ]
@@ -210,15 +227,49 @@ def build_plan(
     if not any(policy.action == "delete" for policy in policies):
         return plan
     scopes = _Scopes.load(lake, policies)
-    by_item: dict[tuple[str, str, str], list[StoredVersion]] = defaultdict(list)
-    for table in _VERSIONS_SQL:
-        for stored in read_versions(lake, table):
-            version = stored.version
-            by_item[(version.workload, version.container_id, version.item_id)].append(stored)
+    by_item = versions_by_item(lake)
+    at_risk = {
+        key: versions
+        for key, versions in by_item.items()
+        if any(_removable(stored, policies, scopes, coverage, now) for stored in versions)
+    }
+    resolve_query_holds(lake, coverage, at_risk)
     for versions in by_item.values():
         _plan_item(plan, versions, policies, scopes, coverage)
     plan.attachment_rows = _attachment_rows(lake, plan.purge, by_item)
     return plan
+
+
+def versions_by_item(lake: Lake) -> dict[ItemKey, list[StoredVersion]]:
+    """Return every archived version of messages and files, grouped by item."""
+    by_item: dict[ItemKey, list[StoredVersion]] = defaultdict(list)
+    for table in _VERSIONS_SQL:
+        for stored in read_versions(lake, table):
+            by_item[item_key(stored.version)].append(stored)
+    return by_item
+
+
+def resolve_query_holds(
+    lake: Lake, coverage: HoldCoverage, items: Mapping[ItemKey, Sequence[StoredVersion]]
+) -> None:
+    """Decide the query holds of ``items`` (every version of each) on every version."""
+    unsettled = coverage.unsettled_hits()
+    coverage.settle_index_hits(
+        {key: [s.version for s in items[key]] for key in unsettled if key in items}
+    )
+    match_older_versions(lake, coverage, items)
+
+
+def _removable(
+    stored: StoredVersion,
+    policies: list[RetentionPolicy],
+    scopes: _Scopes,
+    coverage: HoldCoverage,
+    now: datetime,
+) -> bool:
+    """Return whether ``stored`` is expired, unprotected and not (yet) known to be held."""
+    expired, protected = _decide(stored, policies, scopes, now)
+    return bool(expired) and not protected and not coverage.holds_covering(stored.version)
 
 
 def _plan_item(
@@ -270,7 +321,7 @@ def _consider(
 def _attachment_rows(
     lake: Lake,
     purged: Iterable[StoredVersion],
-    by_item: dict[tuple[str, str, str], list[StoredVersion]],
+    by_item: Mapping[ItemKey, list[StoredVersion]],
 ) -> list[tuple[str, int]]:
     """Return attachments rows whose message MIME no surviving version carries."""
     purged_set = set(purged)
@@ -294,3 +345,23 @@ def _attachment_rows(
         for row in rows
         if (row[2], row[3], row[4]) in orphaned
     ]
+
+
+def held_versions_in_plan(lake: Lake, plan: PurgePlan) -> dict[StoredVersion, list[str]]:
+    """Return the versions ``plan`` would purge that an active hold covers now, with hold ids.
+
+    The holds are resolved afresh, exactly as ``build_plan`` resolves them, including the
+    older versions of items that query holds are checked on. A correct plan yields none.
+    """
+    coverage = HoldCoverage.load(lake)
+    planned = {item_key(stored.version) for stored in plan.purge}
+    if not planned:
+        return {}
+    items = {key: versions for key, versions in versions_by_item(lake).items() if key in planned}
+    resolve_query_holds(lake, coverage, items)
+    held = {}
+    for stored in plan.purge:
+        hold_ids = coverage.holds_covering(stored.version)
+        if hold_ids:
+            held[stored] = hold_ids
+    return held

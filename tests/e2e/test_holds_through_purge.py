@@ -13,7 +13,10 @@ from m365lake.discovery.records import utc_now
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.lake import Lake
 from m365lake.retention import add_policy, purge
+from m365lake.retention.plan import versions_by_item
 from m365lake.search import update_index
+from m365lake.search.hits import search
+from tests.e2e.test_search_index import InlineExtractor, archive, upns
 
 
 def _scalar(lake: Lake, sql: str) -> object:
@@ -101,3 +104,60 @@ def test_custodian_and_query_holds_then_release(
     assert second.counts()["versions"] > 0
     assert _message_ids(lake) == set()
     assert verify_archive(lake)["audit_events"] > 0
+
+
+HELD_CATEGORY = "Privileged"
+HELD_WORD = "zanzibarquota"
+
+
+def _versions(lake: Lake) -> dict[str, int]:
+    return {key[2]: len(versions) for key, versions in versions_by_item(lake).items()}
+
+
+def test_query_hold_keeps_edited_items(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    # Each held item's older version matches the hold, but its newest, the one the index
+    # contains, no longer does. One message is deleted in the tenant after its edit.
+    owner = upns(tenant)[0]
+    document = tenant.add_file(
+        "onedrive", owner, "Documents", ("Notes", "plan.txt"), f"{HELD_WORD} plans".encode()
+    )
+    edited, deleted = sorted(tenant.live_messages(owner))[:2]
+    for message_id in (edited, deleted):
+        tenant.update_message(owner, message_id, categories=[HELD_CATEGORY])
+    archive(emulator, lake)
+    tenant.update_file_content(document, b"lunch plans")
+    for message_id in (edited, deleted):
+        tenant.update_message(owner, message_id, categories=[])
+    archive(emulator, lake)
+    tenant.delete_message(owner, deleted)
+    archive(emulator, lake)
+    update_index(lake, extractor=InlineExtractor())
+    query = f"category:{HELD_CATEGORY} OR {HELD_WORD}"
+    assert search(lake, query, include_deleted=True).total == 0
+    before = _versions(lake)
+    held_items = {item: before[item] for item in (edited, deleted, document)}
+
+    create_case(lake, "Matter", actor="carol", case_id="C")
+    add_custodians(lake, "C", [("mailbox", owner), ("onedrive", owner)], actor="carol")
+    hold = place_hold(lake, "C", actor="carol", kql=query)
+    add_policy(lake, actor="erin", name="all mail", workload="mail", action="delete", days=0)
+    add_policy(lake, actor="erin", name="all files", workload="files", action="delete", days=0)
+    later = utc_now() + timedelta(days=1)
+
+    first = purge(lake, actor="erin", apply=True, now=later)
+
+    assert first.counts()["versions"] > 0
+    remaining = _versions(lake)
+    assert {item: remaining.get(item) for item in held_items} == held_items
+    assert held_items[deleted] == 3, "created, updated and the deletion tombstone"
+    assert held_items[document] == 2
+    assert set(remaining) == set(held_items), "nothing else in the tenant is held"
+
+    release_hold(lake, hold.hold_id, actor="carol", reason="matter settled")
+    update_index(lake, extractor=InlineExtractor())
+
+    purge(lake, actor="erin", apply=True, now=later)
+
+    assert _versions(lake) == {}

@@ -12,11 +12,10 @@ import pytest
 from m365lake.backup import backup_mail
 from m365lake.catalog import run_sql
 from m365lake.discovery import add_custodians, create_case, place_hold
-from m365lake.discovery.coverage import ItemVersion
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
-from m365lake.retention import add_policy
+from m365lake.retention import PurgePlan, StoredVersion, add_policy
 from pipelines import retention as retention_module
 from pipelines.definitions import defs
 from pipelines.deployments import resources_for
@@ -92,12 +91,10 @@ def test_held_version_in_plan_stops_purge(
     lake, _ = held_lake
     before = _message_count(lake)
 
-    def every_version_held(
-        _lake: Lake, versions: list[ItemVersion]
-    ) -> dict[ItemVersion, list[str]]:
-        return {version: ["H-simulated"] for version in versions}
+    def every_version_held(_lake: Lake, plan: PurgePlan) -> dict[StoredVersion, list[str]]:
+        return {stored: ["H-simulated"] for stored in plan.purge}
 
-    monkeypatch.setattr(retention_module, "covered_versions", every_version_held)
+    monkeypatch.setattr(retention_module, "held_versions_in_plan", every_version_held)
 
     outcome = _materialize(raise_on_error=False)
 
