@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.checks import BACKUP_CHECKS
 from pipelines.deployments import resources_for
+from pipelines.restore import restore_job
 from pipelines.retention import (
     no_held_version_in_plan,
     retention_job,
@@ -19,7 +20,7 @@ from pipelines.sensors import drive_directory_sensor, mailbox_directory_sensor
 defs = dg.Definitions(
     assets=[mailbox_archive, drive_archive, search_index, retention_plan, retention_purge],
     asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS],
-    jobs=[retention_job],
+    jobs=[retention_job, restore_job],
     sensors=[mailbox_directory_sensor, drive_directory_sensor],
     schedules=[
         mailbox_backup_schedule,

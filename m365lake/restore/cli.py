@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,12 @@ from m365lake.restore.model import (
     default_restore_folder,
 )
 from m365lake.restore.runner import RestoreRun, restore
-from m365lake.restore.selection import Selection, check_selection
+from m365lake.restore.selection import (
+    Selection,
+    SelectionError,
+    check_selection,
+    parse_point_in_time,
+)
 
 PLAN_COLUMNS = ("workload", "outcome", "source", "target", "reason")
 
@@ -43,16 +48,9 @@ def _parse_time(_ctx: click.Context, _param: click.Parameter, value: str | None)
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time; write it like 2026-11-30T17:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise click.BadParameter(
-            f"{value!r} has no time zone; add Z for UTC or an offset such as +01:00"
-        )
-    return moment.astimezone(UTC)
+        return parse_point_in_time(value)
+    except SelectionError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _check_folder(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

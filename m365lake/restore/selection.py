@@ -75,6 +75,21 @@ class Selection:
         return self.folder is None
 
 
+def parse_point_in_time(text: str) -> datetime:
+    """Return the UTC time of an ISO 8601 text with a zone, such as ``2026-11-30T17:00:00Z``."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise SelectionError(
+            f"{text!r} is not an ISO 8601 time; write it like 2026-11-30T17:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise SelectionError(
+            f"{text!r} has no time zone; add Z for UTC or an offset such as +01:00"
+        )
+    return moment.astimezone(UTC)
+
+
 def check_selection(selection: Selection) -> None:
     """Raise SelectionError when the selection is empty or mixes mail and file criteria."""
     if selection.is_empty:
