@@ -1,16 +1,16 @@
 """Restore in Dagster: a job whose launchpad config names the selection, target and policy.
 
 The default config is a dry run, so launching the job without editing it only plans.
-Each run, dry or not, is in the audit trail; the run fails when an item failed or
+Each run, dry or not, is in the audit trail. The run fails when an item failed, or when
 verification found a difference that Graph does not explain.
 """
 
 import asyncio
-from enum import StrEnum
 
 import dagster as dg
 from pydantic import Field
 
+from m365lake.errors import RestoreError
 from m365lake.restore.model import ConflictPolicy, RestoreTarget, default_restore_folder
 from m365lake.restore.runner import RestoreRun, restore
 from m365lake.restore.selection import Selection, parse_point_in_time
@@ -20,14 +20,8 @@ from pipelines.resources import GraphResource, LakeResource
 _LINES_SHOWN = 50
 
 
-class Conflict(StrEnum):
-    skip = "skip"
-    rename = "rename"
-    replace = "replace"
-
-
 class RestoreConfig(dg.Config):
-    """What to restore, where to, and what to do about live items in the way."""
+    """Launchpad config of a restore: selection, target and conflict policy."""
 
     kql: str | None = Field(default=None, description="Restore the items this KQL search matches.")
     item_ids: list[str] = Field(default=[], description="Archived message or drive item ids.")
@@ -51,9 +45,9 @@ class RestoreConfig(dg.Config):
         description="Put everything under this new top-level folder; 'default' names it "
         "'Restored <date> <time> UTC'.",
     )
-    conflict: Conflict = Field(
-        default=Conflict.skip,
-        description="Live item of the same name in the way: skip it, rename, or replace it.",
+    conflict: str = Field(
+        default=ConflictPolicy.SKIP.value,
+        description="Live item of the same name in the way: skip, rename or replace.",
     )
     dry_run: bool = Field(default=True, description="Only plan; set false to write to the tenant.")
     verify: bool = Field(default=True, description="Read restored items back and compare them.")
@@ -92,6 +86,12 @@ def restore_op(
         drive_id=config.drive_id,
         as_of=parse_point_in_time(config.as_of) if config.as_of else None,
     )
+    try:
+        policy = ConflictPolicy(config.conflict)
+    except ValueError:
+        raise RestoreError(
+            f"invalid conflict policy {config.conflict!r}: use skip, rename or replace"
+        ) from None
     folder = config.restore_folder
     target = RestoreTarget(
         mailbox_id=config.to_mailbox,
@@ -105,7 +105,7 @@ def restore_op(
             graph.settings(),
             selection,
             target=target,
-            policy=ConflictPolicy(config.conflict.value),
+            policy=policy,
             dry_run=config.dry_run,
             verify=config.verify,
             actor=f"{launched_by} (dagster run {context.run_id})",

@@ -26,7 +26,7 @@ def test_restore_job_is_in_definitions() -> None:
 
 def test_default_config_is_a_dry_run() -> None:
     assert RestoreConfig().dry_run is True
-    assert RestoreConfig().conflict.value == "skip"
+    assert RestoreConfig().conflict == "skip"
 
 
 def test_empty_selection_fails_with_the_fix(tmp_path: Path) -> None:
@@ -41,4 +41,12 @@ def test_invalid_point_in_time_fails(tmp_path: Path) -> None:
     config = dg.RunConfig(ops={"restore_op": RestoreConfig(folder="Inbox", as_of="yesterday")})
 
     with pytest.raises(Exception, match="not an ISO 8601 time"):
+        restore_job.execute_in_process(run_config=config, resources=resources(tmp_path / "lake"))
+
+
+def test_unknown_policy_fails(tmp_path: Path) -> None:
+    Lake.open(tmp_path / "lake", create=True)
+    config = dg.RunConfig(ops={"restore_op": RestoreConfig(folder="Inbox", conflict="merge")})
+
+    with pytest.raises(Exception, match="use skip, rename or replace"):
         restore_job.execute_in_process(run_config=config, resources=resources(tmp_path / "lake"))
