@@ -72,8 +72,13 @@ def drive_json(tenant: Tenant, info: DriveInfo) -> dict[str, Any]:
         "driveType": drive_type(info),
         "createdBy": {"user": {"displayName": "System Account"}},
         "owner": owner,
+        # NOTE: fileCount is documented in the OneDrive API reference ("not available on
+        # Personal OneDrive") but not on Graph's v1.0 quota page. Whether it counts the
+        # files inside OneNote packages or in the recycle bin is not documented; here it
+        # counts neither.
         "quota": {
             "deleted": 0,
+            "fileCount": tenant.drive_file_count(info.id),
             "remaining": QUOTA_TOTAL_BYTES - info.used_bytes,
             "state": "normal",
             "total": QUOTA_TOTAL_BYTES,

@@ -568,6 +568,16 @@ class DriveTenantMixin:
                 if not item.is_folder and item.package_type is None
             }
 
+    def drive_file_count(self, drive_id: str) -> int:
+        """Return the number of files in the drive, packages (OneNote notebooks) excluded."""
+        with self._lock:
+            drive = self._drives[drive_id]
+            return sum(
+                1
+                for item in drive.items.values()
+                if not item.is_folder and item.package_type is None
+            )
+
     def item_info(self, drive_id: str, item_id: str) -> ItemInfo | None:
         with self._lock:
             drive = self._drives.get(drive_id)

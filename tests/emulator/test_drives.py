@@ -67,6 +67,7 @@ def test_user_drive_and_drives(drive_tenant: Tenant) -> None:
             assert drive["driveType"] == "business"
             assert drive["owner"]["user"]["id"] == alice
             assert drive["quota"]["used"] == 11 + 10 + 10240
+            assert drive["quota"]["fileCount"] == 3
             listed = (await client.get(f"/v1.0/users/{ALICE}/drives")).json()
             assert [d["id"] for d in listed["value"]] == [drive["id"]]
             by_id = (await client.get(f"/v1.0/drives/{drive['id']}")).json()
@@ -485,3 +486,20 @@ def test_share_item_rejects_unknown_scope(drive_tenant: Tenant) -> None:
 
     with pytest.raises(ValueError, match="sharing scope"):
         drive_tenant.share_item(notes, "everyone")
+
+
+def test_quota_file_count_follows_changes(drive_tenant: Tenant) -> None:
+    drive = _alice_drive(drive_tenant)
+    files = drive_tenant.live_files(drive)
+
+    drive_tenant.add_file("onedrive", ALICE, "Documents", ("Projects", "new.txt"), b"n")
+    drive_tenant.add_package("onedrive", ALICE, "Documents", ("Notebook",))
+    drive_tenant.add_folder_item("onedrive", ALICE, "Documents", ("Empty",))
+    drive_tenant.delete_item(next(iter(files)))
+
+    async def scenario() -> None:
+        async with graph(drive_tenant) as client:
+            body = (await client.get(f"/v1.0/drives/{drive}")).json()
+            assert body["quota"]["fileCount"] == len(files)
+
+    run(scenario())

@@ -11,15 +11,17 @@ import pytest
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
-from pipelines.assets import mailbox_archive
+from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.checks import (
+    drive_count_matches_source,
+    drive_failures_below_threshold,
     lake_integrity,
     mailbox_count_matches_source,
     mailbox_failures_below_threshold,
 )
 from pipelines.definitions import defs
 from pipelines.deployments import resources_for
-from pipelines.partitions import mailbox_partitions
+from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.retention import retention_plan, retention_purge
 from pipelines.search import search_index
 
@@ -58,6 +60,7 @@ def test_checks_in_definitions() -> None:
 
     assert {
         "mailbox_count_matches_source",
+        "drive_count_matches_source",
         "mailbox_failures_below_threshold",
         "drive_failures_below_threshold",
         "lake_integrity",
@@ -94,6 +97,44 @@ def test_backup_checks_pass_then_count_warns(
     assert count.metadata["folders_differing"].value == 1
     assert not failures.passed
     assert failures.metadata["items_failed"].value == 1
+
+
+def _back_up_drive(instance: dg.DagsterInstance, drive_id: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [drive_archive, drive_count_matches_source, drive_failures_below_threshold],
+        partition_key=drive_id,
+        instance=instance,
+        resources=resources_for("emulator"),
+    )
+
+
+def test_drive_count_passes_then_warns(tenant: Tenant, served: tuple[EmulatorServer, Path]) -> None:
+    user = tenant.users()[0].user.user_principal_name
+    drive_id = tenant.drive_id_for("onedrive", user)
+    instance = dg.DagsterInstance.ephemeral()
+    assert drive_partitions.name is not None
+    instance.add_dynamic_partitions(drive_partitions.name, [drive_id])
+    tenant.add_package("onedrive", user, "Documents", ("Notebook",))
+
+    first = _evaluations(_back_up_drive(instance, drive_id))["drive_count_matches_source"]
+
+    files = len(tenant.live_files(drive_id))
+    assert first.passed
+    assert first.metadata["source_files"].value == files
+    assert first.metadata["archived_files"].value == files
+    assert first.metadata["source_basis"].value == "quota.fileCount"
+
+    # A new file whose download fails is recorded in failures, not archived, so the
+    # archive is one file short of Graph's count.
+    tenant.add_file("onedrive", user, "Documents", ("late.txt",), b"late")
+    served[0].inject(path_pattern=r"/_download/", status=400, times=10)
+
+    second = _evaluations(_back_up_drive(instance, drive_id))["drive_count_matches_source"]
+
+    assert not second.passed
+    assert second.severity == dg.AssetCheckSeverity.WARN
+    assert second.metadata["source_files"].value == files + 1
+    assert second.metadata["difference"].value == 1
 
 
 def test_damaged_lake_stops_purge(tenant: Tenant, served: tuple[EmulatorServer, Path]) -> None:
