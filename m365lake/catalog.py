@@ -49,6 +49,7 @@ import pyarrow as pa
 
 from m365lake.errors import LakeError, QueryError
 from m365lake.lake import SCHEMAS, Lake
+from m365lake.lake.storage import make_private_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ def refresh_catalog(lake: Lake) -> Path:
     ]
 
     target = catalog_path(lake)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # The catalog lists the lake's paths; outside the lake it gets a private folder too.
+    make_private_dirs(target.parent)
     temp = target.parent / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"
     try:
         with duckdb.connect() as connection:

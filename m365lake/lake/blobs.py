@@ -17,7 +17,7 @@ import zstandard
 
 from m365lake.errors import LakeError, LakeIntegrityError
 from m365lake.lake.direct_file import DirectFile
-from m365lake.lake.storage import TEMP_PREFIX, LocalStorage
+from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, make_private_dirs
 from m365lake.lake.zstd_raw import RawFrameWriter
 
 logger = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ class BlobWriter:
             self._file.close()
             digest = self._digest.hexdigest()
             target = self._storage.path(BlobStore.relative_path(digest))
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(target.parent)
             try:
                 # A hard link fails when the name exists, so the first writer of a hash
                 # wins and an existing blob is never replaced.

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from m365lake.lake.storage import PRIVATE_FILE_MODE
+
 logger = logging.getLogger(__name__)
 
 ALIGNMENT = 4096
@@ -83,7 +85,7 @@ class DirectFile:
         self._view = memoryview(self._buffer)
         self._array = np.frombuffer(self._buffer, dtype=np.uint8)
         # O_EXCL: the caller names a new temp file, and two writers must never share one.
-        self._descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        self._descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         self.direct = False
         """Whether writes bypass the page cache, all but the unaligned tail. It turns False
         when the file system rejects a direct write, and the rest then goes through the cache."""

@@ -13,7 +13,7 @@ from m365lake.errors import LakeError, LakeIntegrityError, LakeNotFoundError
 from m365lake.lake.blobs import BlobStore, ContentRef, sha256_hex
 from m365lake.lake.commits import COMMIT_DIR, Head, ManifestLog, StateView
 from m365lake.lake.leases import Lease, acquire_lease
-from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, open_storage
+from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, make_private_dirs, open_storage
 from m365lake.lake.tables import SCHEMAS
 from m365lake.lake.transaction import Transaction
 
@@ -74,6 +74,28 @@ def _check_removals(manifests: list[dict[str, Any]]) -> tuple[dict[str, int], li
     return removed, problems
 
 
+_warned_shared: set[Path] = set()
+
+
+def _warn_if_shared(root: Path) -> None:
+    """Log a warning, once per folder, when other users of this machine can read the lake."""
+    if root in _warned_shared:
+        return
+    try:
+        mode = root.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        _warned_shared.add(root)
+        logger.warning(
+            "the lake folder %s is open to other users of this machine (mode %o), and it "
+            "holds mail and files: run `chmod 700 %s`",
+            root,
+            mode,
+            root,
+        )
+
+
 class Lake:
     """A lake root: open it, store content, write through transactions, read committed state."""
 
@@ -122,6 +144,7 @@ class Lake:
                     root=str(storage.root),
                 )
             try:
+                make_private_dirs(storage.root)
                 for directory in _LAYOUT:
                     storage.make_dirs(directory)
             except OSError as error:
@@ -130,6 +153,8 @@ class Lake:
                     "you can write to, or fix the permissions of this one"
                 ) from error
             logger.info("created lake at %s", storage.root)
+        else:
+            _warn_if_shared(storage.root)
         return cls(
             storage,
             inline_threshold=inline_threshold,

@@ -22,6 +22,38 @@ logger = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"
 
 
+PRIVATE_DIR_MODE = 0o700
+"""Mode of the folders m365lake creates: mail and files are for the archive's owner only."""
+PRIVATE_FILE_MODE = 0o600
+"""Mode of the files m365lake writes itself (tables, manifests, state, blobs)."""
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each with PRIVATE_DIR_MODE.
+
+    ``Path.mkdir(parents=True)`` gives the parents the default mode instead.
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        # exist_ok: another writer may create the same folder at the same moment.
+        directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+
+
+def open_private(path: Path) -> BinaryIO:
+    """Create ``path`` for writing, readable by its owner only; FileExistsError if it exists."""
+    return open(path, "xb", opener=_private_opener)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, PRIVATE_FILE_MODE)
+
+
 class LocalStorage:
     """The lake root on a local (or locally mounted) file system."""
 
@@ -68,13 +100,13 @@ class LocalStorage:
         return [name for name in entries if not name.startswith(TEMP_PREFIX)]
 
     def make_dirs(self, relative: str) -> None:
-        self.path(relative).mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path(relative))
 
     def open_new(self, relative: str) -> BinaryIO:
         """Create a file for writing; raise FileExistsError if the name is taken."""
         target = self.path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return open(target, "xb")
+        make_private_dirs(target.parent)
+        return open_private(target)
 
     def close_durably(self, handle: BinaryIO) -> None:
         """Flush, fsync and close a file from ``open_new`` so it survives a crash."""
@@ -102,10 +134,10 @@ class LocalStorage:
         see a half-written file. ``overwrite=True`` is for derived caches only.
         """
         target = self.path(relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(target.parent)
         temp = target.with_name(f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex}")
         try:
-            with open(temp, "xb") as handle:
+            with open_private(temp) as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
