@@ -1,0 +1,231 @@
+"""Carry out a files restore plan through Graph, folder before contents, recording the ledger.
+
+Each planned item becomes one outcome. A planned ``create`` uploads with conflict
+behaviour ``fail``, so a name taken since planning comes back as 409 and is then treated
+as the collision it has become: identical content is already present, otherwise the
+policy decides (skip, rename beside it, replace it). Folders are created with ``fail``
+too, and a folder that appeared meanwhile is reused. The ledger is committed every
+``LEDGER_BATCH`` items and at the end, so a killed restore keeps what it created.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from m365lake.errors import GraphError, LakeError, RestoreError
+from m365lake.graph import GraphClient
+from m365lake.lake import Lake
+from m365lake.restore.files_plan import CHILDREN_SELECT, FilePlan, is_identical
+from m365lake.restore.files_upload import (
+    FRAGMENT_BYTES,
+    FileTimes,
+    content_source,
+    inline_contents,
+    upload_file,
+)
+from m365lake.restore.ledger import RestoreLedger, record
+from m365lake.restore.model import ConflictPolicy, ItemResult, Outcome, PlannedItem
+
+logger = logging.getLogger(__name__)
+
+LEDGER_BATCH = 200
+_POLICY_BEHAVIOR = {ConflictPolicy.RENAME: "rename", ConflictPolicy.REPLACE: "replace"}
+
+
+class _Executor:
+    def __init__(
+        self,
+        lake: Lake,
+        graph: GraphClient,
+        policy: ConflictPolicy,
+        fragment_bytes: int,
+    ) -> None:
+        self.lake = lake
+        self.graph = graph
+        self.policy = policy
+        self.fragment_bytes = fragment_bytes
+        # (target drive, target path) -> live folder id, filled as folders are restored.
+        self.folders: dict[tuple[str, str], str] = {}
+        self.inline: dict[str, bytes] = {}
+
+    async def restore(self, item: FilePlan) -> ItemResult:
+        if item.action == "unrestorable":
+            return ItemResult(item, Outcome.UNRESTORABLE, reason=item.reason)
+        parent_id = self._parent_of(item)
+        if item.action == "already_present":
+            if item.kind == "folder" and item.live_item_id is not None:
+                self.folders[(item.target_container, item.target_path)] = item.live_item_id
+            return ItemResult(item, Outcome.ALREADY_PRESENT, item.live_item_id, item.reason)
+        if parent_id is None:
+            return ItemResult(
+                item,
+                Outcome.SKIPPED,
+                reason=f"its folder {item.parent_path!r} was not restored",
+            )
+        if item.action == "collision" and self.policy is ConflictPolicy.SKIP:
+            return ItemResult(item, Outcome.SKIPPED, item.live_item_id, item.reason)
+        try:
+            if item.kind == "folder":
+                return await self._restore_folder(item, parent_id)
+            return await self._restore_file(item, parent_id)
+        except (GraphError, LakeError, RestoreError) as error:
+            logger.info(
+                "restoring %s to %s failed: %s", item.source_item_id, item.target_path, error
+            )
+            return ItemResult(item, Outcome.FAILED, reason=f"{type(error).__name__}: {error}")
+
+    def _parent_of(self, item: FilePlan) -> str | None:
+        known = self.folders.get((item.target_container, item.parent_path))
+        if known is not None:
+            return known
+        if item.parent_path == "" or item.parent_id is not None:
+            return item.parent_id
+        return None
+
+    # ---- folders -----------------------------------------------------------------------
+
+    async def _restore_folder(self, item: FilePlan, parent_id: str) -> ItemResult:
+        outcome = Outcome.CREATED
+        if item.action == "collision":
+            # A live file has the folder's name.
+            if self.policy is ConflictPolicy.REPLACE and item.live_item_id is not None:
+                await self.graph.send_json(
+                    "DELETE", f"/drives/{item.target_container}/items/{item.live_item_id}"
+                )
+                outcome = Outcome.REPLACED
+            else:
+                outcome = Outcome.RENAMED
+        behavior = "rename" if outcome is Outcome.RENAMED else "fail"
+        body: dict[str, Any] = {
+            "name": item.name,
+            "folder": {},
+            "@microsoft.graph.conflictBehavior": behavior,
+        }
+        times = FileTimes(item.created_at, item.modified_at).file_system_info()
+        if times:
+            body["fileSystemInfo"] = times
+        url = f"/drives/{item.target_container}/items/{parent_id}/children"
+        try:
+            created = await self.graph.send_json("POST", url, json=body)
+        except GraphError as error:
+            if error.status != 409:
+                raise
+            # The name was taken after planning: reuse a folder, or treat a file as a clash.
+            live = await self._live_child(item, parent_id)
+            if live is None or "folder" not in live:
+                raise
+            created, outcome = live, Outcome.ALREADY_PRESENT
+        if created is None:
+            raise RestoreError(f"Graph returned no folder for {item.target_path!r}")
+        folder_id = str(created["id"])
+        self.folders[(item.target_container, item.target_path)] = folder_id
+        return ItemResult(item, outcome, folder_id, item.name_rewrite)
+
+    # ---- files -------------------------------------------------------------------------
+
+    async def _restore_file(self, item: FilePlan, parent_id: str) -> ItemResult:
+        if item.action == "collision":
+            if item.live_is_folder and self.policy is ConflictPolicy.REPLACE:
+                return ItemResult(
+                    item,
+                    Outcome.SKIPPED,
+                    item.live_item_id,
+                    f"{item.reason}; replace overwrites files only, never a live folder",
+                )
+            return await self._upload(item, parent_id, _POLICY_BEHAVIOR[self.policy])
+        try:
+            return await self._upload(item, parent_id, "fail")
+        except GraphError as error:
+            if error.status != 409:
+                raise
+        # The name was taken after planning, so this is a collision now.
+        live = await self._live_child(item, parent_id)
+        if live is not None and is_identical(live, item.size, item.quickxor_hash):
+            return ItemResult(
+                item, Outcome.ALREADY_PRESENT, str(live["id"]), "identical content appeared"
+            )
+        reason = f"a live item {item.name!r} appeared after planning"
+        if self.policy is ConflictPolicy.SKIP:
+            return ItemResult(item, Outcome.SKIPPED, None if live is None else live["id"], reason)
+        if live is not None and "folder" in live and self.policy is ConflictPolicy.REPLACE:
+            return ItemResult(item, Outcome.SKIPPED, str(live["id"]), f"{reason}: a folder")
+        replaced_id = None if live is None else str(live["id"])
+        return await self._upload(item, parent_id, _POLICY_BEHAVIOR[self.policy], replaced_id)
+
+    async def _upload(
+        self, item: FilePlan, parent_id: str, conflict: str, replaced_id: str | None = None
+    ) -> ItemResult:
+        if item.size is None:
+            raise RestoreError(f"the archive records no size for {item.source_path!r}")
+        sha256 = item.source_version
+        source = content_source(self.lake, sha256, self.inline.get(sha256))
+        created = await upload_file(
+            self.graph,
+            item.target_container,
+            parent_id,
+            item.name,
+            size=item.size,
+            source=source,
+            conflict=conflict,
+            times=FileTimes(item.created_at, item.modified_at),
+            fragment_bytes=self.fragment_bytes,
+        )
+        target_id = str(created["id"])
+        if conflict == "rename" and created.get("name") != item.name:
+            outcome = Outcome.RENAMED
+            reason = f"restored as {created.get('name')!r} beside the live item"
+        elif conflict == "replace" and target_id in (item.live_item_id, replaced_id):
+            outcome, reason = Outcome.REPLACED, f"replaced live item {target_id}"
+        else:
+            outcome, reason = Outcome.CREATED, None
+        if item.name_rewrite:
+            reason = item.name_rewrite if reason is None else f"{reason}; {item.name_rewrite}"
+        return ItemResult(item, outcome, target_id, reason)
+
+    async def _live_child(self, item: FilePlan, parent_id: str) -> dict[str, Any] | None:
+        async for page in self.graph.iter_pages(
+            f"/drives/{item.target_container}/items/{parent_id}/children",
+            params={"$select": CHILDREN_SELECT},
+        ):
+            for child in page.get("value", []):
+                if str(child.get("name", "")).casefold() == item.name.casefold():
+                    return dict(child)
+        return None
+
+
+async def execute_files(
+    lake: Lake,
+    graph: GraphClient,
+    plan: Sequence[PlannedItem],
+    *,
+    restore_id: str,
+    policy: ConflictPolicy,
+    ledger: RestoreLedger,
+    fragment_bytes: int = FRAGMENT_BYTES,
+) -> list[ItemResult]:
+    """Restore each planned files item; commit the ledger every ``LEDGER_BATCH`` results."""
+    executor = _Executor(lake, graph, policy, fragment_bytes)
+    results: list[ItemResult] = []
+    pending: list[ItemResult] = []
+    for start in range(0, len(plan), LEDGER_BATCH):
+        batch = plan[start : start + LEDGER_BATCH]
+        files = [item for item in batch if isinstance(item, FilePlan) and item.kind == "file"]
+        # Small content sits inline in Parquet; read one batch's worth at a time.
+        executor.inline = inline_contents(lake, {item.source_version for item in files})
+        for item in batch:
+            if not isinstance(item, FilePlan):
+                result = ItemResult(item, Outcome.FAILED, reason="not a files restore plan line")
+            else:
+                result = await executor.restore(item)
+            results.append(result)
+            pending.append(result)
+        record(lake, restore_id, pending)
+        ledger.remember(pending)
+        pending = []
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
+    logger.info("files restore %s finished: %s", restore_id, counts)
+    return results
