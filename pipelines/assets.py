@@ -7,6 +7,7 @@ import dagster as dg
 from m365lake.backup import backup_mail
 from m365lake.backup_files import backup_files
 from m365lake.catalog import refresh_catalog
+from pipelines.metadata import archive_metadata, graph_metadata
 from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.resources import GraphResource, LakeResource
 
@@ -46,7 +47,6 @@ def mailbox_archive(
         raise dg.Failure(description=f"mailbox {user} was not archived: {reason}")
     result = summary.results[0]
     refresh_catalog(archive)
-    stats = summary.graph
     return dg.MaterializeResult(
         metadata={
             "mailbox_id": result.mailbox.mailbox_id,
@@ -61,9 +61,10 @@ def mailbox_archive(
             "resyncs": result.resyncs,
             "bytes_downloaded": dg.MetadataValue.int(result.bytes_downloaded),
             "blobs_written": result.blobs_written,
-            "graph_requests": stats.requests if stats else 0,
-            "throttled_responses": stats.throttled if stats else 0,
-            "throttle_wait_seconds": float(stats.throttle_wait_seconds) if stats else 0.0,
+            **graph_metadata(summary.graph),
+            **archive_metadata(
+                archive, "mail", result.mailbox.mailbox_id, result.run_id, result.started_at
+            ),
             "lake": dg.MetadataValue.path(str(archive.root)),
         }
     )
@@ -94,7 +95,6 @@ def drive_archive(
         raise dg.Failure(description=f"drive {drive_id} was not archived: {reason}")
     result = summary.results[0]
     refresh_catalog(archive)
-    stats = summary.graph
     return dg.MaterializeResult(
         metadata={
             "drive": result.drive.name or drive_id,
@@ -111,8 +111,8 @@ def drive_archive(
             "resyncs": result.resyncs,
             "bytes_downloaded": dg.MetadataValue.int(result.bytes_downloaded),
             "blobs_written": result.blobs_written,
-            "graph_requests": stats.requests if stats else 0,
-            "throttled_responses": stats.throttled if stats else 0,
+            **graph_metadata(summary.graph),
+            **archive_metadata(archive, "files", drive_id, result.run_id, result.started_at),
             "lake": dg.MetadataValue.path(str(archive.root)),
         }
     )

@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.checks import BACKUP_CHECKS
 from pipelines.deployments import resources_for
+from pipelines.overview import archive_overview
 from pipelines.restore import restore_job
 from pipelines.retention import (
     no_held_version_in_plan,
@@ -18,7 +19,14 @@ from pipelines.search import search_index, search_index_optimize_schedule, searc
 from pipelines.sensors import drive_directory_sensor, mailbox_directory_sensor
 
 defs = dg.Definitions(
-    assets=[mailbox_archive, drive_archive, search_index, retention_plan, retention_purge],
+    assets=[
+        mailbox_archive,
+        drive_archive,
+        archive_overview,
+        search_index,
+        retention_plan,
+        retention_purge,
+    ],
     asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS],
     jobs=[retention_job, restore_job],
     sensors=[mailbox_directory_sensor, drive_directory_sensor],
