@@ -34,6 +34,7 @@ from m365lake.emulator import (
     routes_users,
 )
 from m365lake.emulator.downloads import DOWNLOAD_PATH, DownloadService
+from m365lake.emulator.fault_actions import apply_random_action
 from m365lake.emulator.faults import Fault, FaultPlan
 from m365lake.emulator.model import Tenant
 from m365lake.emulator.protocol import GraphHTTPError, error_response
@@ -245,8 +246,13 @@ class GraphFrontDoor:
         if path.startswith((DOWNLOAD_PATH, UPLOAD_PATH)):
             # Download and upload URLs carry their own credential; SharePoint still
             # charges them.
+            faulty_send = await apply_random_action(
+                faults, self.state.tenant, request, scope, receive, send
+            )
+            if faulty_send is None:
+                return
             if self._charge_sharepoint(scope, request, self.state.tenant.app.client_id, path):
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, faulty_send)
             else:
                 await scope["state"].pop("rejection")(scope, receive, send)
             return
@@ -261,10 +267,12 @@ class GraphFrontDoor:
             await error_response(request, exc)(scope, receive, send)
             return
         scope["state"]["claims"] = claims
-        fault = faults.random_fault(scope["method"], path)
-        if fault is not None:
-            await _send_fault(request, fault, scope, receive, send)
+        faulty_send = await apply_random_action(
+            faults, self.state.tenant, request, scope, receive, send
+        )
+        if faulty_send is None:
             return
+        send = faulty_send
 
         app_id = str(claims.get("appid"))
         if is_sharepoint_path(path) and not self._charge_sharepoint(scope, request, app_id, path):

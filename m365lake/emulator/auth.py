@@ -67,6 +67,9 @@ class TokenIssuer:
             "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp:{client_id}")),
             "roles": list(roles),
             "tid": self.tenant.tenant_id,
+            # Entra ID's unique token identifier: two tokens issued in the same second
+            # differ, so revoking one leaves its replacement valid.
+            "uti": uuid.uuid4().hex,
             "ver": "1.0",
         }
         return jws.sign(claims, self._key, headers={"kid": self.key_id})
