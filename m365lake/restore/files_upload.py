@@ -19,7 +19,13 @@ from typing import Any
 from urllib.parse import quote
 
 from m365lake.catalog import connect
-from m365lake.errors import GraphRequestError, GraphTransientError, ItemNotFoundError, RestoreError
+from m365lake.errors import (
+    GraphRequestError,
+    GraphTransientError,
+    ItemNotFoundError,
+    LakeError,
+    RestoreError,
+)
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 
@@ -248,12 +254,20 @@ async def upload_in_session(
                 f"the upload of {name!r} sent all {size} bytes but Graph did not complete it; "
                 "check that the archived size matches the content"
             )
+        except LakeError:
+            # Damaged archive content: the last fragment was held back, so nothing is
+            # committed, and the session is dropped rather than left to expire.
+            await _cancel_quietly(graph, upload_url)
+            raise
         except ItemNotFoundError:
             # The session expired or was lost: start a new one from the first byte.
             if resumes >= MAX_RESUMES:
                 raise
             resumes += 1
             logger.info("upload session of %r is gone; starting a new one", name)
+            # A proxy or a stale replica may have answered the 404; drop the old session
+            # in case it still exists, so it holds no bytes until it expires.
+            await _cancel_quietly(graph, upload_url)
             upload_url = await _create_session(graph, create_url, body, name)
             offset = 0
         except (GraphTransientError, GraphRequestError) as error:
