@@ -20,7 +20,7 @@ from m365lake.errors import LakeIntegrityError
 from m365lake.graph import GraphClient
 from m365lake.mail_counts import archived_folder_counts, compare_folder_counts, source_folder_counts
 from m365lake.sources.mailboxes import get_mailbox
-from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.assets import GRAPH_POOL, drive_archive, mailbox_archive
 from pipelines.resources import GraphResource, LakeResource
 from pipelines.retention import retention_plan
 
@@ -53,6 +53,8 @@ async def _folder_counts(graph: GraphResource, user: str) -> tuple[str, dict[str
 
 @dg.asset_check(
     asset=mailbox_archive,
+    # It lists the mailbox's folders through Graph, so it takes a slot like a backup does.
+    pool=GRAPH_POOL,
     description=(
         "Each folder's live archived messages against Exchange's totalItemCount. Exchange "
         "also counts non-mail items and mail that arrived after the backup, so this warns."

@@ -33,6 +33,7 @@ from m365lake.emulator import (
     routes_sites,
     routes_users,
 )
+from m365lake.emulator.concurrency import ConcurrencyGauge, MailboxRendezvous
 from m365lake.emulator.downloads import DOWNLOAD_PATH, DownloadService
 from m365lake.emulator.fault_actions import apply_random_action
 from m365lake.emulator.faults import Fault, FaultPlan
@@ -76,6 +77,11 @@ class EmulatorOptions:
     """Per-app SharePoint resource units per 24 hours (real: 1.2M to 6M)."""
     sharepoint_blocked: bool = False
     """Reject every SharePoint request with 503, as for an app blocked for abuse."""
+    mailbox_rendezvous: int = 0
+    """Hold mail requests until this many mailboxes have sent one (0: off), so tests can
+    make backups of different mailboxes overlap; see ``MailboxRendezvous``."""
+    mailbox_rendezvous_timeout_seconds: float = 30
+    """Below the 60 s read timeout of m365lake's Graph client, so a held request never times out."""
     drive_simple_upload_max_bytes: int = 4 * 1024 * 1024
     """Largest body of a simple drive upload (PUT .../content). Graph v1.0 documents
     4 MB; newer pages say 250 MB."""
@@ -142,6 +148,12 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
     app.state.issuer = auth.TokenIssuer(tenant, lifetime_seconds=options.token_lifetime_seconds)
     app.state.faults = options.faults or FaultPlan()
     app.state.requests = RequestLog()
+    app.state.concurrency = ConcurrencyGauge()
+    app.state.rendezvous = (
+        MailboxRendezvous(options.mailbox_rendezvous, options.mailbox_rendezvous_timeout_seconds)
+        if options.mailbox_rendezvous > 1
+        else None
+    )
     app.state.throttle = MailboxThrottle(
         concurrency=options.mailbox_concurrency,
         requests_per_window=options.mailbox_requests_per_window,
@@ -212,9 +224,15 @@ class GraphFrontDoor:
             await send(message)
 
         mailbox = self._mailbox_of(path)
+        # Login endpoints are not Graph traffic; download URLs are, though they carry no token.
+        counted = path.startswith(("/v1.0/", DOWNLOAD_PATH))
+        if counted:
+            self.state.concurrency.enter(mailbox)
         try:
             await self._serve(scope, receive, send_with_headers, request, path, mailbox)
         finally:
+            if counted:
+                self.state.concurrency.exit(mailbox)
             record = RequestRecord(
                 method=scope["method"],
                 path=path,
@@ -283,6 +301,8 @@ class GraphFrontDoor:
             await self.app(scope, receive, send)
             return
 
+        if self.state.rendezvous is not None:
+            await self.state.rendezvous.wait(mailbox)
         try:
             if mailbox in self.state.tenant.app.blocked_mailboxes:
                 raise GraphHTTPError(

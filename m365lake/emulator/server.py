@@ -22,6 +22,7 @@ from m365lake.config import (
 )
 from m365lake.emulator import certs
 from m365lake.emulator.app import EmulatorOptions, RequestRecord, build_app
+from m365lake.emulator.concurrency import ConcurrencyPeaks
 from m365lake.emulator.model import Tenant
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ class EmulatorServer:
 
     def clear_requests(self) -> None:
         self.app.state.requests.clear()
+
+    def max_concurrency(self) -> ConcurrencyPeaks:
+        """Return the most Graph requests seen in flight at once, overall and per mailbox."""
+        return self.app.state.concurrency.peaks()  # type: ignore[no-any-return]
+
+    def reset_max_concurrency(self) -> None:
+        self.app.state.concurrency.reset()
 
     def inject(
         self,
