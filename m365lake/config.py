@@ -29,6 +29,8 @@ ENV_AUTHORITY_HOST = "AZURE_AUTHORITY_HOST"
 ENV_GRAPH_URL = "M365LAKE_GRAPH_URL"
 ENV_CA_BUNDLE = "M365LAKE_CA_BUNDLE"
 ENV_LAKE = "M365LAKE_LAKE"
+ENV_GRAPH_TIMEOUT = "M365LAKE_GRAPH_TIMEOUT"
+DEFAULT_GRAPH_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,19 @@ class GraphSettings:
     """PEM file of CA certificates to trust for both login and Graph; None uses the system store."""
     max_concurrent_per_mailbox: int = 4
     """Exchange Online allows four concurrent requests per app and mailbox."""
+    request_timeout_seconds: float = DEFAULT_GRAPH_TIMEOUT_SECONDS
+    """Seconds a Graph request may wait to connect, or between two reads of its response,
+    before it is abandoned and retried."""
 
     def __post_init__(self) -> None:
         if not self.client_secret and not self.certificate_path:
             raise ConfigError(
                 f"no client credential: set {ENV_CLIENT_SECRET} or {ENV_CLIENT_CERTIFICATE_PATH}"
+            )
+        if not self.request_timeout_seconds > 0:
+            raise ConfigError(
+                f"the Graph request timeout must be a positive number of seconds, got "
+                f"{self.request_timeout_seconds}; check {ENV_GRAPH_TIMEOUT}"
             )
 
     def __repr__(self) -> str:
@@ -94,6 +104,7 @@ class GraphSettings:
         if "://" not in authority_host:
             authority_host = f"https://{authority_host}"
         return cls(
+            request_timeout_seconds=_timeout_from(env),
             tenant_id=env[ENV_TENANT_ID],
             client_id=env[ENV_CLIENT_ID],
             client_secret=env.get(ENV_CLIENT_SECRET) or None,
@@ -103,6 +114,18 @@ class GraphSettings:
             graph_url=graph_url,
             ca_bundle=Path(ca_bundle) if ca_bundle else None,
         )
+
+
+def _timeout_from(env: Mapping[str, str]) -> float:
+    text = env.get(ENV_GRAPH_TIMEOUT)
+    if not text:
+        return DEFAULT_GRAPH_TIMEOUT_SECONDS
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{ENV_GRAPH_TIMEOUT} is {text!r}, but it must be a number of seconds, such as 60"
+        ) from None
 
 
 def default_lake_location(environ: Mapping[str, str] | None = None) -> str:

@@ -54,6 +54,7 @@ class GraphClient:
     share one ``asyncio.Semaphore(settings.max_concurrent_per_mailbox)``, because Exchange
     Online throttles an app above four concurrent requests per mailbox.
 
+    ``timeout`` overrides ``settings.request_timeout_seconds``.
     ``token_provider`` and ``sleep`` replace the msal provider and ``asyncio.sleep``,
     so tests run without a login endpoint and retries without waiting.
     """
@@ -64,7 +65,7 @@ class GraphClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         max_retries: int = 8,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
         token_provider: TokenSource | None = None,
         sleep: SleepFunction = asyncio.sleep,
@@ -83,7 +84,7 @@ class GraphClient:
         self._http = httpx.AsyncClient(
             transport=transport,
             verify=ssl_context,
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(timeout or settings.request_timeout_seconds),
             headers={"User-Agent": user_agent},
             # Drive content requests return 302 to a pre-authenticated URL. httpx drops the
             # Authorization header when a redirect leaves the origin.
