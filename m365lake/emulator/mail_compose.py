@@ -283,7 +283,8 @@ def _address_list(value: Any) -> str:
         if name and name != address:
             rendered.append(formataddr((name, address), charset="utf-8"))
         elif address:
-            rendered.append(address)
+            # Angle brackets keep an address with spaces in one piece for header parsers.
+            rendered.append(f"<{address}>" if " " in address else address)
     return ", ".join(rendered)
 
 
