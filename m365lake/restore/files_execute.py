@@ -31,6 +31,8 @@ from m365lake.restore.model import ConflictPolicy, ItemResult, Outcome, PlannedI
 logger = logging.getLogger(__name__)
 
 LEDGER_BATCH = 200
+INLINE_WINDOW_BYTES = 64 * 1024 * 1024
+"""Most inline (Parquet) content read ahead at once, by the archived sizes."""
 _POLICY_BEHAVIOR = {ConflictPolicy.RENAME: "rename", ConflictPolicy.REPLACE: "replace"}
 
 
@@ -195,6 +197,28 @@ class _Executor:
         return None
 
 
+def _inline_window(
+    lake: Lake, plan: Sequence[PlannedItem], start: int
+) -> tuple[dict[str, bytes], int]:
+    """Load the inline content of the files from ``start`` on; return it and where it stops.
+
+    A window ends after ``LEDGER_BATCH`` items or once the files in it that could be
+    inline add up to ``INLINE_WINDOW_BYTES``, so memory never holds a whole restore.
+    """
+    hashes: set[str] = set()
+    window_bytes = 0
+    end = start
+    while end < len(plan) and end - start < LEDGER_BATCH and window_bytes < INLINE_WINDOW_BYTES:
+        item = plan[end]
+        end += 1
+        if isinstance(item, FilePlan) and item.kind == "file" and item.action != "unrestorable":
+            size = item.size or 0
+            if size <= lake.inline_threshold:
+                hashes.add(item.source_version)
+                window_bytes += size
+    return inline_contents(lake, hashes), end
+
+
 async def execute_files(
     lake: Lake,
     graph: GraphClient,
@@ -209,21 +233,23 @@ async def execute_files(
     executor = _Executor(lake, graph, policy, fragment_bytes)
     results: list[ItemResult] = []
     pending: list[ItemResult] = []
-    for start in range(0, len(plan), LEDGER_BATCH):
-        batch = plan[start : start + LEDGER_BATCH]
-        files = [item for item in batch if isinstance(item, FilePlan) and item.kind == "file"]
-        # Small content sits inline in Parquet; read one batch's worth at a time.
-        executor.inline = inline_contents(lake, {item.source_version for item in files})
-        for item in batch:
-            if not isinstance(item, FilePlan):
-                result = ItemResult(item, Outcome.FAILED, reason="not a files restore plan line")
-            else:
-                result = await executor.restore(item)
-            results.append(result)
-            pending.append(result)
-        record(lake, restore_id, pending)
-        ledger.remember(pending)
-        pending = []
+    loaded_until = 0
+    for index, item in enumerate(plan):
+        if index >= loaded_until:
+            # Small content sits inline in Parquet; it is read one window at a time.
+            executor.inline, loaded_until = _inline_window(lake, plan, index)
+        if isinstance(item, FilePlan):
+            result = await executor.restore(item)
+        else:
+            result = ItemResult(item, Outcome.FAILED, reason="not a files restore plan line")
+        results.append(result)
+        pending.append(result)
+        if len(pending) >= LEDGER_BATCH:
+            record(lake, restore_id, pending)
+            ledger.remember(pending)
+            pending = []
+    record(lake, restore_id, pending)
+    ledger.remember(pending)
     counts: dict[str, int] = {}
     for result in results:
         counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1

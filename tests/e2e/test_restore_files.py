@@ -371,3 +371,43 @@ def test_collisions_follow_policy(
         r for r in run.report.items if r.planned.source_path == "Shared/changed.txt"
     )
     assert changed_result.reason
+
+    # The same restore again writes nothing new: the renamed copy is found through the
+    # ledger, the replaced file is now identical, and skip still skips.
+    state = drive_state(tenant, drive_id)
+    again = run_restore(emulator, lake, Selection(drive_id=drive_id, path="Shared"), policy=policy)
+    assert outcomes(again) == {
+        "Shared/changed.txt": Outcome.SKIPPED
+        if policy is ConflictPolicy.SKIP
+        else Outcome.ALREADY_PRESENT,
+        "Shared/same.txt": Outcome.ALREADY_PRESENT,
+        "Shared/gone.txt": Outcome.ALREADY_PRESENT,
+    }
+    assert drive_state(tenant, drive_id) == state
+
+
+def test_restore_into_another_drive(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, drive_id: str
+) -> None:
+    add(tenant, "Deals/2001/contract.pdf", b"%PDF-1.4 contract")
+    add(tenant, "Deals/notes.txt", b"notes")
+    back_up(emulator, lake, drive_id)
+    library = tenant.drive_id_for("site", SITE, "Documents")
+
+    run = run_restore(
+        emulator,
+        lake,
+        Selection(drive_id=drive_id, path="Deals"),
+        target=RestoreTarget(drive_id=library, restore_folder="From Alice"),
+    )
+
+    assert set(outcomes(run).values()) == {Outcome.CREATED}
+    assert run.problems == []
+    assert drive_state(tenant, library) == {
+        "From Alice/Deals/2001/contract.pdf": (
+            hashlib.sha256(b"%PDF-1.4 contract").hexdigest(),
+            len(b"%PDF-1.4 contract"),
+        ),
+        "From Alice/Deals/notes.txt": (hashlib.sha256(b"notes").hexdigest(), len(b"notes")),
+    }
+    assert "Deals/notes.txt" in drive_state(tenant, drive_id)
