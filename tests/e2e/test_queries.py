@@ -206,6 +206,8 @@ def test_coverage_gaps_close_after_retry(
 
     gaps = {(row["workload"], row["outcome"]): row for row in run_query(lake, "coverage_gaps")}
 
+    failures = {(row["workload"], row["location"]) for row in run_query(lake, "failures_by_reason")}
+    assert ("files", f"{upn} / OneDrive") in failures
     assert set(gaps) == {("mail", "failed"), ("files", "skipped")}
     assert gaps[("mail", "failed")]["location"] == upn
     assert gaps[("mail", "failed")]["items"] == 1
