@@ -196,6 +196,7 @@ async def put_range(request: Request) -> Response:
         raise GraphHTTPError(
             413, "RequestEntityTooLarge", "Each range of an upload session must be at most 4MB."
         )
+
     throttle = request.app.state.throttle
     slot = throttle.acquire(session.app_id, session.user_id)
     try:
@@ -220,6 +221,7 @@ async def put_range(request: Request) -> Response:
             f"The range starting at {first} {reason}; the next expected range starts at "
             f"{len(session.data)}.",
         )
+
     session.data.extend(data)
     uploads.extend(session)
     if len(session.data) < total:

@@ -259,7 +259,7 @@ async def upload_attachment(graph: GraphClient, upload_url: str, content: bytes)
                 raise
             start = _next_offset(await graph.upload_status(upload_url), start)
             continue
-        # Outlook answers 200 while ranges are missing and 201 with Location at the end.
+        # Outlook returns 200 while ranges are missing and 201 with Location at the end.
         location = response.headers.get("location")
         if response.status == 201 or location:
             found = _ATTACHMENT_ID.search(location or "")

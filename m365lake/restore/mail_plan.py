@@ -7,8 +7,8 @@ created. Archived siblings that share a name stay apart: the first keeps the nam
 next get "Name (2)", "Name (3)" in a stable order.
 
 A message is already present when the live target folder contains the archived item
-itself (same immutable id), the item an earlier restore made (ledger, or the restore
-marker header), and collides when another live message there has the same
+itself (same immutable id) or the item an earlier restore made (found through the ledger
+or the restore marker header). It collides when another live message there has the same
 internetMessageId.
 """
 
@@ -74,6 +74,7 @@ class LiveMailbox:
     _messages: dict[str, list[LiveMessage]] = field(default_factory=dict)
 
     def child_named(self, parent_id: str | None, name: str, taken: set[str]) -> str | None:
+        """Return the live child of ``parent_id`` named ``name`` (any case), skipping ``taken``."""
         parent = parent_id or self.root_id
         wanted = name.casefold()
         for folder_id, (live_parent, live_name) in self.folders.items():

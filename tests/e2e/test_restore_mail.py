@@ -23,10 +23,14 @@ from m365lake.backup import backup_mail
 from m365lake.catalog import connect, refresh_catalog
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.loaders import load_corpus
+from m365lake.emulator.seed import SeedUser
+from m365lake.graph import GraphClient
 from m365lake.lake import Lake
-from m365lake.restore.model import ConflictPolicy, Outcome, Severity
+from m365lake.restore.ledger import RestoreLedger
+from m365lake.restore.mail import plan_mail_restore
+from m365lake.restore.model import ConflictPolicy, Outcome, PlannedItem, RestoreTarget, Severity
 from m365lake.restore.runner import RestoreRun, restore
-from m365lake.restore.selection import Selection
+from m365lake.restore.selection import Selection, select_messages
 from m365lake.sources.mime import list_attachments
 
 pytestmark = pytest.mark.corpus
@@ -219,3 +223,48 @@ def test_collisions_follow_each_policy(mailbox: tuple[Tenant, EmulatorServer, La
         third: Outcome.ALREADY_PRESENT,
     }
     assert impostors[first] in {m.immutable_id for m in tenant.messages_in(user_id, systems)}
+
+
+def test_restore_into_other_mailbox_folder(mailbox: tuple[Tenant, EmulatorServer, Lake]) -> None:
+    tenant, server, lake = mailbox
+    kim = tenant.add_user(SeedUser("kim@enron.example", "Kim Watson", mail="kim@enron.example"))
+    folder_name = "Restored 2026-12-05 02-30-00 UTC"
+    target = RestoreTarget(mailbox_id=kim, restore_folder=folder_name)
+    selection = Selection(folder="Personal")
+
+    def run(dry_run: bool) -> RestoreRun:
+        return asyncio.run(
+            restore(
+                lake, server.settings(), selection, target=target, dry_run=dry_run, actor="tester"
+            )
+        )
+
+    planned = run(dry_run=True)
+    assert planned.report.counts()["created"] == 49 + 3
+    with pytest.raises(KeyError):
+        tenant.folder_id("kim@enron.example", (folder_name,))
+
+    done = run(dry_run=False)
+    assert done.report.counts()["created"] == 49 + 3
+    assert done.problems == []
+    personal = tenant.folder_id("kim@enron.example", (folder_name, "Personal"))
+    family = tenant.folder_id("kim@enron.example", (folder_name, "Personal", "Family"))
+    restored = tenant.messages_in(kim, personal) + tenant.messages_in(kim, family)
+    assert len(restored) == 49
+    assert not any(message.is_draft for message in restored)
+
+    again = run(dry_run=False)
+    assert again.report.counts()["created"] == 0
+    assert again.report.counts()["already_present"] == 49 + 3
+
+    async def plan_without_ledger() -> list[PlannedItem]:
+        # As after a kill between creating messages and committing the ledger.
+        async with GraphClient(server.settings()) as graph:
+            rows = select_messages(lake, selection)
+            return await plan_mail_restore(
+                lake, graph, rows, target, ConflictPolicy.SKIP, RestoreLedger({})
+            )
+
+    replanned = asyncio.run(plan_without_ledger())
+    assert len(replanned) == 49 + 3
+    assert {item.action for item in replanned} == {"already_present"}
