@@ -1,9 +1,9 @@
 """Carry out a files restore plan through Graph, folder before contents, recording the ledger.
 
 Each planned item becomes one outcome. A planned ``create`` uploads with conflict
-behaviour ``fail``, so a name taken since planning comes back as 409 and is then treated
-as the collision it has become: identical content is already present, otherwise the
-policy decides (skip, rename beside it, replace it). Folders are created with ``fail``
+behaviour ``fail``, so a name taken since planning comes back as 409. That item is then a
+collision: identical content counts as already present, and otherwise the policy decides
+(skip, rename beside it, replace it). Folders are created with ``fail``
 too, and a folder that appeared meanwhile is reused. The ledger is committed every
 ``LEDGER_BATCH`` items and at the end, so a killed restore keeps what it created.
 """
@@ -203,7 +203,7 @@ def _inline_window(
     """Load the inline content of the files from ``start`` on; return it and where it stops.
 
     A window ends after ``LEDGER_BATCH`` items or once the files in it that could be
-    inline add up to ``INLINE_WINDOW_BYTES``, so memory never holds a whole restore.
+    inline add up to ``INLINE_WINDOW_BYTES``, so memory never contains a whole restore's content.
     """
     hashes: set[str] = set()
     window_bytes = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 # NOTE: these rules follow Microsoft's published restrictions as third-party migration
-# guides restate them (the emulator enforces the same list); they were not checked
+# guides restate them, and the emulator enforces the same list. They were not checked
 # against Microsoft's own page.
 _INVALID_CHARACTERS = re.compile(r'["*:<>?/\\|\x00-\x1f]')
 _RESERVED_NAMES = frozenset(

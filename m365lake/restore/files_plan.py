@@ -1,9 +1,9 @@
 """Plan a files restore: where each archived folder and file goes and what is in the way.
 
 Folders are planned before their contents. An archived folder whose id is still a live
-folder of the same drive is reused wherever it now is (items are addressed by id, not by
-path); otherwise a live folder of the same name under the target parent is reused, and
-only then is a new folder planned. A file collides with a live item of the same name in
+folder of the same drive is reused wherever it now is, because items are addressed by id,
+not by path. Otherwise a live folder of the same name under the target parent is reused,
+and only then is a new folder planned. A file collides with a live item of the same name in
 its target folder, unless that item has the archived size and QuickXorHash: then it is
 already present. The restore ledger marks files an earlier restore put back.
 """
@@ -54,7 +54,15 @@ class FilePlan(PlannedItem):
     created_at: datetime | None = None
     modified_at: datetime | None = None
     name_rewrite: str | None = None
-    """Why ``name`` differs from ``original_name``, if it does."""
+    """The reason ``name`` differs from ``original_name``; None when it does not."""
+
+
+@dataclass(frozen=True)
+class _Decision:
+    action: str
+    reason: str | None
+    live_item_id: str | None = None
+    live_is_folder: bool = False
 
 
 def is_identical(live: dict[str, Any], size: int | None, quickxor_hash: str | None) -> bool:
@@ -166,77 +174,67 @@ class _DrivePlanner:
         parent_id, parent_skip = self._folder_state[parent_key]
         original = archive_parts[-1] if archive_parts else target_parts[-1]
         name, rewrite = safe_item_name(original)
+
+        decision = await self._folder_decision(key, name, row, parent_id, parent_skip, rewrite)
+        live_id = decision.live_item_id if decision.action == "already_present" else None
+        skip = parent_skip
+        if skip is None and decision.action == "collision" and self.policy is ConflictPolicy.SKIP:
+            # Under skip nothing below this folder is restored, and the plan shows that.
+            skip = f"its folder {key!r} is skipped: {decision.reason}"
+        self._folder_state[key] = (live_id, skip)
+
         source_id = (
             str(row["item_id"]) if row is not None else f"path:{'/'.join(archive_parts) or key}"
         )
-        common = {
-            "workload": WORKLOAD,
-            "source_container": self.source_drive,
-            "source_item_id": source_id,
-            "source_version": FOLDER_VERSION,
-            "source_path": "/".join(archive_parts),
-            "target_container": self.target_drive,
-            "target_path": key,
-            "kind": "folder",
-            "name": name,
-            "original_name": original,
-            "parent_path": parent_key,
-            "parent_id": parent_id,
-            "created_at": row.get("created_at") if row else None,
-            "modified_at": row.get("modified_at") if row else None,
-            "name_rewrite": rewrite,
-        }
+        self.plan.append(
+            FilePlan(
+                workload=WORKLOAD,
+                source_container=self.source_drive,
+                source_item_id=source_id,
+                source_version=FOLDER_VERSION,
+                source_path="/".join(archive_parts),
+                target_container=self.target_drive,
+                target_path=key,
+                action=decision.action,
+                reason=decision.reason,
+                kind="folder",
+                name=name,
+                original_name=original,
+                parent_path=parent_key,
+                parent_id=parent_id,
+                live_item_id=decision.live_item_id,
+                created_at=row.get("created_at") if row else None,
+                modified_at=row.get("modified_at") if row else None,
+                name_rewrite=rewrite,
+            )
+        )
+
+    async def _folder_decision(
+        self,
+        key: str,
+        name: str,
+        row: dict[str, Any] | None,
+        parent_id: str | None,
+        parent_skip: str | None,
+        rewrite: str | None,
+    ) -> _Decision:
         if parent_skip is not None:
-            self._add_folder(
-                key, None, parent_skip, action="collision", reason=parent_skip, **common
-            )
-            return
-        live_id = await self._live_original(row) if self.reuse_ids and row is not None else None
-        if live_id is not None:
-            self._add_folder(
-                key,
-                live_id,
-                None,
-                action="already_present",
-                reason=("the original folder still exists"),
-                live_item_id=live_id,
-                **common,
-            )
-            return
+            return _Decision("collision", parent_skip)
+        if self.reuse_ids and row is not None:
+            original_id = await self._live_original(row)
+            if original_id is not None:
+                return _Decision("already_present", "the original folder still exists", original_id)
         live = (await self._children_of(parent_id)).get(name.casefold()) if parent_id else None
         if live is None:
-            self._add_folder(key, None, None, action="create", reason=rewrite, **common)
-        elif "folder" in live:
-            self._add_folder(
-                key,
-                str(live["id"]),
-                None,
-                action="already_present",
-                reason=(f"a live folder {live['name']!r} is already there"),
-                live_item_id=str(live["id"]),
-                **common,
+            return _Decision("create", rewrite)
+        live_id = str(live["id"])
+        if "folder" in live:
+            return _Decision(
+                "already_present", f"a live folder {live['name']!r} is already there", live_id
             )
-        else:
-            reason = f"a live file {live['name']!r} ({live['id']}) has the folder's name"
-            # Under skip nothing below this folder is restored, so say so in the plan.
-            skip = (
-                f"its folder {key!r} is skipped: {reason}"
-                if (self.policy is ConflictPolicy.SKIP)
-                else None
-            )
-            self._add_folder(
-                key,
-                None,
-                skip,
-                action="collision",
-                reason=reason,
-                live_item_id=str(live["id"]),
-                **common,
-            )
-
-    def _add_folder(self, key: str, live_id: str | None, skip: str | None, **fields: Any) -> None:
-        self._folder_state[key] = (live_id, skip)
-        self.plan.append(FilePlan(**fields))
+        return _Decision(
+            "collision", f"a live file {live['name']!r} ({live_id}) has the folder's name", live_id
+        )
 
     async def _live_original(self, row: dict[str, Any]) -> str | None:
         try:
@@ -273,93 +271,84 @@ class _DrivePlanner:
         parent_id, parent_skip = self._folder_state[parent_key]
         name, rewrite = safe_item_name(parts[-1])
         sha256 = row.get("content_sha256")
-        common: dict[str, Any] = {
-            "workload": WORKLOAD,
-            "source_container": self.source_drive,
-            "source_item_id": str(row["item_id"]),
-            "source_version": str(sha256 or "none"),
-            "source_path": "/".join(parts),
-            "target_container": self.target_drive,
-            "target_path": "/".join(target_parts),
-            "name": name,
-            "original_name": parts[-1],
-            "parent_path": parent_key,
-            "parent_id": parent_id,
-            "size": row.get("size"),
-            "quickxor_hash": row.get("quickxor_hash"),
-            "created_at": row.get("created_at"),
-            "modified_at": row.get("modified_at"),
-            "name_rewrite": rewrite,
-        }
+
+        decision = await self._file_decision(row, name, parent_id, parent_skip, rewrite)
+        self.plan.append(
+            FilePlan(
+                workload=WORKLOAD,
+                source_container=self.source_drive,
+                source_item_id=str(row["item_id"]),
+                source_version=str(sha256 or "none"),
+                source_path="/".join(parts),
+                target_container=self.target_drive,
+                target_path="/".join(target_parts),
+                action=decision.action,
+                reason=decision.reason,
+                name=name,
+                original_name=parts[-1],
+                parent_path=parent_key,
+                parent_id=parent_id,
+                live_item_id=decision.live_item_id,
+                live_is_folder=decision.live_is_folder,
+                size=row.get("size"),
+                quickxor_hash=row.get("quickxor_hash"),
+                created_at=row.get("created_at"),
+                modified_at=row.get("modified_at"),
+                name_rewrite=rewrite,
+            )
+        )
+
+    async def _file_decision(
+        self,
+        row: dict[str, Any],
+        name: str,
+        parent_id: str | None,
+        parent_skip: str | None,
+        rewrite: str | None,
+    ) -> _Decision:
         if row.get("package_type"):
-            self.plan.append(
-                FilePlan(
-                    action="unrestorable",
-                    reason=(
-                        f"a {row['package_type']} package (such as a OneNote notebook) has no file "
-                        "content that Graph can upload"
-                    ),
-                    **common,
-                )
+            return _Decision(
+                "unrestorable",
+                f"a {row['package_type']} package (such as a OneNote notebook) has no file "
+                "content that Graph can upload",
             )
-            return
+        sha256 = row.get("content_sha256")
         if not sha256:
-            self.plan.append(
-                FilePlan(
-                    action="unrestorable",
-                    reason=(
-                        "the archive holds no content for this version (it was not downloadable "
-                        "when backed up)"
-                    ),
-                    **common,
-                )
+            return _Decision(
+                "unrestorable",
+                "the archive contains no content for this version (it could not be "
+                "downloaded when it was backed up)",
             )
-            return
         if parent_skip is not None:
-            self.plan.append(FilePlan(action="collision", reason=parent_skip, **common))
-            return
+            return _Decision("collision", parent_skip)
+        size, quickxor_hash = row.get("size"), row.get("quickxor_hash")
         children = await self._children_of(parent_id) if parent_id else {}
+
         earlier = self.ledger.find(
             WORKLOAD, self.source_drive, str(row["item_id"]), sha256, self.target_drive
         )
         for child in children.values():
-            if (
-                earlier is not None
-                and child.get("id") == earlier
-                and is_identical(child, row.get("size"), row.get("quickxor_hash"))
-            ):
-                self.plan.append(
-                    FilePlan(
-                        action="already_present",
-                        reason=(f"restored earlier as {child['name']!r}"),
-                        live_item_id=earlier,
-                        **common,
-                    )
+            if child.get("id") == earlier and is_identical(child, size, quickxor_hash):
+                return _Decision(
+                    "already_present", f"restored earlier as {child['name']!r}", earlier
                 )
-                return
+
         live = children.get(name.casefold())
         if live is None:
-            self.plan.append(FilePlan(action="create", reason=rewrite, **common))
-        elif is_identical(live, row.get("size"), row.get("quickxor_hash")):
-            self.plan.append(
-                FilePlan(
-                    action="already_present",
-                    reason=(f"a live file {live['name']!r} has the same content"),
-                    live_item_id=str(live["id"]),
-                    **common,
-                )
+            return _Decision("create", rewrite)
+        live_id = str(live["id"])
+        if is_identical(live, size, quickxor_hash):
+            return _Decision(
+                "already_present", f"a live file {live['name']!r} has the same content", live_id
             )
-        else:
-            kind = "folder" if "folder" in live else "file"
-            self.plan.append(
-                FilePlan(
-                    action="collision",
-                    reason=(f"a live {kind} {live['name']!r} ({live['id']}) has this name"),
-                    live_item_id=str(live["id"]),
-                    live_is_folder=kind == "folder",
-                    **common,
-                )
-            )
+        is_folder = "folder" in live
+        kind = "folder" if is_folder else "file"
+        return _Decision(
+            "collision",
+            f"a live {kind} {live['name']!r} ({live_id}) has this name",
+            live_id,
+            is_folder,
+        )
 
 
 def _parts(path: object) -> tuple[str, ...]:

@@ -4,8 +4,8 @@ Content is streamed from the blob store one chunk at a time, so a 50 MB file nev
 in memory twice: at most one fragment and one chunk are held. The last fragment is sent
 only after the blob's SHA-256 has been checked, so damaged archive content is never
 committed to the tenant. Fragments are multiples of 320 KiB, as Graph requires of every
-fragment but the last. After a failed fragment the upload asks the session for
-``nextExpectedRanges`` and resumes from there; a session that is gone is started again.
+fragment but the last. After a failed fragment the upload reads ``nextExpectedRanges``
+from the session and resumes there. A session that is gone is started again.
 """
 
 from __future__ import annotations
@@ -265,13 +265,13 @@ async def upload_in_session(
                 raise
             resumes += 1
             logger.info("upload session of %r is gone; starting a new one", name)
-            # A proxy or a stale replica may have answered the 404; drop the old session
-            # in case it still exists, so it holds no bytes until it expires.
+            # A proxy or a stale replica may have returned the 404, so the old session is
+            # deleted in case it still exists and keeps bytes until it expires.
             await _cancel_quietly(graph, upload_url)
             upload_url = await _create_session(graph, create_url, body, name)
             offset = 0
         except (GraphTransientError, GraphRequestError) as error:
-            # 416 means Graph holds other bytes than this client sent; a transient error
+            # 416 means Graph has other bytes than this client sent, and a transient error
             # may have lost a fragment. Anything else (409 name taken) ends this session.
             if isinstance(error, GraphRequestError) and error.status != 416:
                 await _cancel_quietly(graph, upload_url)
