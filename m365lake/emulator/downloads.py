@@ -1,4 +1,5 @@
-"""Pre-authenticated download URLs (``/_download/{token}``) and cut-off download faults.
+"""Pre-authenticated download URLs (``/_download/{state}?tempauth={signature}``) and cut-off
+download faults.
 
 A download token is base64url JSON (drive, item, content version, expiry) plus an
 HMAC-SHA256 signature with a key made per app, so it needs no Authorization header and
@@ -62,11 +63,12 @@ class DownloadService:
         payload = encode_token(state)
         signature = hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()[:32]
         base = str(request.base_url).rstrip("/")
-        return f"{base}{DOWNLOAD_PATH}{payload}.{signature}"
+        # SharePoint puts the credential of its download URLs in the tempauth parameter;
+        # keeping it in the query lets the client's log redaction treat both alike.
+        return f"{base}{DOWNLOAD_PATH}{payload}?tempauth={signature}"
 
-    def check(self, token: str) -> dict[str, Any]:
-        """Return the state of a valid token; raise 401 when forged or expired."""
-        payload, _, signature = token.rpartition(".")
+    def check(self, payload: str, signature: str) -> dict[str, Any]:
+        """Return the state of a valid download URL; raise 401 when forged or expired."""
         expected = hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()[:32]
         if not payload or not hmac.compare_digest(signature, expected):
             raise GraphHTTPError(401, "unauthenticated", "The download URL is not valid.")

@@ -40,6 +40,48 @@ def redact_query(query: str) -> str:
     return "&".join(parts)
 
 
+# One query parameter inside free text, such as a Location header in a trace line.
+_QUERY_PAIR = re.compile(r"([?&])([^=&\s'\"]+)=([^&\s'\"]+)")
+
+
+def redact_text(text: str) -> str:
+    """Redact token-like query values of every URL in ``text``, like ``redact_query``."""
+
+    def replace(match: re.Match[str]) -> str:
+        separator, name, value = match.groups()
+        if _SECRET_NAME.search(name) or _TOKEN_LIKE_VALUE.match(value):
+            value = REDACTED
+        return f"{separator}{name}={value}"
+
+    return _QUERY_PAIR.sub(replace, text)
+
+
+class HttpcoreTraceRedactionFilter(logging.Filter):
+    """Log filter that redacts URLs in httpcore's DEBUG trace lines.
+
+    Those lines print response headers, so a 302 to a pre-authenticated download URL
+    would show its ``tempauth`` in the ``Location`` header.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+# httpcore logs its traces under these names; a filter on a parent logger would not see
+# records logged on a child.
+_HTTPCORE_LOGGERS = (
+    "httpcore.connection",
+    "httpcore.connection_pool",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+)
+
+
 class HttpxUrlRedactionFilter(logging.Filter):
     """Log filter that redacts request URLs in httpx's own "HTTP Request: ..." INFO lines.
 
@@ -61,7 +103,11 @@ class HttpxUrlRedactionFilter(logging.Filter):
 
 
 def install_httpx_log_redaction() -> None:
-    """Attach ``HttpxUrlRedactionFilter`` to the ``httpx`` logger once per process."""
+    """Attach the redaction filters to the httpx and httpcore loggers once per process."""
     httpx_logger = logging.getLogger("httpx")
     if not any(isinstance(f, HttpxUrlRedactionFilter) for f in httpx_logger.filters):
         httpx_logger.addFilter(HttpxUrlRedactionFilter())
+    for name in _HTTPCORE_LOGGERS:
+        core_logger = logging.getLogger(name)
+        if not any(isinstance(f, HttpcoreTraceRedactionFilter) for f in core_logger.filters):
+            core_logger.addFilter(HttpcoreTraceRedactionFilter())

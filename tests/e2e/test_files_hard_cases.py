@@ -501,11 +501,11 @@ def expire_download_urls(
     expire_at: list[int] = []
     checks = SimpleNamespace(count=0)
 
-    def check(token: str) -> dict[str, Any]:
+    def check(payload: str, signature: str) -> dict[str, Any]:
         checks.count += 1
         if checks.count in expire_at:
             clock.offset += service.lifetime_seconds + 1
-        return original(token)  # type: ignore[no-any-return]
+        return original(payload, signature)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(service, "check", check)
     yield expire_at
