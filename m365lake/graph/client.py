@@ -530,7 +530,7 @@ class UploadResponse:
     """Response of an upload URL to one fragment."""
 
     status: int
-    """202 while more bytes are expected; 200 or 201 once the upload is complete."""
+    """HTTP status of the fragment; see ``complete`` for what each workload sends."""
     json: dict[str, Any] | None
     """``nextExpectedRanges`` while incomplete; the created item or attachment at the end."""
     headers: httpx.Headers
@@ -538,7 +538,18 @@ class UploadResponse:
 
     @property
     def complete(self) -> bool:
-        return self.status in (200, 201)
+        """Whether the upload is finished.
+
+        OneDrive answers 202 until the last fragment and then 200 or 201. Outlook answers
+        every fragment but the last with 200 and ``NextExpectedRanges``, and the last with
+        201 and ``Location``.
+        """
+        if self.status == 201:
+            return True
+        if self.status != 200:
+            return False
+        document = self.json or {}
+        return not (document.get("nextExpectedRanges") or document.get("NextExpectedRanges"))
 
 
 # A connection refused or a connect timeout means the request never reached Graph, so even

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from m365lake.errors import AccessDeniedError, GraphRequestError, GraphTransientError
+from m365lake.graph import UploadResponse
 from tests.unit.test_graph_client import graph_error, make_client, run
 
 
@@ -273,3 +274,19 @@ def test_upload_status_and_cancel_send_no_token() -> None:
     assert run(scenario()) == {"nextExpectedRanges": ["327680-"]}
     assert [request.method for request in seen] == ["GET", "DELETE"]
     assert all("Authorization" not in request.headers for request in seen)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "complete"),
+    [
+        (202, {"nextExpectedRanges": ["10-"]}, False),
+        (200, {"NextExpectedRanges": ["4194304"]}, False),
+        (200, {"id": "item-1", "name": "f.bin"}, True),
+        (201, {"id": "item-1"}, True),
+        (201, None, True),
+    ],
+)
+def test_upload_completion_by_workload(status: int, body: object, complete: bool) -> None:
+    response = UploadResponse(status, body if isinstance(body, dict) else None, httpx.Headers())
+
+    assert response.complete is complete
