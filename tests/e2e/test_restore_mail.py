@@ -21,7 +21,8 @@ import pytest
 
 from m365lake.backup import backup_mail
 from m365lake.catalog import connect, refresh_catalog
-from m365lake.emulator import EmulatorServer, Tenant
+from m365lake.emulator import EmulatorOptions, EmulatorServer, Tenant
+from m365lake.emulator.faults import FaultPlan
 from m365lake.emulator.loaders import load_corpus
 from m365lake.emulator.seed import SeedUser
 from m365lake.graph import GraphClient
@@ -268,3 +269,30 @@ def test_restore_into_other_mailbox_folder(mailbox: tuple[Tenant, EmulatorServer
     replanned = asyncio.run(plan_without_ledger())
     assert len(replanned) == 49 + 3
     assert {item.action for item in replanned} == {"already_present"}
+
+
+def test_lost_create_responses_leave_no_duplicates(
+    corpus_root: Path, emulator_state: Path, tmp_path: Path
+) -> None:
+    # Resets hit message creates after the emulator stored the message, as when a
+    # response is lost on the way back; the client must not send such a POST again.
+    faults = FaultPlan(seed=3, reset_rate=0.3, path_pattern=r"/mailFolders/[^/]+/messages$")
+    tenant = _tenant(corpus_root)
+    with EmulatorServer(tenant, emulator_state, EmulatorOptions(faults=faults)) as server:
+        lake = Lake.open(tmp_path / "lake")
+        _backup(server, lake)
+        before = _moment()
+        expected = _mailbox_state(lake, before)[1]
+        tenant.delete_folder(UPN, tenant.folder_id(UPN, ("Personal",)))
+        selection = Selection(custodian=UPN, as_of=before)
+
+        first = _restore(server, lake, selection, ConflictPolicy.SKIP)
+        assert first.report.counts()["failed"] > 0
+        assert faults.counts["reset"] > 0
+        faults.reset_rate = 0.0
+        second = _restore(server, lake, selection, ConflictPolicy.SKIP)
+        assert second.report.counts()["failed"] == 0
+        assert second.report.counts()["skipped"] == 0
+
+        _backup(server, lake)
+        assert _mailbox_state(lake, datetime.now(UTC))[1] == expected
