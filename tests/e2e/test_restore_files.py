@@ -20,9 +20,17 @@ from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator import drives as emulator_drives
 from m365lake.emulator.drives import check_item_name
 from m365lake.emulator.seed import SeedSite, SeedTenant, SeedUser
+from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.quickxor import quickxor_b64
-from m365lake.restore.model import ConflictPolicy, Outcome, RestoreTarget, Severity
+from m365lake.restore.files import verify_files_restore
+from m365lake.restore.model import (
+    ConflictPolicy,
+    Outcome,
+    RestoreTarget,
+    Severity,
+    VerifyFinding,
+)
 from m365lake.restore.runner import RestoreRun, restore
 from m365lake.restore.selection import Selection
 
@@ -237,6 +245,89 @@ def test_restore_keeps_original_times(
     assert memo is not None
     assert memo.modified_at == dated
     assert run.findings == []
+
+
+def test_restore_through_throttling_and_verify_catches_edits(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, drive_id: str
+) -> None:
+    dated = datetime(2003, 3, 3, 9, 0, tzinfo=UTC)
+    tenant.add_file("onedrive", OWNER, "Documents", ("Busy", "one.txt"), b"one", modified_at=dated)
+    add(tenant, "Busy/two.txt", b"two")
+    back_up(emulator, lake, drive_id)
+    tenant.delete_item(folder_at(tenant, ("Busy",)))
+    emulator.inject(path_pattern=":/content$", status=429, retry_after="0", times=2)
+    emulator.inject(path_pattern="/children$", status=503, retry_after="0", times=1)
+
+    run = run_restore(emulator, lake, Selection(drive_id=drive_id, path="Busy"))
+
+    assert set(outcomes(run).values()) == {Outcome.CREATED}
+    assert run.problems == []
+    throttled = [
+        record.status
+        for record in emulator.app.state.requests.snapshot()
+        if record.status in (429, 503)
+    ]
+    assert sorted(throttled) == [429, 429, 503]
+
+    tenant.update_file_content(item_at(tenant, drive_id, "Busy/one.txt"), b"tampered")
+
+    async def reverify() -> list[VerifyFinding]:
+        async with GraphClient(emulator.settings()) as graph:
+            return await verify_files_restore(lake, graph, run.report.items)
+
+    findings = asyncio.run(reverify())
+    assert {(f.field, f.severity) for f in findings} == {
+        ("size", Severity.MISMATCH),
+        ("quickxor_hash", Severity.MISMATCH),
+        ("modified_at", Severity.MISMATCH),
+    }
+
+
+@pytest.mark.corpus
+def test_corpus_edge_names_restored(
+    tenant: Tenant,
+    emulator: EmulatorServer,
+    lake: Lake,
+    drive_id: str,
+    corpus_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    edge_folder = corpus_root / "files" / "renamed-edge-names"
+    if not edge_folder.is_dir():
+        pytest.skip(f"no files/renamed-edge-names folder in the corpus at {corpus_root}")
+    files = {p.name: p.read_bytes() for p in sorted(edge_folder.iterdir()) if p.is_file()}
+    with monkeypatch.context() as patched:
+        patched.setattr(emulator_drives, "check_item_name", lambda name: None)
+        for name, content in files.items():
+            add(tenant, f"edge/{name}", content)
+    back_up(emulator, lake, drive_id)
+    tenant.delete_item(folder_at(tenant, ("edge",)))
+
+    run = run_restore(emulator, lake, Selection(drive_id=drive_id, path="edge"))
+
+    assert run.report.counts()["failed"] == 0
+    assert run.problems == []
+    restored = {
+        path.removeprefix("edge/"): sha
+        for path, (sha, _) in drive_state(tenant, drive_id).items()
+        if path.startswith("edge/")
+    }
+    assert sorted(restored.values()) == sorted(
+        hashlib.sha256(content).hexdigest() for content in files.values()
+    )
+    rejected = [name for name in files if not _accepted(name)]
+    assert len(rejected) == 2
+    assert len([f for f in run.findings if f.field == "name"]) == len(rejected)
+    for name in restored:
+        check_item_name(name)
+
+
+def _accepted(name: str) -> bool:
+    try:
+        check_item_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 # ---- point in time ---------------------------------------------------------------------
