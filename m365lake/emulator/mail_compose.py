@@ -39,6 +39,8 @@ FLAG_READ = 0x1
 FLAG_UNSENT = 0x8
 """PidTagMessageFlags bits (MS-OXCMSG): mfRead and mfUnsent, the draft bit."""
 
+MAX_CUSTOM_HEADERS = 5
+"""Custom headers Graph accepts on one message; more give InvalidInternetMessageHeaderCollection."""
 FILE_ATTACHMENT = "#microsoft.graph.fileattachment"
 ITEM_ATTACHMENT = "#microsoft.graph.itemattachment"
 _EXTENDED_ID = re.compile(r"^\s*(\w+)\s+(0x[0-9a-fA-F]{1,4})\s*$")
@@ -258,7 +260,13 @@ def _headers(body: dict[str, Any], date: datetime | None) -> list[tuple[str, str
     importance = str(body.get("importance") or "normal").lower()
     if importance in ("high", "low"):
         headers.append(("Importance", importance))
-    for header in _list(body, "internetMessageHeaders"):
+    custom = _list(body, "internetMessageHeaders")
+    if len(custom) > MAX_CUSTOM_HEADERS:
+        raise bad_request(
+            "Maximum number of headers in one message should be less than or equal to 5.",
+            "InvalidInternetMessageHeaderCollection",
+        )
+    for header in custom:
         name = str(header.get("name", "")) if isinstance(header, dict) else ""
         if not name.lower().startswith("x-"):
             raise bad_request(

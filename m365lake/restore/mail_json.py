@@ -92,11 +92,11 @@ def build_create(mime: bytes, row: dict[str, Any], *, marker: str | None) -> Mes
     listed = {info.part_index: info for info in list_attachments(mime)}
     body = _envelope(message, row)
     body["body"] = message_body(message, set(listed))
-    headers = _custom_headers(message)
     if marker is not None:
-        headers.append({"name": RESTORE_HEADER, "value": marker})
-    if headers:
-        body["internetMessageHeaders"] = headers
+        # Only the marker: Graph takes at most five custom headers per message, and each
+        # new X- header name uses up a named property of the mailbox's limited quota, so
+        # the archived X- headers are not carried over.
+        body["internetMessageHeaders"] = [{"name": RESTORE_HEADER, "value": marker}]
     body["singleValueExtendedProperties"] = _extended_properties(row)
 
     create = MessageCreate(body)
@@ -199,17 +199,6 @@ def _display_names(message: Message) -> dict[str, str]:
 
 def _subject(message: Message) -> str:
     return decode_header_value(message.get("subject"))
-
-
-def _custom_headers(message: Message) -> list[dict[str, str]]:
-    """Return the archived ``X-`` headers (Graph accepts only those), minus restore markers."""
-    headers = []
-    for name, value in message.raw_items():
-        if not name.lower().startswith("x-") or name.lower() == RESTORE_HEADER.lower():
-            continue
-        text = decode_header_value(value)
-        headers.append({"name": name, "value": text})
-    return headers
 
 
 def message_body(message: Message, attachments: set[int]) -> dict[str, str]:

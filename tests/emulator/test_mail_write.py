@@ -195,6 +195,10 @@ def test_json_create_rejects_bad_input(tenant: Tenant) -> None:
             )
             assert header.status_code == 400
             assert header.json()["error"]["code"] == "InvalidInternetMessageHeader"
+            many = [{"name": f"X-Custom-{index}", "value": "v"} for index in range(6)]
+            crowded = await client.post(url, json=received_mail(internetMessageHeaders=many))
+            assert crowded.status_code == 400
+            assert crowded.json()["error"]["code"] == "InvalidInternetMessageHeaderCollection"
             flags = received_mail()
             flags["singleValueExtendedProperties"][0]["value"] = "read"
             assert (await client.post(url, json=flags)).status_code == 400
@@ -408,5 +412,26 @@ def test_upload_session_limits_and_expiry(tenant: Tenant) -> None:
             assert first.status_code == 200
             expired = await _put(session["uploadUrl"], b"x" * 1000, 1000, size, transport)
             assert expired.status_code == 404
+
+    run(scenario())
+
+
+def test_upload_ranges_count_against_mailbox(tenant: Tenant) -> None:
+    alice = tenant.user_id(ALICE)
+    options = EmulatorOptions(mailbox_requests_per_window=4)
+    size = 10_000_000
+
+    async def scenario() -> None:
+        async with graph(_writable(tenant), options) as client:
+            transport = httpx.ASGITransport(app=client.app)  # type: ignore[attr-defined]
+            _, session = await _open_session(client, alice, size)
+            url = session["uploadUrl"]
+            first = await _put(url, b"x" * 1000, 0, size, transport)
+            second = await _put(url, b"x" * 1000, 1000, size, transport)
+            throttled = await _put(url, b"x" * 1000, 2000, size, transport)
+            assert (first.status_code, second.status_code) == (200, 200)
+            assert throttled.status_code == 429
+            assert throttled.json()["error"]["code"] == "ApplicationThrottled"
+            assert "retry-after" in throttled.headers
 
     run(scenario())

@@ -105,12 +105,14 @@ def test_unread_message_flags_are_zero() -> None:
     assert body["isRead"] is False
 
 
-def test_only_x_headers_and_new_marker() -> None:
+def test_only_the_restore_marker_header() -> None:
     body = build_create(_mime(), _row(), marker=restore_marker("mb", "id", "sha")).body
-    assert body["internetMessageHeaders"] == [
-        {"name": "X-Folder", "value": "\\Lokay\\Personal"},
-        {"name": RESTORE_HEADER, "value": "mb id sha"},
-    ]
+    assert body["internetMessageHeaders"] == [{"name": RESTORE_HEADER, "value": "mb id sha"}]
+
+
+def test_no_headers_without_marker() -> None:
+    body = build_create(_mime(), _row(), marker=None).body
+    assert "internetMessageHeaders" not in body
 
 
 def test_attachments_inline_nested_and_deferred() -> None:
