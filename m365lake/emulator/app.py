@@ -208,7 +208,10 @@ class GraphFrontDoor:
         scope.setdefault("state", {})["request_id"] = request_id
         request = Request(scope)
         client_request_id = request.headers.get("client-request-id")
-        path: str = _KEY_SEGMENT.sub(r"\1/\2", scope["path"])
+        # Only the part before an item path (``items/{id}:/{name}:``) is Graph syntax; a
+        # file name such as ``Budget('draft').xlsx`` after it must stay as it is.
+        graph_part, colon, item_path = scope["path"].partition(":/")
+        path: str = _KEY_SEGMENT.sub(r"\1/\2", graph_part) + colon + item_path
         scope["path"] = path
         status_holder = {"status": 500}
 

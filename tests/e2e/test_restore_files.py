@@ -37,7 +37,8 @@ from m365lake.restore.selection import Selection
 OWNER = "alice@contoso.example"
 SITE = "records"
 FIFTY_MB = 50 * 1024 * 1024
-# Names Graph accepts, from the backup's hard-case list.
+# Names Graph accepts, from the backup's hard-case list, and one that looks like Graph's
+# key syntax users('id').
 ACCEPTED_NAMES = (
     "  leading and trailing spaces  .txt",
     "hash #1 and percent 100% & more.txt",
@@ -51,6 +52,7 @@ ACCEPTED_NAMES = (
     "emoji 📁😀 name.txt",
     "combining e\u0301 (decomposed).txt",
     "right-to-left שלום مرحبا.txt",
+    "Budget('draft') v2.xlsx",
 )
 # Names SharePoint rejects, from the production's hostile-name list: the restore must
 # rewrite them and say so.

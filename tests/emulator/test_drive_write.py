@@ -258,3 +258,15 @@ def test_writes_charged_as_sharepoint_units(writable: Tenant) -> None:
             assert json.loads(throttled.text)["error"]["code"] == "activityLimitReached"
 
     run(scenario())
+
+
+def test_names_that_look_like_odata_keys(writable: Tenant) -> None:
+    # Graph's key syntax is users('id'); a file name may contain the same pattern.
+    async def scenario() -> None:
+        async with graph(writable) as client:
+            name = "Budget('draft') v2.xlsx"
+            response = await put_new(client, writable, root_id(writable), name, b"b")
+            assert response.status_code == 201, response.text
+            assert response.json()["name"] == name
+
+    run(scenario())
