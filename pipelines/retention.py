@@ -11,11 +11,13 @@ import dagster as dg
 
 from m365lake.discovery.coverage import ItemVersion
 from m365lake.retention import held_versions_in_plan, plan_purge, purge
+from pipelines.cron import cron_from_env
 from pipelines.resources import LakeResource
 from pipelines.search import search_index
 
 RETENTION_CRON = "30 2 * * *"
 """Daily, at night in the Dagster instance's time zone, away from the hourly backups."""
+RETENTION_CRON_VARIABLE = "M365LAKE_RETENTION_CRON"
 
 _EXAMPLES_SHOWN = 20
 
@@ -90,7 +92,7 @@ retention_job = dg.define_asset_job(
 retention_schedule = dg.ScheduleDefinition(
     name="retention_schedule",
     job=retention_job,
-    cron_schedule=RETENTION_CRON,
+    cron_schedule=cron_from_env(RETENTION_CRON_VARIABLE, RETENTION_CRON),
     # Running daily is safe by default: without a delete policy, which an administrator
     # adds on purpose, a purge removes nothing.
     default_status=dg.DefaultScheduleStatus.RUNNING,

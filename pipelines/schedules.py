@@ -6,11 +6,10 @@ The cron expressions are read from the environment when the code location loads,
 an administrator tunes them per deployment, not per code change.
 """
 
-import os
-
 import dagster as dg
 
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.cron import cron_from_env
 from pipelines.partitions import drive_partitions, mailbox_partitions
 
 BACKUP_CRON_VARIABLE = "M365LAKE_BACKUP_CRON"
@@ -19,18 +18,8 @@ DEFAULT_BACKUP_CRON = "0 * * * *"
 
 
 def backup_cron() -> str:
-    """Return the backup cron expression, rejecting a malformed one with the variable's name.
-
-    Only the field count is checked here; Dagster rejects a bad field value when it builds
-    the schedule.
-    """
-    cron = os.environ.get(BACKUP_CRON_VARIABLE, "").strip() or DEFAULT_BACKUP_CRON
-    if len(cron.split()) != 5:
-        raise ValueError(
-            f"{BACKUP_CRON_VARIABLE} is {cron!r}, which is not a valid cron expression; "
-            f"use five fields such as {DEFAULT_BACKUP_CRON!r} (hourly) or unset it"
-        )
-    return cron
+    """Return the backup cron expression, rejecting a malformed one with the variable's name."""
+    return cron_from_env(BACKUP_CRON_VARIABLE, DEFAULT_BACKUP_CRON)
 
 
 def partition_run_requests(

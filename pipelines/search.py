@@ -22,14 +22,17 @@ import dagster as dg
 from m365lake.search.index import update_index
 from m365lake.search.optimize import optimize_index
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.cron import cron_from_env
 from pipelines.resources import LakeResource
 
 SEARCH_INDEX_CRON = "40 * * * *"
 """Hourly at minute 40, 40 minutes after the hourly backups start. Items of a backup still
 running then are indexed at the next tick."""
+SEARCH_INDEX_CRON_VARIABLE = "M365LAKE_SEARCH_INDEX_CRON"
 SEARCH_INDEX_OPTIMIZE_CRON = "10 4 * * *"
 """Daily at 04:10 in the Dagster instance's time zone: after the 02:30 retention purge,
 which deletes documents, and away from the hourly updates at minute 40."""
+SEARCH_INDEX_OPTIMIZE_CRON_VARIABLE = "M365LAKE_SEARCH_OPTIMIZE_CRON"
 
 
 @dg.asset(
@@ -81,7 +84,7 @@ search_index_job = dg.define_asset_job(
 search_index_schedule = dg.ScheduleDefinition(
     name="search_index_schedule",
     job=search_index_job,
-    cron_schedule=SEARCH_INDEX_CRON,
+    cron_schedule=cron_from_env(SEARCH_INDEX_CRON_VARIABLE, SEARCH_INDEX_CRON),
     # On by default, like the backup schedules: new mail must become searchable without
     # someone switching the update on.
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -122,7 +125,7 @@ def search_index_optimize_job() -> None:
 search_index_optimize_schedule = dg.ScheduleDefinition(
     name="search_index_optimize_schedule",
     job=search_index_optimize_job,
-    cron_schedule=SEARCH_INDEX_OPTIMIZE_CRON,
+    cron_schedule=cron_from_env(SEARCH_INDEX_OPTIMIZE_CRON_VARIABLE, SEARCH_INDEX_OPTIMIZE_CRON),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Daily merge of the search index's segments, after the retention purge.",
 )

@@ -7,6 +7,7 @@ counter; delta tokens are watermarks on that counter.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -117,6 +118,23 @@ class Tenant(MailWriteMixin, DriveWriteMixin):
                 # Every licensed (mailbox-enabled) user also has a OneDrive.
                 self._create_onedrive(user_id, user.user_principal_name)
             return user_id
+
+    def disable_user(self, upn: str) -> None:
+        """Block the user's sign-in (``accountEnabled`` false); mailbox and OneDrive stay."""
+        with self._lock:
+            user_id = self.user_id(upn)
+            self._users[user_id] = dataclasses.replace(self._users[user_id], account_enabled=False)
+
+    def delete_user(self, upn: str) -> None:
+        """Delete the user from the directory, so Graph returns 404 for it and its mailbox.
+
+        Its OneDrive stays in the drive store, reachable by drive id only.
+        """
+        with self._lock:
+            user_id = self.user_id(upn)
+            del self._users[user_id]
+            del self._upn_index[upn.lower()]
+            self._mailboxes.pop(user_id, None)
 
     def user_ids(self) -> list[str]:
         with self._lock:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from pipelines.cron import cron_from_env
 from pipelines.definitions import defs
 from pipelines.partitions import drive_partitions, mailbox_partitions
+from pipelines.retention import RETENTION_CRON
 from pipelines.schedules import (
     DEFAULT_BACKUP_CRON,
     backup_cron,
     drive_backup_schedule,
     mailbox_backup_schedule,
 )
+from pipelines.search import SEARCH_INDEX_CRON, SEARCH_INDEX_OPTIMIZE_CRON
 
 _TICK = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.UTC)
 
@@ -85,3 +93,84 @@ def test_invalid_backup_cron_names_variable(monkeypatch: pytest.MonkeyPatch) -> 
 
     with pytest.raises(ValueError, match="M365LAKE_BACKUP_CRON"):
         backup_cron()
+
+
+# Every schedule in the code location and the variable that sets its cron expression.
+SCHEDULE_CRON_VARIABLES = {
+    "mailbox_backup_schedule": "M365LAKE_BACKUP_CRON",
+    "drive_backup_schedule": "M365LAKE_BACKUP_CRON",
+    "search_index_schedule": "M365LAKE_SEARCH_INDEX_CRON",
+    "search_index_optimize_schedule": "M365LAKE_SEARCH_OPTIMIZE_CRON",
+    "retention_schedule": "M365LAKE_RETENTION_CRON",
+}
+_OVERRIDES = {
+    "M365LAKE_BACKUP_CRON": "*/20 * * * *",
+    "M365LAKE_SEARCH_INDEX_CRON": "50 * * * *",
+    "M365LAKE_SEARCH_OPTIMIZE_CRON": "15 5 * * 0",
+    "M365LAKE_RETENTION_CRON": "0 3 * * 6",
+}
+_PRINT_CRONS = (
+    "import json; from pipelines.definitions import defs; "
+    "print(json.dumps({s.name: s.cron_schedule for s in defs.schedules}))"
+)
+
+
+def _crons_loaded_with(environment: dict[str, str]) -> dict[str, str]:
+    """Load the code location in a fresh interpreter, as Dagster does, and return its crons."""
+    clean = {name: value for name, value in os.environ.items() if name not in _OVERRIDES}
+    output = subprocess.run(
+        [sys.executable, "-c", _PRINT_CRONS],
+        env={**clean, **environment},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert output.returncode == 0, output.stderr[-3000:]
+    crons: dict[str, str] = json.loads(output.stdout.strip().splitlines()[-1])
+    return crons
+
+
+def test_every_schedule_has_cron_variable() -> None:
+    assert {schedule.name for schedule in defs.schedules or []} == set(SCHEDULE_CRON_VARIABLES)
+
+
+def test_every_schedule_cron_configurable() -> None:
+    crons = _crons_loaded_with(_OVERRIDES)
+
+    for schedule, variable in SCHEDULE_CRON_VARIABLES.items():
+        assert crons[schedule] == _OVERRIDES[variable], schedule
+
+
+def test_schedule_crons_default_when_unset() -> None:
+    crons = _crons_loaded_with({})
+
+    assert crons == {
+        "mailbox_backup_schedule": DEFAULT_BACKUP_CRON,
+        "drive_backup_schedule": DEFAULT_BACKUP_CRON,
+        "search_index_schedule": SEARCH_INDEX_CRON,
+        "search_index_optimize_schedule": SEARCH_INDEX_OPTIMIZE_CRON,
+        "retention_schedule": RETENTION_CRON,
+    }
+
+
+@pytest.mark.parametrize("variable", sorted(_OVERRIDES))
+def test_malformed_cron_names_variable(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "every hour")
+
+    with pytest.raises(ValueError, match=variable):
+        cron_from_env(variable, "0 * * * *")
+
+
+def test_invalid_cron_field_stops_loading() -> None:
+    output = subprocess.run(
+        [sys.executable, "-c", _PRINT_CRONS],
+        env={**os.environ, "M365LAKE_RETENTION_CRON": "99 2 * * *"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert output.returncode != 0
+    assert "99 2 * * *" in output.stderr
