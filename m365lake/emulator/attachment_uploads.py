@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from m365lake.emulator import mail_compose, mapping, serialize
+from m365lake.emulator.incoming_bytes import incoming_bytes_of
 from m365lake.emulator.model import Tenant
 from m365lake.emulator.protocol import GraphHTTPError, json_response
 
@@ -209,6 +210,7 @@ async def put_range(request: Request) -> Response:
             "ErrorInvalidRequest",
             f"The body has {len(data)} bytes but Content-Range names {last - first + 1}.",
         )
+    incoming_bytes_of(request.app).charge(session.app_id, session.user_id, len(data))
     if first != len(session.data):
         reason = (
             "overlaps with data already uploaded"

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from m365lake.emulator import attachment_uploads, context, mail_compose, mapping, serialize
 from m365lake.emulator.auth import require_role
+from m365lake.emulator.incoming_bytes import incoming_bytes_of
 from m365lake.emulator.mail_writes import FolderExistsError
 from m365lake.emulator.protocol import GraphHTTPError, json_response, wants_immutable_ids
 from m365lake.emulator.records import MessageInfo, UserInfo
@@ -65,6 +66,10 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
         if size > limit:
             raise too_large()
         chunks.append(chunk)
+    user = context.tenant_of(request).resolve_user(request.path_params["user"])
+    if user is not None:
+        app_id = str(context.claims_of(request).get("appid"))
+        incoming_bytes_of(request.app).charge(app_id, user.id, size)
     return b"".join(chunks)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from m365lake.emulator import EmulatorOptions, Tenant
+from m365lake.emulator.incoming_bytes import incoming_bytes_of
 from tests.emulator.conftest import ALICE, follow_delta, graph, make_mime, run
 
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
@@ -433,5 +434,27 @@ def test_upload_ranges_count_against_mailbox(tenant: Tenant) -> None:
             assert throttled.status_code == 429
             assert throttled.json()["error"]["code"] == "ApplicationThrottled"
             assert "retry-after" in throttled.headers
+
+    run(scenario())
+
+
+def test_upload_volume_is_limited(tenant: Tenant) -> None:
+    alice = tenant.user_id(ALICE)
+    size = 10_000_000
+
+    async def scenario() -> None:
+        async with graph(_writable(tenant)) as client:
+            app = client.app  # type: ignore[attr-defined]
+            transport = httpx.ASGITransport(app=app)
+            _, session = await _open_session(client, alice, size)
+            incoming_bytes_of(app).limit_bytes = 6000
+            url = session["uploadUrl"]
+            first = await _put(url, b"x" * 4000, 0, size, transport)
+            over = await _put(url, b"x" * 4000, 4000, size, transport)
+            assert first.status_code == 200
+            assert over.status_code == 429
+            assert over.json()["error"]["message"] == (
+                "Application is over its IncomingBytes limit."
+            )
 
     run(scenario())
