@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from m365lake.errors import GraphError
+from m365lake.errors import GraphError, ItemNotFoundError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.restore import ledger as restore_ledger
@@ -172,8 +172,11 @@ async def _restore_message(
                 await graph.send_json(
                     "DELETE",
                     f"/users/{item.target_container}/messages/{live_id}",
+                    headers=IMMUTABLE_IDS,
                     mailbox=item.target_container,
                 )
+            except ItemNotFoundError:
+                continue  # deleted since the plan: nothing left to replace
             except GraphError as error:
                 return ItemResult(
                     item,
@@ -208,7 +211,10 @@ async def create_message(
         logger.info("attachments of restored message %s failed; deleting it", message_id)
         try:
             await graph.send_json(
-                "DELETE", f"/users/{mailbox}/messages/{message_id}", mailbox=mailbox
+                "DELETE",
+                f"/users/{mailbox}/messages/{message_id}",
+                headers=IMMUTABLE_IDS,
+                mailbox=mailbox,
             )
         except GraphError as cleanup:
             raise ValueError(
@@ -224,7 +230,9 @@ async def _add_attachment(
 ) -> None:
     url = f"/users/{mailbox}/messages/{message_id}/attachments"
     if not attachment.needs_session:
-        await graph.send_json("POST", url, json=attachment.file_json(), mailbox=mailbox)
+        await graph.send_json(
+            "POST", url, json=attachment.file_json(), headers=IMMUTABLE_IDS, mailbox=mailbox
+        )
         return
     item: dict[str, Any] = {
         "attachmentType": "file",
@@ -236,7 +244,11 @@ async def _add_attachment(
     if attachment.content_id:
         item["contentId"] = attachment.content_id
     session = await graph.send_json(
-        "POST", url + "/createUploadSession", json={"AttachmentItem": item}, mailbox=mailbox
+        "POST",
+        url + "/createUploadSession",
+        json={"AttachmentItem": item},
+        headers=IMMUTABLE_IDS,
+        mailbox=mailbox,
     )
     upload_url = str((session or {})["uploadUrl"])
     await upload_attachment(graph, upload_url, attachment.content)
