@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from m365lake.errors import KqlSyntaxError, M365LakeError
 from m365lake.query_output import format_table, json_value
 from m365lake.restore.model import (
     ConflictPolicy,
+    Outcome,
     RestoreTarget,
     check_folder_name,
     default_restore_folder,
@@ -36,6 +38,7 @@ from m365lake.restore.selection import (
     parse_point_in_time,
 )
 
+_REASONS_SHOWN = 5
 PLAN_COLUMNS = ("workload", "outcome", "source", "target", "reason")
 
 
@@ -251,6 +254,15 @@ def _echo_table(run: RestoreRun, limit: int) -> None:
             click.echo(line)
         if len(rows) > limit:
             click.echo(f"… {len(rows) - limit} more lines; use --format json or --report FILE")
+    # Table cells are cut short, and one cause (a missing permission) often fails every
+    # item, so each distinct failure reason is printed once in full.
+    reasons = Counter(
+        result.reason or "no reason recorded"
+        for result in report.items
+        if result.outcome is Outcome.FAILED
+    )
+    for reason, count in reasons.most_common(_REASONS_SHOWN):
+        click.echo(f"failed ({count} items): {reason}", err=True)
     counts = ", ".join(f"{count} {name}" for name, count in report.counts().items() if count)
     verb = "planned" if report.dry_run else "restored"
     click.echo(f"restore {report.restore_id} {verb}: {counts or 'nothing'}")

@@ -8,19 +8,20 @@ and creates nothing.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from m365lake.config import GraphSettings
 from m365lake.discovery import audit
 from m365lake.discovery.commit_loop import new_run_id
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
+from m365lake.restore.files import plan_files_restore, run_files_restore, verify_files_restore
 from m365lake.restore.ledger import RestoreLedger
+from m365lake.restore.mail import plan_mail_restore, run_mail_restore, verify_mail_restore
 from m365lake.restore.model import (
     ConflictPolicy,
     ItemResult,
@@ -77,14 +78,14 @@ class WorkloadFunctions:
 
 
 def workload_functions(name: str) -> WorkloadFunctions:
-    """Return the restore functions of ``mail`` or ``files`` from their module."""
-    module = importlib.import_module(f"m365lake.restore.{name}")
-    return WorkloadFunctions(
-        name=name,
-        plan=cast(_Planner, getattr(module, f"plan_{name}_restore")),
-        run=cast(_Executor, getattr(module, f"run_{name}_restore")),
-        verify=cast(_Verifier, getattr(module, f"verify_{name}_restore")),
-    )
+    """Return the restore functions of ``mail`` or ``files``."""
+    if name == "mail":
+        return WorkloadFunctions("mail", plan_mail_restore, run_mail_restore, verify_mail_restore)
+    if name == "files":
+        return WorkloadFunctions(
+            "files", plan_files_restore, run_files_restore, verify_files_restore
+        )
+    raise ValueError(f"unknown restore workload {name!r}; expected mail or files")
 
 
 @dataclass

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from m365lake.backup import backup_mail
+from m365lake.emulator import EmulatorServer, Tenant
+from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
 from pipelines.definitions import defs
+from pipelines.deployments import resources_for
 from pipelines.resources import GraphResource, LakeResource
 from pipelines.restore import RestoreConfig, restore_job
 
@@ -50,3 +55,45 @@ def test_unknown_policy_fails(tmp_path: Path) -> None:
 
     with pytest.raises(Exception, match="use skip, rename or replace"):
         restore_job.execute_in_process(run_config=config, resources=resources(tmp_path / "lake"))
+
+
+def test_restore_job_brings_a_folder_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = Tenant.from_seed(generate_tenant(seed=13, users=1, messages_per_user=8))
+    tenant.app.roles.append("Mail.ReadWrite")
+    upn = tenant.users()[0].user.user_principal_name
+    lake = Lake.open(tmp_path / "lake", create=True)
+    with EmulatorServer(tenant, tmp_path / "state") as server:
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        assert not asyncio.run(backup_mail(server.settings(), lake)).failed
+        before = sorted(
+            message.mime
+            for message in tenant.live_messages(upn).values()
+            if message.folder_path[:1] == ("Archive",)
+        )
+        tenant.delete_folder(upn, tenant.folder_id(upn, ("Archive",)))
+        config = RestoreConfig(custodian=upn, folder="Archive", dry_run=False)
+
+        result = restore_job.execute_in_process(
+            run_config=dg.RunConfig(ops={"restore_op": config}),
+            resources={
+                "lake": LakeResource(location=str(lake.root)),
+                "graph": resources_for("emulator")["graph"],
+            },
+        )
+
+        after = sorted(
+            message.mime
+            for message in tenant.live_messages(upn).values()
+            if message.folder_path[:1] == ("Archive",)
+        )
+    [materialization] = [
+        event.step_output_data.metadata
+        for event in result.all_node_events
+        if event.is_successful_output
+    ]
+    assert result.success
+    assert materialization["created"].value > len(before)
+    assert materialization["failed"].value == 0
+    assert materialization["dry_run"].value is False
+    assert len(after) == len(before)
