@@ -275,7 +275,7 @@ def test_lost_create_responses_leave_no_duplicates(
     corpus_root: Path, emulator_state: Path, tmp_path: Path
 ) -> None:
     # Resets hit message creates after the emulator stored the message, as when a
-    # response is lost on the way back; the client must not send such a POST again.
+    # response is lost on the way back. The client must not send such a POST again.
     faults = FaultPlan(seed=3, reset_rate=0.3, path_pattern=r"/mailFolders/[^/]+/messages$")
     tenant = _tenant(corpus_root)
     with EmulatorServer(tenant, emulator_state, EmulatorOptions(faults=faults)) as server:
