@@ -13,6 +13,7 @@ from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake, LeaseHeldError
+from m365lake.lake.disk_full import raise_if_disk_full
 from m365lake.sources.mail import (
     CHECKPOINT_MESSAGES,
     MailboxBackupResult,
@@ -216,4 +217,5 @@ async def backup_mail(
             summary.failed[upn] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)
+    raise_if_disk_full(lake.root, outcomes, "mailboxes")
     return summary

@@ -12,6 +12,7 @@ from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake, LeaseHeldError
+from m365lake.lake.disk_full import raise_if_disk_full
 from m365lake.sources.drive_list import Drive, Site, list_drives
 from m365lake.sources.drives import (
     CHECKPOINT_FILES,
@@ -129,7 +130,11 @@ async def backup_files(
     async with GraphClient(settings) as graph:
         found, sites = await list_drives(graph)
         summary.sites = len(sites)
-        await asyncio.to_thread(record_sites, lake, sites, new_run_id())
+        try:
+            await asyncio.to_thread(record_sites, lake, sites, new_run_id())
+        except OSError as error:
+            raise_if_disk_full(lake.root, [error], "site lists")
+            raise
         selected = found
         if drives:
             by_id = {drive.drive_id: drive for drive in found}
@@ -159,4 +164,5 @@ async def backup_files(
             summary.failed[drive.drive_id] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)
+    raise_if_disk_full(lake.root, outcomes, "drives")
     return summary

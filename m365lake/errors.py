@@ -18,6 +18,7 @@ branch on the type, never on message text::
     ├── LakeError                   the lake cannot be read or written
     │   ├── LakeNotFoundError       (Terminal) the folder holds no lake
     │   ├── CommitConflictError     (Transient) another writer took the commit sequence number
+    │   ├── LakeFullError           (Transient) the lake's file system has no space left
     │   └── LakeIntegrityError      (Terminal) a hash, manifest or chain does not match
     ├── QueryError                  (Terminal) a SQL statement was rejected or failed
     └── SearchError                 the search index or a KQL query failed
@@ -141,6 +142,10 @@ class LakeNotFoundError(LakeError, Terminal):
 
 class CommitConflictError(LakeError, Transient):
     """Another writer committed first; re-read the head of the chain and try again."""
+
+
+class LakeFullError(LakeError, Transient):
+    """The file system holding the lake has no space left (ENOSPC) or the quota is used up."""
 
 
 class LakeIntegrityError(LakeError, Terminal):

@@ -84,8 +84,13 @@ def test_full_disk_then_rerun_loses_nothing(
     full = _quota_backup(disk_emulator, lake_root, int(full_lake_bytes * fraction))
 
     assert full.returncode != 0
-    assert "No space left on device" in full.stderr
     assert "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert f"the lake at {lake_root.resolve()} is full (No space left on device)" in full.stderr
+    assert "run the backup again" in full.stderr
+    assert full.stderr.count("Error: ") == 1
+    if "mailboxes could not be archived" in full.stderr:
+        # A full disk ends the run: the files backup does not start after the mail backup.
+        assert "drives archived" not in full.stdout
     lake = Lake.open(lake_root, create=False)
     verify_archive(lake)
     for comparison in (
