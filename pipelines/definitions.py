@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.checks import BACKUP_CHECKS
 from pipelines.deployments import resources_for
+from pipelines.integrity_checks import ARCHIVE_INTEGRITY_CHECKS
 from pipelines.overview import archive_overview
 from pipelines.restore import restore_job
 from pipelines.retention import (
@@ -27,7 +28,7 @@ defs = dg.Definitions(
         retention_plan,
         retention_purge,
     ],
-    asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS],
+    asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS, *ARCHIVE_INTEGRITY_CHECKS],
     jobs=[retention_job, restore_job],
     sensors=[mailbox_directory_sensor, drive_directory_sensor],
     schedules=[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,95 @@ def verify_archive(
             problems=problems,
         )
     return counts
+
+
+def newest_commit(manifests: list[dict[str, Any]], container: str) -> dict[str, Any] | None:
+    """Return the newest manifest a backup of ``container`` (mailbox or drive id) wrote."""
+    return next(
+        (manifest for manifest in reversed(manifests) if manifest.get("container") == container),
+        None,
+    )
+
+
+def check_container_chain(lake: Lake, container: str) -> tuple[dict[str, int], list[str]]:
+    """Check the whole manifest chain and the files of ``container``'s newest commit.
+
+    Reads every manifest to check the hash links between them, then rehashes each file the
+    container's newest commit lists. Returns the counts (``manifests``, ``commit_seq``, 0
+    when the container has no commit, and ``files``) and one message per problem.
+    """
+    manifests, problems = lake.check_chain()
+    commit = newest_commit(manifests, container)
+    files = 0
+    if commit is not None:
+        files, file_problems = lake.check_commit_files(commit, manifests)
+        problems.extend(file_problems)
+    counts = {
+        "manifests": len(manifests),
+        "commit_seq": int(commit["seq"]) if commit else 0,
+        "files": files,
+    }
+    return counts, problems
+
+
+def sample_commit_blobs(
+    lake: Lake, container: str, *, sample: int, seed: int | None = None
+) -> tuple[dict[str, int], list[str]]:
+    """Read back up to ``sample`` random blobs that rows of ``container``'s newest commit reference.
+
+    Reading a blob decompresses it and checks its SHA-256 against its name. ``seed`` makes
+    the draw repeatable and is returned as ``blob_seed``, with ``commit_seq``,
+    ``blobs_referenced`` and ``blobs_checked``. Returns one message per problem, including
+    a commit file that cannot be read.
+    """
+    if sample < 0:
+        raise ValueError(f"the blob sample size must be zero or more, got {sample}")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    counts = {"commit_seq": 0, "blobs_referenced": 0, "blobs_checked": 0, "blob_seed": seed}
+    try:
+        commit = newest_commit(lake.manifests(), container)
+    except LakeIntegrityError as error:
+        return counts, [f"the newest commit could not be found: {error}"]
+    if commit is None:
+        return counts, []
+    counts["commit_seq"] = int(commit["seq"])
+
+    digests, problems = _blobs_referenced_by(lake, commit)
+    chosen = random.Random(seed).sample(sorted(digests), min(sample, len(digests)))
+    for digest in chosen:
+        try:
+            lake.blobs.read(digest)
+        except LakeIntegrityError as error:
+            problems.append(str(error))
+        except OSError as error:
+            problems.append(f"blob {digest} could not be read: {error}")
+    counts["blobs_referenced"] = len(digests)
+    counts["blobs_checked"] = len(chosen)
+    return counts, problems
+
+
+def _blobs_referenced_by(lake: Lake, commit: dict[str, Any]) -> tuple[set[str], list[str]]:
+    digests: set[str] = set()
+    problems: list[str] = []
+    for table, (digest_column, inline_column, _) in _BLOB_REFERENCES.items():
+        files = [
+            str(lake.storage.path(entry["path"]))
+            for entry in commit.get("files", [])
+            if entry.get("table") == table
+        ]
+        if not files:
+            continue
+        query = (
+            f"SELECT DISTINCT {digest_column} FROM read_parquet($files, union_by_name = true, "
+            f"hive_partitioning = false) WHERE {digest_column} IS NOT NULL "
+            f"AND {inline_column} IS NULL AND change <> 'deleted'"
+        )
+        rows, unreadable = _query_readable_files(query, files)
+        digests.update(str(row[0]) for row in rows)
+        problems.extend(
+            f"{lake.storage.relative(Path(filename))} in commit {commit['seq']} could not be "
+            f"read to find the blobs its rows reference: {error}"
+            for filename, error in unreadable
+        )
+    return digests, problems

@@ -251,6 +251,28 @@ class Lake:
         """Return every manifest in sequence order, checking the prev-hash chain."""
         return self._log.read_all()
 
+    def check_chain(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Read every manifest; return the readable ones and one message per broken link or gap."""
+        return self._log.check_chain()
+
+    def check_commit_files(
+        self, manifest: dict[str, Any], manifests: list[dict[str, Any]]
+    ) -> tuple[int, list[str]]:
+        """Rehash the files ``manifest`` lists that no purge in ``manifests`` removed.
+
+        ``manifests`` may be those ``check_chain`` could read, so this works on a broken
+        chain too. Returns the number of files checked and one message per missing or
+        changed file.
+        """
+        removed = {entry["path"] for other in manifests for entry in _removed(other)["files"]}
+        entries = [entry for entry in manifest.get("files", []) if entry["path"] not in removed]
+        problems = []
+        for entry in entries:
+            problem = self._check_committed_file(manifest["seq"], entry)
+            if problem is not None:
+                problems.append(problem)
+        return len(entries), problems
+
     def committed_files(self, table: str) -> list[Path]:
         """Return the absolute paths of ``table``'s committed Parquet files in commit order.
 
