@@ -13,6 +13,7 @@ from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake, LeaseHeldError
+from m365lake.lake.blob_users import DEFAULT_USER_WAIT_SECONDS, blob_user_async
 from m365lake.lake.disk_full import raise_if_disk_full
 from m365lake.sources.mail import (
     CHECKPOINT_MESSAGES,
@@ -158,11 +159,13 @@ async def backup_mail(
     heartbeat: HeartbeatCallback | None = None,
     heartbeat_seconds: float = 10.0,
     checkpoint_messages: int = CHECKPOINT_MESSAGES,
+    blob_wait_seconds: float = DEFAULT_USER_WAIT_SECONDS,
 ) -> BackupSummary:
     """Archive the given users' mailboxes (default: every mailbox in the tenant).
 
     ``heartbeat`` receives a snapshot every ``heartbeat_seconds`` while mailboxes run,
-    so long downloads and throttling waits are visible.
+    so long downloads and throttling waits are visible. A purge deleting blobs makes the
+    run wait up to ``blob_wait_seconds`` before it starts (BlobsInUseError after that).
     """
     summary = BackupSummary()
     live: dict[str, MailboxBackupResult] = {}
@@ -172,7 +175,14 @@ async def backup_mail(
         if progress:
             progress(result)
 
-    async with GraphClient(settings) as graph:
+    # Registered as a blob user for the whole run: a purge then never deletes a blob
+    # that this run found present and references in a row it commits later.
+    async with (
+        blob_user_async(
+            lake.storage, owner=f"mail backup {new_run_id()}", wait_seconds=blob_wait_seconds
+        ),
+        GraphClient(settings) as graph,
+    ):
         if users:
             mailboxes = await _resolve_users(graph, users, summary)
         else:

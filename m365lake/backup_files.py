@@ -12,6 +12,7 @@ from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake, LeaseHeldError
+from m365lake.lake.blob_users import DEFAULT_USER_WAIT_SECONDS, blob_user_async
 from m365lake.lake.disk_full import raise_if_disk_full
 from m365lake.sources.drive_list import Drive, Site, list_drives
 from m365lake.sources.drives import (
@@ -119,15 +120,23 @@ async def backup_files(
     concurrency: int = DRIVE_CONCURRENCY,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     checkpoint_files: int = CHECKPOINT_FILES,
+    blob_wait_seconds: float = DEFAULT_USER_WAIT_SECONDS,
 ) -> FilesBackupSummary:
     """Archive the given drives (default: every OneDrive and site library in the tenant).
 
     ``drives`` lists drive ids; an id the tenant does not list is reported in ``failed``.
     Files larger than ``max_file_size`` bytes are recorded as ``fileTooLarge`` failures.
-    Each drive's run also commits every ``checkpoint_files`` versions it writes.
+    Each drive's run also commits every ``checkpoint_files`` versions it writes. A purge
+    deleting blobs makes the run wait up to ``blob_wait_seconds`` before it starts.
     """
     summary = FilesBackupSummary()
-    async with GraphClient(settings) as graph:
+    # A blob user for the whole run, as in ``backup_mail``.
+    async with (
+        blob_user_async(
+            lake.storage, owner=f"files backup {new_run_id()}", wait_seconds=blob_wait_seconds
+        ),
+        GraphClient(settings) as graph,
+    ):
         found, sites = await list_drives(graph)
         summary.sites = len(sites)
         try:

@@ -80,7 +80,10 @@ def no_held_version_in_plan(lake: LakeResource) -> dg.AssetCheckResult:
 )
 def retention_purge(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
     result = purge(lake.open(), actor=f"dagster:{context.run.run_id}", apply=True)
-    return dg.MaterializeResult(metadata=dict(result.counts()))
+    metadata: dict[str, object] = dict(result.counts())
+    if result.blobs_deferred:
+        metadata["blobs_deferred"] = result.blobs_deferred
+    return dg.MaterializeResult(metadata=metadata)
 
 
 retention_job = dg.define_asset_job(

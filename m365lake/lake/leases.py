@@ -99,7 +99,7 @@ def _read(storage: LocalStorage, name: str) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _is_stale(record: dict[str, Any]) -> bool:
+def is_stale(record: dict[str, Any]) -> bool:
     if not record:
         return True
     if float(record.get("expires_at", 0)) < time.time():
@@ -119,7 +119,7 @@ def acquire_lease(
     if storage.publish(name, lease._record()):
         return lease
     holder = _read(storage, name)
-    if not _is_stale(holder):
+    if not is_stale(holder):
         raise LeaseHeldError(
             f"{container} is being archived by run {holder.get('owner')!r} "
             f"(process {holder.get('pid')} on {holder.get('host')}); its lease expires in "

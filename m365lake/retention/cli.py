@@ -166,3 +166,5 @@ def retention_purge(
             f"files and {counts['blobs_deleted']} blobs",
             err=True,
         )
+    if result.blobs_deferred:
+        click.echo(f"blobs left for the next purge: {result.blobs_deferred}", err=True)

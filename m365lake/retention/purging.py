@@ -14,6 +14,12 @@ partitions and drops or replaces the documents of purged items.
 A purge killed before its commit leaves only unlisted files, which no reader sees. One
 killed after its commit leaves files and blobs that the next purge (or ``finish_purges``)
 deletes. Until then ``verify`` reports each such file.
+
+Blobs are deleted under the lake's exclusive blob lease (``m365lake.lake.blob_users``):
+a backup running meanwhile may already have found a blob present and reference it in
+a row it has not committed, so the purge waits until no backup or restore is
+registered before it reads which blobs rows reference. When they do not finish within
+the wait, the purge's commit remains and its blobs are left for the next purge.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from m365lake.discovery.commit_loop import commit_with_retry
 from m365lake.discovery.coverage import HoldCoverage
 from m365lake.discovery.records import check_actor, utc_now
 from m365lake.lake import SCHEMAS, BlobStore, Lake, Transaction
+from m365lake.lake.blob_users import DEFAULT_PURGE_WAIT_SECONDS, BlobsInUseError, exclusive_blobs
 from m365lake.retention.plan import PurgePlan, build_plan
 from m365lake.retention.policies import list_policies
 
@@ -55,6 +62,9 @@ class PurgeResult:
     files_replaced: int = 0
     files_deleted: int = 0
     blobs_deleted: int = 0
+    blobs_deferred: str | None = None
+    """The reason unreferenced blobs were left for the next purge, naming the runs that
+    still used blobs; None when every unreferenced blob was deleted."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -72,7 +82,12 @@ def plan_purge(lake: Lake, *, now: datetime | None = None) -> PurgePlan:
 
 
 def purge(
-    lake: Lake, *, actor: str, apply: bool = False, now: datetime | None = None
+    lake: Lake,
+    *,
+    actor: str,
+    apply: bool = False,
+    now: datetime | None = None,
+    blob_wait_seconds: float = DEFAULT_PURGE_WAIT_SECONDS,
 ) -> PurgeResult:
     """Remove expired, unheld versions and their unreferenced blobs; a dry run unless ``apply``.
 
@@ -80,11 +95,14 @@ def purge(
     change committed meanwhile appends an audit event, which makes the purge commit
     conflict, and the retry plans again with the new holds. Raises SearchIndexError when
     a query hold cannot be resolved, because purging without it could remove held items.
+    Blobs are deleted once no backup or restore uses blobs; after ``blob_wait_seconds``
+    they are left for the next purge and ``blobs_deferred`` names the runs waited for.
     """
     actor = check_actor(actor)
     if not apply:
         return PurgeResult(plan=plan_purge(lake, now=now), applied=False)
-    finish_purges(lake, actor=actor)
+    # Leftovers of killed purges: their blobs are deleted with this purge's, below.
+    finish_purges(lake, actor=actor, delete_blobs=False)
 
     def work(tx: Transaction) -> tuple[PurgeResult, dict[str, int]]:
         plan = plan_purge(lake, now=now)
@@ -107,7 +125,14 @@ def purge(
         return result, {"versions_purged": len(plan.purge), "files_replaced": len(replaced)}
 
     result = commit_with_retry(lake, kind="purge", container=None, work=work)
-    deleted_files, deleted_blobs = finish_purges(lake, actor=actor)
+    try:
+        deleted_files, deleted_blobs = finish_purges(
+            lake, actor=actor, blob_wait_seconds=blob_wait_seconds
+        )
+    except BlobsInUseError as error:
+        logger.warning("%s", error)
+        deleted_files, deleted_blobs = error.files_deleted, 0
+        result.blobs_deferred = str(error)
     result.files_deleted, result.blobs_deleted = deleted_files, deleted_blobs
     logger.info(
         "purged %d versions: %d files replaced, %d files and %d blobs deleted",
@@ -157,39 +182,65 @@ def _copy_rows(lake: Lake, tx: Transaction, entry: Mapping[str, Any], dropped: s
             tx.write_rows(entry["table"], kept, partition=partition)
 
 
-def finish_purges(lake: Lake, *, actor: str) -> tuple[int, int]:
+def finish_purges(
+    lake: Lake,
+    *,
+    actor: str,
+    delete_blobs: bool = True,
+    blob_wait_seconds: float = DEFAULT_PURGE_WAIT_SECONDS,
+) -> tuple[int, int]:
     """Delete what committed purges removed but a killed run left behind; return the counts.
 
-    Deletes every file a manifest lists under ``removed`` that still exists, then every
-    blob among the removed content hashes that no remaining row references. Records a
-    ``purge.cleanup`` audit event when it deleted anything.
+    Deletes every file a manifest lists under ``removed`` that still exists, then, unless
+    ``delete_blobs`` is false, every blob among the removed content hashes that no
+    committed row references, under the exclusive blob lease. Records a
+    ``purge.cleanup`` audit event when it deleted anything. Raises BlobsInUseError
+    (with ``files_deleted``) when backups or restores kept using blobs for
+    ``blob_wait_seconds``.
     """
-    removed = lake.removed_files()
     files_deleted = 0
-    for path in removed:
+    for path in lake.removed_files():
         if lake.storage.exists(path):
             lake.storage.remove(path)
             files_deleted += 1
+    unreferenced: list[str] = []
+    try:
+        if delete_blobs:
+            unreferenced = _delete_unreferenced_blobs(lake, actor, blob_wait_seconds)
+    except BlobsInUseError as error:
+        error.files_deleted = files_deleted
+        raise
+    finally:
+        if files_deleted or unreferenced:
+            audit.record_event(
+                lake,
+                actor,
+                PURGE_CLEANUP,
+                {"blobs": unreferenced},
+                {"files_deleted": files_deleted, "blobs_deleted": len(unreferenced)},
+            )
+    return files_deleted, len(unreferenced)
+
+
+def _delete_unreferenced_blobs(lake: Lake, actor: str, wait_seconds: float) -> list[str]:
+    """Delete the removed content hashes' blobs that no committed row references."""
     candidates = {
         digest
         for digest in lake.removed_blob_candidates()
         if lake.storage.exists(BlobStore.relative_path(digest))
     }
-    unreferenced = sorted(candidates - referenced_hashes(lake, candidates))
-    # NOTE: a backup running now may have found one of these blobs present and reuse it
-    # in a row it has not committed yet; that row then points at a deleted blob, which
-    # verify reports. Purge while no backup runs until backups take a purge lease.
-    for digest in unreferenced:
-        lake.storage.remove(BlobStore.relative_path(digest))
-    if files_deleted or unreferenced:
-        audit.record_event(
-            lake,
-            actor,
-            PURGE_CLEANUP,
-            {"blobs": unreferenced},
-            {"files_deleted": files_deleted, "blobs_deleted": len(unreferenced)},
-        )
-    return files_deleted, len(unreferenced)
+    if not candidates:
+        return []
+    with exclusive_blobs(
+        lake.storage, owner=f"purge by {actor}", wait_seconds=wait_seconds
+    ) as lock:
+        # No blob user is registered now, so every row that may reference a candidate
+        # is committed, and runs that start later wait for the lock.
+        unreferenced = sorted(candidates - referenced_hashes(lake, candidates))
+        for digest in unreferenced:
+            lock.keep_alive()
+            lake.storage.remove(BlobStore.relative_path(digest))
+    return unreferenced
 
 
 def _hash_columns() -> dict[str, list[str]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from m365lake.backup import backup_mail
 from m365lake.backup_files import backup_files
 from m365lake.catalog import run_sql
@@ -13,6 +15,7 @@ from m365lake.discovery.records import utc_now
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.seed import SeedSite
 from m365lake.lake import Lake
+from m365lake.lake.blob_users import BlobsInUseError, exclusive_blobs, live_blob_users
 from m365lake.retention import add_policy, purge
 
 LARGE = bytes(range(256)) * 8192
@@ -79,3 +82,27 @@ def test_backup_after_purge_is_incremental(
     assert subjects == [("after purge",)]
     assert new_message
     assert verify_archive(lake)["files"] > 0
+
+
+def test_backups_register_as_blob_users(emulator: EmulatorServer, lake: Lake) -> None:
+    seen: list[list[str]] = []
+
+    def progress(_result: object) -> None:
+        seen.append([str(record["owner"]) for record in live_blob_users(lake.storage)])
+
+    asyncio.run(backup_mail(emulator.settings(), lake, progress=progress))
+
+    assert seen
+    assert all(len(owners) == 1 for owners in seen)
+    assert all(owners[0].startswith("mail backup ") for owners in seen)
+    assert live_blob_users(lake.storage) == []
+
+
+def test_backup_waits_out_purge_lock(emulator: EmulatorServer, lake: Lake) -> None:
+    with (
+        exclusive_blobs(lake.storage, owner="purge in progress"),
+        pytest.raises(BlobsInUseError, match="purge in progress"),
+    ):
+        asyncio.run(backup_files(emulator.settings(), lake, blob_wait_seconds=0))
+
+    assert lake.committed_files("drive_items") == []
