@@ -74,6 +74,9 @@ CHECKPOINT_FILES = 5_000
 CHECKPOINT_SECONDS = 300.0
 """Time after which the run commits what it has archived so far."""
 
+MAX_RESYNCS = 3
+"""Full listings started after a 410 in one run, before the drive is reported as failed."""
+
 
 class _DriveRun:
     def __init__(
@@ -145,20 +148,29 @@ class _DriveRun:
         return items, delta_link
 
     async def read_changes(self) -> tuple[dict[str, dict[str, Any]], str, bool]:
-        """Return the delta items by id, the new deltaLink and whether it was a full listing."""
+        """Return the delta items by id, the new deltaLink and whether it was a full listing.
+
+        A 410 restarts the round as a full listing, from the ``Location`` Graph sent when
+        there is one. The token of that listing can die as well, so up to ``MAX_RESYNCS``
+        restarts are made before the drive fails.
+        """
         initial = f"/drives/{self.drive_id}/root/delta"
         link = self.saved_link()
-        try:
-            items, delta_link = await self._read_delta(link or initial, link is None)
-            return items, delta_link, link is None
-        except SyncStateExpiredError as error:
-            self.result.resyncs += 1
-            restart = error.location
-            if restart and not _same_origin(restart, self.graph.settings.graph_url):
-                restart = None
-            log.info("delta token of drive %s expired; enumerating it again", self.drive_id)
-        items, delta_link = await self._read_delta(restart or initial, restart is None)
-        return items, delta_link, True
+        url, first, full = link or initial, link is None, link is None
+        for restarts in range(MAX_RESYNCS + 1):
+            try:
+                items, delta_link = await self._read_delta(url, first)
+                return items, delta_link, full
+            except SyncStateExpiredError as error:
+                if restarts == MAX_RESYNCS:
+                    raise
+                self.result.resyncs += 1
+                restart = error.location
+                if restart and not _same_origin(restart, self.graph.settings.graph_url):
+                    restart = None
+                log.info("delta token of drive %s expired; enumerating it again", self.drive_id)
+                url, first, full = restart or initial, restart is None, True
+        raise AssertionError("unreachable: the last restart returns or raises")
 
     async def execute(self) -> None:
         delta_link, live_before, removed = await self.plan_round()

@@ -51,6 +51,11 @@ CHECKPOINT_MESSAGES = 5_000
 CHECKPOINT_SECONDS = 300.0
 """Time after which the run commits at the end of the current folder."""
 
+MAX_RESYNCS = 3
+"""Enumerations started again after a 410, per folder list or folder and run, before the
+mailbox is reported as failed. A token can die again during the enumeration that
+replaced it, because Outlook has been seen to return 410 for nextLinks mid-round."""
+
 
 @dataclass
 class MailboxBackupResult:
@@ -291,16 +296,20 @@ class _MailboxRun:
         initial = f"{self.user_path}/mailFolders/delta"
         link = self.saved_link(key)
         full = link is None
-        try:
-            items, delta_link = await self._read_delta(link or initial, None)
-        except SyncStateExpiredError:
-            log.info(
-                "folder delta token expired for %s; listing all folders again",
-                self.mailbox.user_principal_name,
-            )
-            self.result.resyncs += 1
-            full = True
-            items, delta_link = await self._read_delta(initial, None)
+        url = link or initial
+        for restarts in range(MAX_RESYNCS + 1):
+            try:
+                items, delta_link = await self._read_delta(url, None)
+                break
+            except SyncStateExpiredError:
+                if restarts == MAX_RESYNCS:
+                    raise
+                log.info(
+                    "folder delta token expired for %s; listing all folders again",
+                    self.mailbox.user_principal_name,
+                )
+                self.result.resyncs += 1
+                full, url = True, initial
 
         known_live = {fid: f for fid, f in self.state.folders.items() if not f.deleted}
         current: dict[str, KnownFolder] = {} if full else dict(known_live)
@@ -363,26 +372,28 @@ class _MailboxRun:
         params = {"$select": mail_rows.MESSAGE_SELECT}
         link = self.saved_link(key)
         seen: set[str] = set()
-        try:
-            if link:
-                delta_link = await self._consume_messages(link, None, folder_id, seen)
-            else:
-                delta_link = await self._consume_messages(initial, params, folder_id, seen)
-        except SyncStateExpiredError:
-            log.info(
-                "message delta token expired for %s folder %s; enumerating it again",
-                self.mailbox.user_principal_name,
-                folder_id,
-            )
-            self.result.resyncs += 1
-            link = None
-            seen = set()
-            delta_link = await self._consume_messages(initial, params, folder_id, seen)
-        except ItemNotFoundError as error:
-            # The folder was deleted after folder delta listed it; the next folder
-            # delta reports it and its messages become deletions then.
-            self._record_failure(folder_id, None, "list", "skipped", error)
-            return
+        url, query = (link, None) if link else (initial, params)
+        for restarts in range(MAX_RESYNCS + 1):
+            try:
+                delta_link = await self._consume_messages(url, query, folder_id, seen)
+                break
+            except SyncStateExpiredError:
+                if restarts == MAX_RESYNCS:
+                    raise
+                log.info(
+                    "message delta token expired for %s folder %s; enumerating it again",
+                    self.mailbox.user_principal_name,
+                    folder_id,
+                )
+                self.result.resyncs += 1
+                link = None
+                seen = set()
+                url, query = initial, params
+            except ItemNotFoundError as error:
+                # The folder was deleted after folder delta listed it; the next folder
+                # delta reports it and its messages become deletions then.
+                self._record_failure(folder_id, None, "list", "skipped", error)
+                return
         if link is None:
             # A full enumeration is the folder's whole truth: archived messages it
             # did not list are gone from this folder.
