@@ -100,7 +100,8 @@ def error_for_response(response: httpx.Response, *, retry_after: float | None = 
     }
     summary = f"{method} {url} returned {status}" + (f" {code}" if code else "")
     if graph_message:
-        summary += f": {graph_message}"
+        # Graph's messages usually end with a full stop, and the advice below adds its own.
+        summary += f": {graph_message.rstrip().rstrip('.')}"
     lowered = (code or "").lower()
 
     if status == 410 or lowered in SYNC_STATE_CODES:

@@ -93,6 +93,17 @@ def test_sync_state_error_carries_location() -> None:
     assert error.location == "https://graph.test/fresh"
 
 
+def test_graph_message_full_stop_not_doubled() -> None:
+    request = httpx.Request("GET", "https://graph.test/v1.0/drives/d/root/delta")
+    body = {"error": {"code": "resyncChangesApplyDifferences", "message": "Resync required. "}}
+    reply = httpx.Response(410, content=json.dumps(body).encode(), request=request)
+
+    message = str(error_for_response(reply))
+
+    assert "Resync required. The delta token expired" in message
+    assert ".." not in message
+
+
 @pytest.mark.parametrize(
     ("path", "permission"),
     [
