@@ -9,6 +9,7 @@ from pipelines.integrity_checks import ARCHIVE_INTEGRITY_CHECKS
 from pipelines.overview import archive_overview
 from pipelines.restore import restore_job
 from pipelines.retention import (
+    audit_trail_compaction,
     no_held_version_in_plan,
     retention_job,
     retention_plan,
@@ -27,6 +28,7 @@ defs = dg.Definitions(
         search_index,
         retention_plan,
         retention_purge,
+        audit_trail_compaction,
     ],
     asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS, *ARCHIVE_INTEGRITY_CHECKS],
     jobs=[retention_job, restore_job],

@@ -9,6 +9,7 @@ holds again at check time, which also catches a hold placed after the plan was m
 
 import dagster as dg
 
+from m365lake.discovery.audit_compaction import compact_audit_trail
 from m365lake.discovery.coverage import ItemVersion
 from m365lake.retention import held_versions_in_plan, plan_purge, purge
 from pipelines.cron import cron_from_env
@@ -80,16 +81,36 @@ def no_held_version_in_plan(lake: LakeResource) -> dg.AssetCheckResult:
 )
 def retention_purge(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
     result = purge(lake.open(), actor=f"dagster:{context.run.run_id}", apply=True)
-    metadata: dict[str, object] = dict(result.counts())
+    metadata: dict[str, int | str] = dict(result.counts())
     if result.blobs_deferred:
         metadata["blobs_deferred"] = result.blobs_deferred
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset(
+    deps=[retention_purge],
+    group_name="retention",
+    description=(
+        "Merges each month's small audit event files into one file, after the purge has "
+        "recorded its event. Events and their hash chain are unchanged."
+    ),
+)
+def audit_trail_compaction(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    result = compact_audit_trail(lake.open(), actor=f"dagster:{context.run.run_id}")
+    return dg.MaterializeResult(
+        metadata={**result.counts(), "months": ", ".join(sorted(result.periods)) or "none"}
+    )
+
+
 retention_job = dg.define_asset_job(
     "retention_job",
-    selection=[search_index, retention_plan, retention_purge],
-    description="Bring the index up to date, plan the purge, check it against holds, purge.",
+    selection=[search_index, retention_plan, retention_purge, audit_trail_compaction],
+    description=(
+        "Bring the index up to date, plan the purge, check it against holds, purge, then "
+        "compact the audit trail."
+    ),
 )
 
 retention_schedule = dg.ScheduleDefinition(

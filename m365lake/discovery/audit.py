@@ -37,6 +37,9 @@ from m365lake.lake import Lake, Transaction
 logger = logging.getLogger(__name__)
 
 AUDIT_HEAD_KEY = "discovery/audit/head"
+AUDIT_COMPACTION_PREFIX = "discovery/audit/compaction/"
+"""State keys ``<prefix><period>`` written by each audit compaction commit, naming the
+commit that first wrote each event it merged (``audit_compaction``)."""
 CHAIN_FORMAT = 1
 """Version of the canonical form; stored in every hashed object as ``v``."""
 
@@ -53,6 +56,7 @@ RELEASE = "release"
 EXPORT = "export"
 RESTORE = "restore"
 PURGE = "purge"
+AUDIT_COMPACT = "audit.compact"
 
 _ACTION = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 

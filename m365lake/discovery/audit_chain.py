@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from m365lake.discovery.audit import AUDIT_HEAD_KEY, AuditEvent, event_hash
+from m365lake.discovery.audit import (
+    AUDIT_COMPACTION_PREFIX,
+    AUDIT_HEAD_KEY,
+    AuditEvent,
+    event_hash,
+)
 from m365lake.lake import Lake
 
 
@@ -52,13 +58,41 @@ def read_audit_events(
     ]
 
 
+def _origins(manifest: Mapping[str, Any]) -> list[tuple[int, int, int]]:
+    """Return (commit, first event, last event) of the events a compaction commit merged."""
+    found: list[tuple[int, int, int]] = []
+    for key, value in (manifest.get("state") or {}).items():
+        if key.startswith(AUDIT_COMPACTION_PREFIX) and isinstance(value, dict):
+            found.extend((int(c), int(first), int(last)) for c, first, last in value["origins"])
+    return found
+
+
+def _origin_commit(origins: list[tuple[int, int, int]], event_seq: int, default: int) -> int:
+    for commit, first, last in origins:
+        if first <= event_seq <= last:
+            return commit
+    return default
+
+
 def _read_stored(lake: Lake) -> tuple[list[StoredEvent], list[str]]:
-    """Read every committed audit event in commit order, with one message per unreadable file."""
+    """Read every committed audit event in commit order, with one message per unreadable file.
+
+    Files a later commit removed (merged by an audit compaction) are skipped. An event
+    in a compacted file is attributed to the commit that first wrote it, as the
+    compaction commit recorded, so the checks against the audit head still apply.
+    """
     stored: list[StoredEvent] = []
     problems: list[str] = []
-    for manifest in lake.manifests():
+    manifests = lake.manifests()
+    removed = {
+        entry["path"]
+        for manifest in manifests
+        for entry in (manifest.get("removed") or {}).get("files") or []
+    }
+    for manifest in manifests:
+        origins = _origins(manifest)
         for entry in manifest.get("files", []):
-            if entry.get("table") != "audit_events":
+            if entry.get("table") != "audit_events" or entry["path"] in removed:
                 continue
             path = entry["path"]
             try:
@@ -69,8 +103,15 @@ def _read_stored(lake: Lake) -> tuple[list[StoredEvent], list[str]]:
                 )
                 continue
             for row in rows:
-                stored.append(StoredEvent(_event_from_row(row), manifest["seq"], path))
+                event = _event_from_row(row)
+                commit = _origin_commit(origins, event.seq, manifest["seq"])
+                stored.append(StoredEvent(event, commit, path))
     return stored, problems
+
+
+def read_stored_events(lake: Lake) -> tuple[list[StoredEvent], list[str]]:
+    """Return every committed audit event with its commit and file, and unreadable files."""
+    return _read_stored(lake)
 
 
 def _head_updates(lake: Lake) -> list[tuple[int, dict[str, Any]]]:

@@ -10,6 +10,7 @@ import click
 from m365lake.discovery import holds
 from m365lake.discovery.audit import audit_head
 from m365lake.discovery.audit_chain import read_audit_events
+from m365lake.discovery.audit_compaction import MIN_FILES, compact_audit_trail
 from m365lake.discovery.cli_common import (
     actor_option,
     echo_rows,
@@ -157,19 +158,26 @@ def hold_list(
     echo_rows(columns, rows, output_format)
 
 
-@click.command("audit")
+@click.group("audit", invoke_without_command=True)
 @click.option("--case", "case_id", default=None, help="Only the events of this case.")
 @click.option("--action", default=None, help="Only events of this action, e.g. hold or purge.")
 @format_option
 @lake_option
+@click.pass_context
 def audit_command(
-    case_id: str | None, action: str | None, output_format: str, lake_location: str | None
+    context: click.Context,
+    case_id: str | None,
+    action: str | None,
+    output_format: str,
+    lake_location: str | None,
 ) -> None:
     """Print the audit trail in sequence order, and the hash of its newest event.
 
     Keep the printed head hash somewhere outside the lake: `m365lake verify` proves the
     events up to it were not changed, removed or reordered since.
     """
+    if context.invoked_subcommand is not None:
+        return
     lake = open_lake(lake_location, write=False)
     with reported_errors(lake):
         events = read_audit_events(lake, case_id=case_id, action=action)
@@ -192,6 +200,37 @@ def audit_command(
     click.echo(
         f"audit head: event {head_seq}, hash {head_hash or 'none'} "
         f"(check it later with: m365lake verify --audit-head {head_seq}:{head_hash or ''})",
+        err=True,
+    )
+
+
+@audit_command.command("compact")
+@click.option(
+    "--min-files",
+    type=click.IntRange(min=2),
+    default=MIN_FILES,
+    show_default=True,
+    help="Compact a month only when it has at least this many audit event files.",
+)
+@actor_option
+@lake_option
+def audit_compact(min_files: int, actor: str | None, lake_location: str | None) -> None:
+    """Merge each month's audit event files into one file, in one commit per month.
+
+    The events and their hash chain are unchanged; `m365lake verify` checks them as
+    before. A trail that fails verification is not compacted.
+    """
+    lake = open_lake(lake_location, write=True)
+    with reported_errors(lake):
+        result = compact_audit_trail(lake, actor=resolve_actor(actor), min_files=min_files)
+    if not result.periods:
+        click.echo(f"nothing to compact: no month has {min_files} or more audit files", err=True)
+        return
+    for period, files in sorted(result.periods.items()):
+        click.echo(f"{period}: merged {files} files")
+    click.echo(
+        f"compacted {result.events} audit events from {result.files_removed} files into "
+        f"{len(result.periods)} file(s)",
         err=True,
     )
 

@@ -47,6 +47,7 @@ def test_definitions_load():
         "search_index",
         "retention_plan",
         "retention_purge",
+        "audit_trail_compaction",
     }
     for asset in repository.asset_graph.assets_defs:
         for spec in asset.specs:

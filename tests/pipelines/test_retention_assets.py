@@ -11,7 +11,8 @@ import pytest
 
 from m365lake.backup import backup_mail
 from m365lake.catalog import run_sql
-from m365lake.discovery import add_custodians, create_case, place_hold
+from m365lake.discovery import add_custodians, create_case, place_hold, read_audit_events
+from m365lake.discovery.audit_chain import check_audit_chain
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
@@ -19,7 +20,12 @@ from m365lake.retention import PurgePlan, StoredVersion, add_policy
 from pipelines import retention as retention_module
 from pipelines.definitions import defs
 from pipelines.deployments import resources_for
-from pipelines.retention import no_held_version_in_plan, retention_plan, retention_purge
+from pipelines.retention import (
+    audit_trail_compaction,
+    no_held_version_in_plan,
+    retention_plan,
+    retention_purge,
+)
 from pipelines.search import search_index
 
 
@@ -106,3 +112,26 @@ def test_held_version_in_plan_stops_purge(
     }
     assert "retention_purge" not in materialized
     assert _message_count(lake) == before
+
+
+def test_retention_run_compacts_audit_trail(held_lake: tuple[Lake, str]) -> None:
+    lake, _ = held_lake
+    events_before = len(read_audit_events(lake))
+
+    outcome = dg.materialize(
+        [search_index, retention_plan, retention_purge, audit_trail_compaction],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources_for("emulator"),
+    )
+
+    assert outcome.success
+    [compaction] = [
+        event
+        for event in outcome.get_asset_materialization_events()
+        if event.asset_key.to_user_string() == "audit_trail_compaction"
+    ]
+    metadata = compaction.materialization.metadata
+    # The events recorded before the run and at least the purge's.
+    assert metadata["events"].value >= events_before + 1
+    assert check_audit_chain(lake)[1] == []
+    assert [event.action for event in read_audit_events(lake)][-1] == "audit.compact"
