@@ -41,7 +41,8 @@ class GraphStats:
     throttled: int = 0
     """429 and 503 responses."""
     throttle_wait_seconds: float = 0.0
-    """Time spent waiting because of 429 and 503 responses."""
+    """Seconds of wall-clock time during which at least one request waited after a 429 or
+    503. Waits that overlap, such as those of concurrent requests, count once."""
     bytes_received: int = 0
     """Response body bytes as received on the wire (before content decoding)."""
 
@@ -80,6 +81,8 @@ class GraphClient:
             token_provider or TokenProvider(settings, ssl_context=ssl_context)
         )
         self._limits = MailboxLimiter(settings.max_concurrent_per_mailbox, sleep)
+        self._throttled_until = 0.0
+        """Monotonic time at which the latest throttling wait counted in ``stats`` ends."""
         self._graph_origin = _origin(httpx.URL(settings.graph_url))
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -306,6 +309,9 @@ class GraphClient:
         retry = 0
         token_refreshed = False
         rejected_token: str | None = None
+        # Monotonic time at which this request's last throttling wait ends, so the next
+        # wait of the same request is counted after it, not over it.
+        throttled_until = 0.0
 
         while True:
             await self._limits.wait_while_paused(mailbox)
@@ -395,7 +401,9 @@ class GraphClient:
                 idempotent or status in THROTTLING_STATUSES
             )
             if retryable and retry < self._max_retries:
-                await self._wait_to_retry(response, retry, retry_after, mailbox)
+                throttled_until = await self._wait_to_retry(
+                    response, retry, retry_after, mailbox, throttled_until
+                )
                 retry += 1
                 continue
             raise error_for_response(response, retry_after=retry_after)
@@ -429,16 +437,25 @@ class GraphClient:
         return response, None, (time.monotonic() - started) * 1000
 
     async def _wait_to_retry(
-        self, response: httpx.Response, retry: int, retry_after: float | None, mailbox: str | None
-    ) -> None:
+        self,
+        response: httpx.Response,
+        retry: int,
+        retry_after: float | None,
+        mailbox: str | None,
+        not_before: float,
+    ) -> float:
+        """Wait before the next try; return when a throttling wait ends (else ``not_before``).
+
+        ``not_before`` is when this request's previous throttling wait ended.
+        """
         status = response.status_code
         wait = retry_after if retry_after is not None else backoff_delay(retry)
         if status not in THROTTLING_STATUSES:
             await self._back_off(retry, f"status {status}", wait=wait)
-            return
+            return not_before
 
         self.stats.retries += 1
-        self.stats.throttle_wait_seconds += wait
+        ends = self._count_throttle_wait(wait, not_before)
         logger.info(
             "throttled: %s %s status=%s retry_after=%s wait_s=%.3f retry=%d/%d request_id=%s",
             response.request.method,
@@ -456,6 +473,19 @@ class GraphClient:
             # The retry waits at the top of the loop, together with every other request
             # to this mailbox.
             self._limits.pause(mailbox, wait)
+        return ends
+
+    def _count_throttle_wait(self, wait: float, not_before: float) -> float:
+        """Add the part of a throttling wait that no earlier wait covers; return its end.
+
+        The wait starts now, or at ``not_before`` when the same request is still in an
+        earlier wait, as it is when a test replaces ``sleep`` with one that returns at once.
+        """
+        start = max(time.monotonic(), not_before)
+        end = start + wait
+        self.stats.throttle_wait_seconds += max(0.0, end - max(start, self._throttled_until))
+        self._throttled_until = max(self._throttled_until, end)
+        return end
 
     async def _back_off(self, retry: int, reason: str, *, wait: float | None = None) -> None:
         delay = backoff_delay(retry) if wait is None else wait

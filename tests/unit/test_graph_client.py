@@ -646,3 +646,27 @@ def test_non_json_body_raises_request_error() -> None:
         run(scenario())
     assert caught.value.status == 200
     assert json.dumps(caught.value.attrs())
+
+
+def test_concurrent_throttle_waits_count_once() -> None:
+    seen: set[str] = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path not in seen:
+            seen.add(request.url.path)
+            return graph_error(429, "ApplicationThrottled", {"Retry-After": "2"})
+        return httpx.Response(200, json={"ok": True})
+
+    async def scenario() -> GraphClient:
+        client, _, _ = make_client(handler)
+        async with client:
+            await asyncio.gather(
+                client.get_json("/users/a/messages", mailbox="a"),
+                client.get_json("/users/b/messages", mailbox="b"),
+                client.get_json("/drives/d/root/delta"),
+            )
+        return client
+
+    client = run(scenario())
+    assert client.stats.throttled == 3
+    assert 2.0 <= client.stats.throttle_wait_seconds < 3.0
