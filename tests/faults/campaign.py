@@ -52,7 +52,22 @@ class Schedule:
         )
 
 
-def make_schedule(campaign_seed: int, number: int) -> Schedule:
+INTENSITY_RATES = (
+    "rate",
+    "storm_rate",
+    "reset_rate",
+    "truncate_rate",
+    "slow_rate",
+    "token_expiry_rate",
+    "download_expiry_rate",
+    "sync_state_rate",
+    "drive_resync_rate",
+)
+"""The rates that ``intensity`` multiplies."""
+
+
+def make_schedule(campaign_seed: int, number: int, intensity: float = 1.0) -> Schedule:
+    """Draw schedule ``number``; ``intensity`` multiplies every fault rate (capped at 1)."""
     rng = random.Random(f"fault-campaign-{campaign_seed}-{number}")
     retry_after_choices = ("0.05", "0.25", "0.5", "1", "1.5", None)
     rates: dict[str, Any] = {
@@ -71,6 +86,8 @@ def make_schedule(campaign_seed: int, number: int) -> Schedule:
         "sync_state_rate": round(rng.uniform(0.02, 0.15), 3),
         "drive_resync_rate": round(rng.uniform(0.05, 0.3), 3),
     }
+    for name in INTENSITY_RATES:
+        rates[name] = min(1.0, round(rates[name] * intensity, 4))
     # Every other schedule kills the backup once, in a phase and after a delay drawn here.
     kill_phase = rng.choice(PHASES) if number % 2 == 1 else None
     return Schedule(number, rng.randrange(1 << 30), rates, kill_phase, rng.uniform(1.0, 6.0))

@@ -7,8 +7,9 @@ each backup the lake is compared with the emulator: every live item is archived 
 with the right bytes, or excused by a ``failures`` row or a failed container (never
 after the clean rerun), no version is archived twice, and ``verify`` passes.
 
-M365LAKE_FAULT_SCHEDULES sets the number of schedules (default 4) and M365LAKE_FAULT_SEED
-the campaign seed, for a longer run by hand. M365LAKE_FAULT_REPORT names a JSON file to
+M365LAKE_FAULT_SCHEDULES sets the number of schedules (default 4), M365LAKE_FAULT_SEED
+the campaign seed and M365LAKE_FAULT_INTENSITY a factor on every fault rate (default 1),
+for a longer or harsher run by hand. M365LAKE_FAULT_REPORT names a JSON file to
 write the campaign report to, beside the one in the pytest temp folder.
 """
 
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.faults
 
 SCHEDULES = int(os.environ.get("M365LAKE_FAULT_SCHEDULES", "4"))
 CAMPAIGN_SEED = int(os.environ.get("M365LAKE_FAULT_SEED", "20261205"))
+INTENSITY = float(os.environ.get("M365LAKE_FAULT_INTENSITY", "1"))
 
 
 class CampaignReport:
@@ -57,6 +59,7 @@ class CampaignReport:
     def as_json(self) -> dict[str, Any]:
         return {
             "campaign_seed": CAMPAIGN_SEED,
+            "intensity": INTENSITY,
             "schedules_run": self.schedules,
             "items_checked": self.items_checked,
             "items_excused_before_rerun": self.excused,
@@ -126,7 +129,7 @@ def _faulted_phase(
 def test_fault_schedule(
     number: int, tmp_path: Path, campaign_state: Path, campaign_report: CampaignReport
 ) -> None:
-    schedule = make_schedule(CAMPAIGN_SEED, number)
+    schedule = make_schedule(CAMPAIGN_SEED, number, INTENSITY)
     print(schedule.describe())
     tenant = build_tenant(schedule.seed)
     lake_root = tmp_path / "lake"
