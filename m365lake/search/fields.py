@@ -98,6 +98,10 @@ IDENTITY_FIELDS: tuple[Field, ...] = (
     Field("index_issues", FieldKind.KEYWORD, stored=True),  # one "part: reason" per problem
 )
 
+KIND_VALUES: tuple[str, ...] = ("email", "docs")
+"""The Purview ``kind`` values of the items m365lake archives: mail and files. Purview's
+other kinds (``microsoftteams``, ``im``, ``meetings`` …) name content that is not archived."""
+
 # Searchable properties. Mail documents fill the mail ones and files documents the file
 # ones; a restriction on a property an item does not have never matches it.
 PROPERTY_FIELDS: tuple[Field, ...] = (

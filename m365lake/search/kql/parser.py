@@ -382,7 +382,24 @@ class _Parser:
                     f"invalid value for importance: {text!r}",
                 )
             return normalized
+        if prop == "kind":
+            self._check_kind(value, text, position, prefix=prefix)
         return value
+
+    def _check_kind(self, value: str, text: str, position: int, *, prefix: bool) -> None:
+        """Reject a kind no archived item has, because it could only ever match nothing."""
+        lowered = value.lower()
+        known = fields.KIND_VALUES
+        if any(kind.startswith(lowered) if prefix else kind == lowered for kind in known):
+            return
+        accepted = " or ".join(known)
+        raise syntax_error(
+            self.query,
+            position,
+            accepted,
+            f"invalid value for kind: {text!r}; the archive contains only email (mail) and "
+            "docs (OneDrive and SharePoint files)",
+        )
 
     def _check_text(self, text: str, position: int) -> None:
         """Reject a text value without a token the index could store, as it could never match."""

@@ -336,7 +336,8 @@ QUERIES: list[tuple[str, bool]] = [
     # keyword properties
     ("kind:email", True),
     ("kind:docs", True),
-    ("kind:microsoftteams", False),
+    ("kind:EMAIL", True),
+    ("kind:do*", True),
     ("kind:email kind:docs", True),
     ("filetype:xlsx", True),
     ("filetype:pdf", True),
