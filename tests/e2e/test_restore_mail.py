@@ -296,3 +296,25 @@ def test_lost_create_responses_leave_no_duplicates(
 
         _backup(server, lake)
         assert _mailbox_state(lake, datetime.now(UTC))[1] == expected
+
+
+def test_same_name_folders_stay_two(mailbox: tuple[Tenant, EmulatorServer, Lake]) -> None:
+    tenant, server, lake = mailbox
+    user_id = tenant.user_id(UPN)
+    tenant.delete_folder(UPN, tenant.folder_id(UPN, ("Systems",)))
+    newer = tenant.add_folder(UPN, ("Systems",))
+    tenant.add_message(UPN, newer, _extra_messages()[0], is_read=True)
+    _backup(server, lake)
+
+    run = _restore(server, lake, Selection(folder="Systems"), ConflictPolicy.SKIP)
+
+    counts = run.report.counts()
+    assert counts["failed"] == 0
+    assert counts["created"] == 7 + 1  # the deleted folder's messages and the folder
+    assert tenant.folder_id(UPN, ("Systems",)) == newer
+    assert len(tenant.messages_in(user_id, newer)) == 1
+    older = tenant.folder_id(UPN, ("Systems (2)",))
+    assert len(tenant.messages_in(user_id, older)) == 7
+
+    again = _restore(server, lake, Selection(folder="Systems"), ConflictPolicy.SKIP)
+    assert again.report.counts()["created"] == 0
