@@ -141,7 +141,8 @@ class FaultPlan:
     _revoked_tokens: set[str] = field(init=False, repr=False, default_factory=set)
     _expired_downloads: set[str] = field(init=False, repr=False, default_factory=set)
     counts: Counter[str] = field(init=False, default_factory=Counter)
-    """Faults applied so far, by kind (errors also by status, as ``error-429``)."""
+    """Faults applied so far, by kind (storm errors as ``storm``) and by error status, as
+    ``error-429``."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.statuses if s not in TRANSIENT_ERRORS]
@@ -241,7 +242,8 @@ class FaultPlan:
             # count towards the cap on failures in a row.
             if action.kind not in ("sync_state", "drive_resync"):
                 self._streaks[key] = streak + 1
-            self.counts[action.kind] += 1
+            # The only errors drawn here are those of storms.
+            self.counts["storm" if action.kind == "error" else action.kind] += 1
             if action.fault is not None and action.kind == "error":
                 self.counts[f"error-{action.fault.status}"] += 1
             return action

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from m365lake.emulator import EmulatorServer, FaultPlan, Tenant
 from m365lake.emulator.generator import generate_tenant
 from tests.faults.lake_vs_tenant import Accounting
@@ -27,6 +29,9 @@ CHECKPOINT_EVERY = 25
 """Messages per checkpoint commit, so kills land between commits as well as before."""
 
 RUN_TIMEOUT_SECONDS = 300
+
+CAMPAIGN_SUMMARY = pytest.StashKey[str]()
+"""The campaign's closing line, which the report fixture stores for the terminal summary."""
 
 PHASES = ("initial", "incremental")
 

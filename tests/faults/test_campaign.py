@@ -28,6 +28,7 @@ from m365lake.discovery.integrity import verify_archive
 from m365lake.emulator import EmulatorServer, FaultPlan, Tenant
 from m365lake.lake import Lake
 from tests.faults.campaign import (
+    CAMPAIGN_SUMMARY,
     PHASES,
     RunOutcome,
     Schedule,
@@ -70,7 +71,9 @@ class CampaignReport:
 
 
 @pytest.fixture(scope="session")
-def campaign_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CampaignReport]:
+def campaign_report(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[CampaignReport]:
     report = CampaignReport()
     yield report
     if not report.schedules:
@@ -81,11 +84,12 @@ def campaign_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campai
     extra = os.environ.get("M365LAKE_FAULT_REPORT")
     if extra:
         Path(extra).write_text(text)
-    print(
-        f"\nfault campaign: {report.schedules} schedules run, {report.items_checked} items "
-        f"checked, {report.kills} SIGKILLs, faults applied: {dict(report.faults)}; "
+    line = (
+        f"fault campaign: {report.schedules} schedules run, {report.items_checked} items "
+        f"checked, {report.kills} SIGKILLs, faults applied: {dict(sorted(report.faults.items()))}; "
         f"report in {path}"
     )
+    pytestconfig.stash[CAMPAIGN_SUMMARY] = line
 
 
 @pytest.fixture(scope="session")
