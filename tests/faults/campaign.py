@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class Schedule:
     rates: dict[str, Any]
     kill_phase: str | None
     kill_delay_seconds: float
+    mutation_delay_seconds: float
+    """When the tenant changes during the incremental run, after the run starts."""
 
     def plan(self, phase: str) -> FaultPlan:
         return FaultPlan(seed=self.seed * 10 + PHASES.index(phase), **self.rates)
@@ -95,7 +98,10 @@ def make_schedule(campaign_seed: int, number: int, intensity: float = 1.0) -> Sc
         rates[name] = min(1.0, round(rates[name] * intensity, 4))
     # Every other schedule kills the backup once, in a phase and after a delay drawn here.
     kill_phase = rng.choice(PHASES) if number % 2 == 1 else None
-    return Schedule(number, rng.randrange(1 << 30), rates, kill_phase, rng.uniform(1.0, 6.0))
+    kill_delay = rng.uniform(1.0, 6.0)
+    return Schedule(
+        number, rng.randrange(1 << 30), rates, kill_phase, kill_delay, rng.uniform(0.5, 5.0)
+    )
 
 
 def build_tenant(seed: int) -> Tenant:
@@ -125,15 +131,20 @@ def _small_mime(index: int, kind: str) -> bytes:
     ).encode()
 
 
-def mutate_tenant(tenant: Tenant, seed: int) -> None:
-    """Add, change, move and delete some messages and files, as users do between runs."""
+def mutate_tenant(tenant: Tenant, seed: int) -> set[str]:
+    """Add, change, move and delete some messages and files, as users do.
+
+    Returns the ids of the messages and files touched, new ones included.
+    """
     rng = random.Random(f"mutations-{seed}")
+    touched: set[str] = set()
     for info in tenant.users():
         if not info.has_mailbox:
             continue
         upn = info.user.user_principal_name
         ids = sorted(tenant.live_messages(upn))
         chosen = rng.sample(ids, 6)
+        touched.update(chosen)
         for message_id in chosen[:2]:
             tenant.delete_message(upn, message_id)
         for message_id in chosen[2:4]:
@@ -141,7 +152,8 @@ def mutate_tenant(tenant: Tenant, seed: int) -> None:
         for message_id in chosen[4:]:
             tenant.update_message(upn, message_id, is_read=True, categories=["Reviewed"])
         for index in range(4):
-            tenant.add_message(upn, ("Inbox",), _small_mime(seed % 1000 * 10 + index, "later"))
+            mime = _small_mime(seed % 1000 * 10 + index, "later")
+            touched.add(tenant.add_message(upn, ("Inbox",), mime))
         drive = tenant.onedrive_of(info.id)
         if drive is None:
             continue
@@ -149,6 +161,7 @@ def mutate_tenant(tenant: Tenant, seed: int) -> None:
         folder = tenant.add_folder_item("onedrive", upn, "Documents", ("Later",))
         if len(files) >= 6:
             picked = rng.sample(files, 6)
+            touched.update(picked)
             for item_id in picked[:2]:
                 tenant.update_file_content(item_id, f"changed {rng.random()}".encode())
             tenant.rename_item(picked[2], f"renamed-{rng.randrange(10**6)}.txt")
@@ -156,9 +169,35 @@ def mutate_tenant(tenant: Tenant, seed: int) -> None:
                 tenant.delete_item(item_id)
             tenant.move_item(picked[5], folder)
         for index in range(3):
-            tenant.add_file(
-                "onedrive", upn, "Documents", ("Later", f"new-{index}.bin"), os.urandom(64 + index)
-            )
+            name = f"new-{seed % 1000}-{index}.bin"
+            content = os.urandom(64 + index)
+            touched.add(tenant.add_file("onedrive", upn, "Documents", ("Later", name), content))
+    return touched
+
+
+class MutationsDuringRun:
+    """Changes the tenant once, from a thread, while a backup runs.
+
+    Items that change during a run may be archived as they were before the change, so
+    the comparison after that run excuses them. The clean rerun then must catch up.
+    """
+
+    def __init__(self, tenant: Tenant, seed: int, delay_seconds: float) -> None:
+        self.touched: set[str] = set()
+        self._thread = threading.Timer(delay_seconds, self._mutate, args=(tenant, seed))
+        self._thread.daemon = True
+
+    def _mutate(self, tenant: Tenant, seed: int) -> None:
+        self.touched = mutate_tenant(tenant, seed)
+
+    def __enter__(self) -> MutationsDuringRun:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Waits for a change that is under way; one still pending is cancelled.
+        self._thread.cancel()
+        self._thread.join()
 
 
 @dataclass

@@ -26,6 +26,8 @@ class Accounting:
     """Mailbox user principal names and drive ids that the run reported as failed."""
     whole_run_failed: bool = False
     """The run stopped before reporting per container, or was killed."""
+    changed_during_run: set[str] = field(default_factory=set)
+    """Ids of messages and files that changed while the run was going on."""
 
 
 @dataclass
@@ -106,7 +108,9 @@ def compare_mail(lake: Lake, tenant: Tenant, accounting: Accounting, *, strict: 
                     result.problems.append(problem)
             if actual == expected:
                 result.archived += 1
-            elif excusable or (not strict and message_id in failed):
+            elif not strict and (
+                excusable or message_id in failed or message_id in accounting.changed_during_run
+            ):
                 result.excused += 1
             else:
                 result.problems.append(
@@ -116,7 +120,7 @@ def compare_mail(lake: Lake, tenant: Tenant, accounting: Accounting, *, strict: 
         for (mailbox_id, message_id), row in latest.items():
             if mailbox_id != info.id or row[2] == "deleted" or message_id in live:
                 continue
-            if not excusable:
+            if not excusable and message_id not in accounting.changed_during_run:
                 result.problems.append(
                     f"mailbox {upn}: message {message_id} is gone from the tenant but its "
                     "latest archived version is not a deletion"
@@ -175,7 +179,9 @@ def compare_files(
                     result.problems.append(problem)
             if actual == expected:
                 result.archived += 1
-            elif excusable or (not strict and item_id in failed):
+            elif not strict and (
+                excusable or item_id in failed or item_id in accounting.changed_during_run
+            ):
                 result.excused += 1
             else:
                 result.problems.append(
@@ -185,7 +191,7 @@ def compare_files(
         for (row_drive, item_id), row in latest.items():
             if row_drive != drive_id or row[2] == "deleted" or row[7] or item_id in live:
                 continue
-            if not excusable:
+            if not excusable and item_id not in accounting.changed_during_run:
                 result.problems.append(
                     f"drive {drive_id}: file {item_id} is gone from the tenant but its latest "
                     "archived version is not a deletion"

@@ -1,7 +1,8 @@
 """The fault campaign: seeded fault schedules against a full backup, then a clean rerun.
 
 Each schedule runs over a generated tenant of mail and files. A first backup and, after
-the tenant changed, an incremental one run under the schedule's faults. Every other
+the tenant changed, an incremental one run under the schedule's faults, and the tenant
+changes again during the incremental run. Every other
 schedule also kills the backup process with SIGKILL in one of them. A clean rerun follows. After
 each backup the lake is compared with the emulator: every live item is archived once
 with the right bytes, or excused by a ``failures`` row or a failed container (never
@@ -30,6 +31,7 @@ from m365lake.lake import Lake
 from tests.faults.campaign import (
     CAMPAIGN_SUMMARY,
     PHASES,
+    MutationsDuringRun,
     RunOutcome,
     Schedule,
     build_tenant,
@@ -120,7 +122,16 @@ def _faulted_phase(
     plan = schedule.plan(phase)
     server.app.state.faults = plan
     kill_after = schedule.kill_delay_seconds if schedule.kill_phase == phase else None
-    outcome = run_backup(server, lake_root, log_dir / f"{phase}.log", kill_after=kill_after)
+    log_path = log_dir / f"{phase}.log"
+    if phase == "incremental":
+        # The tenant also changes while this run goes on, as it does in production.
+        tenant = server.tenant
+        delay = schedule.mutation_delay_seconds
+        with MutationsDuringRun(tenant, schedule.seed + 1, delay) as mutations:
+            outcome = run_backup(server, lake_root, log_path, kill_after=kill_after)
+        outcome.accounting.changed_during_run = mutations.touched
+    else:
+        outcome = run_backup(server, lake_root, log_path, kill_after=kill_after)
     server.app.state.faults = FaultPlan()
     report.faults.update(plan.counts)
     report.kills += outcome.killed
@@ -181,6 +192,7 @@ def test_fault_schedule(
                     "killed": outcome.killed,
                     "returncode": outcome.returncode,
                     "failed_containers": sorted(outcome.accounting.failed_containers),
+                    "items_changed_during_run": len(outcome.accounting.changed_during_run),
                 }
                 for phase, outcome in outcomes.items()
             },
