@@ -17,13 +17,15 @@ the whole item held.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from m365lake.discovery.coverage import HoldCoverage, ItemKey, ItemVersion, Workload, item_key
 from m365lake.discovery.custodians import site_drive_ids
@@ -43,25 +45,37 @@ _NEWEST_LIVE = (
     "change <> 'deleted' AND row_number() OVER (PARTITION BY {key}, change = 'deleted' "
     f"{_NEWEST_FIRST}) = 1"
 )
+_VERSION_COLUMNS = (
+    "list_position($files, filename) AS file_pos, file_row_number AS row_index, "
+    "{container} AS container_id, {item} AS item_id, captured_at, "
+    "change = 'deleted' AS tombstone, {item_date} AS item_date, "
+    "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
+    f"OVER (PARTITION BY {{container}}, {{item}} {_NEWEST_FIRST}) AS item_deleted_at, "
+    "size, {sha256} AS sha256, "
+    f"{_NEWEST_LIVE.format(key='{container}, {item}')} AS newest_live"
+)
 _VERSIONS_SQL = {
     "messages": (
-        "SELECT filename, file_row_number, mailbox_id, message_id, captured_at, "
-        "change = 'deleted', coalesce(received_at, sent_at), "
-        "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
-        f"OVER (PARTITION BY mailbox_id, message_id {_NEWEST_FIRST}), "
-        f"size, mime_sha256, {_NEWEST_LIVE.format(key='mailbox_id, message_id')} "
-        f"FROM {_SOURCE}"
+        "SELECT "
+        + _VERSION_COLUMNS.format(
+            container="mailbox_id",
+            item="message_id",
+            item_date="coalesce(received_at, sent_at)",
+            sha256="mime_sha256",
+        )
+        + f" FROM {_SOURCE}"
     ),
     "drive_items": (
-        "SELECT filename, file_row_number, drive_id, item_id, captured_at, "
-        "change = 'deleted', modified_at, "
-        "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
-        f"OVER (PARTITION BY drive_id, item_id {_NEWEST_FIRST}), "
-        f"size, content_sha256, {_NEWEST_LIVE.format(key='drive_id, item_id')} "
-        f"FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
+        "SELECT "
+        + _VERSION_COLUMNS.format(
+            container="drive_id", item="item_id", item_date="modified_at", sha256="content_sha256"
+        )
+        + f" FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
     ),
 }
 _WORKLOADS: dict[str, Workload] = {"messages": "mail", "drive_items": "files"}
+# Joins container and item ids into one key. Graph ids never contain a control character.
+_KEY_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -130,27 +144,70 @@ class PurgePlan:
         }
 
 
-def read_versions(lake: Lake, table: str) -> list[StoredVersion]:
-    """Return every archived version of ``table`` (messages, or files of drive_items)."""
+@dataclass(frozen=True)
+class _TableVersions:
+    """Every archived version of one table as Arrow columns (``_VERSION_COLUMNS``).
+
+    One ``StoredVersion`` object per version took 1.28 GB at a million versions
+    (bench/purge.py), so versions stay in columns and only those a decision needs
+    become objects.
+    """
+
+    table: str
+    files: list[str]
+    rows: pa.Table
+
+
+def _read_table_versions(lake: Lake, table: str) -> _TableVersions | None:
     files = [str(path) for path in lake.committed_files(table)]
     if not files:
-        return []
+        return None
     with duckdb.connect() as db:
-        rows = db.execute(_VERSIONS_SQL[table], {"files": files}).fetchall()
-    return [
-        StoredVersion(
+        rows = db.sql(_VERSIONS_SQL[table], params={"files": files}).to_arrow_table()
+    return _TableVersions(table, files, rows)
+
+
+def _whole_items(versions: pa.Table, marked: pa.ChunkedArray | pa.Array) -> pa.Table:
+    """Return every version of each item that has at least one ``marked`` version."""
+    with duckdb.connect() as db:
+        db.register("versions", versions.append_column("marked", marked))
+        return db.sql(
+            "SELECT v.* EXCLUDE (marked) FROM versions AS v SEMI JOIN "
+            "(SELECT DISTINCT container_id, item_id FROM versions WHERE marked) AS k "
+            "USING (container_id, item_id)"
+        ).to_arrow_table()
+
+
+def _stored_versions(
+    lake: Lake, table: str, files: list[str], rows: pa.Table
+) -> Iterator[StoredVersion]:
+    paths = [lake.storage.relative(Path(file)) for file in files]
+    for row in rows.to_pylist():
+        yield StoredVersion(
             table=table,
-            path=lake.storage.relative(Path(row[0])),
-            row_index=int(row[1]),
-            version=ItemVersion(_WORKLOADS[table], row[2], row[3], row[4], row[6]),
-            tombstone=bool(row[5]),
-            item_deleted_at=row[7],
-            size=row[8],
-            sha256=row[9],
-            newest_live=bool(row[10]),
+            path=paths[row["file_pos"] - 1],
+            row_index=int(row["row_index"]),
+            version=ItemVersion(
+                _WORKLOADS[table],
+                row["container_id"],
+                row["item_id"],
+                row["captured_at"],
+                row["item_date"],
+            ),
+            tombstone=bool(row["tombstone"]),
+            item_deleted_at=row["item_deleted_at"],
+            size=row["size"],
+            sha256=row["sha256"],
+            newest_live=bool(row["newest_live"]),
         )
-        for row in rows
-    ]
+
+
+def read_versions(lake: Lake, table: str) -> list[StoredVersion]:
+    """Return every archived version of ``table`` (messages, or files of drive_items)."""
+    versions = _read_table_versions(lake, table)
+    if versions is None:
+        return []
+    return list(_stored_versions(lake, table, versions.files, versions.rows))
 
 
 @dataclass
@@ -190,6 +247,34 @@ class _Scopes:
         return scope is None or version.container_id in scope
 
 
+def _expired(
+    table: str,
+    rows: pa.Table,
+    policies: list[RetentionPolicy],
+    scopes: _Scopes,
+    now: datetime,
+) -> pa.ChunkedArray | pa.Array:
+    """Mark the versions that at least one delete policy expired, as ``_decide`` does."""
+    marked: pa.ChunkedArray | pa.Array = pa.array([False] * rows.num_rows, type=pa.bool_())
+    for policy in policies:
+        if policy.action != "delete" or policy.workload != _WORKLOADS[table]:
+            continue
+        if policy.basis == "deleted":
+            reference = rows["item_deleted_at"]
+        else:
+            reference = pc.if_else(
+                rows["tombstone"], pa.scalar(None, rows["item_date"].type), rows["item_date"]
+            )
+        cutoff = pa.scalar(now - timedelta(days=policy.days), type=reference.type)
+        expired = pc.fill_null(pc.less_equal(reference, cutoff), False)
+        scope = scopes.containers[policy.policy_id]
+        if scope is not None:
+            inside = pc.is_in(rows["container_id"], value_set=pa.array(sorted(scope), pa.string()))
+            expired = pc.and_(expired, inside)
+        marked = pc.or_(marked, expired)
+    return marked
+
+
 def _reference(policy: RetentionPolicy, stored: StoredVersion) -> datetime | None:
     if policy.basis == "deleted":
         return stored.item_deleted_at
@@ -227,7 +312,11 @@ def build_plan(
     if not any(policy.action == "delete" for policy in policies):
         return plan
     scopes = _Scopes.load(lake, policies)
-    by_item = versions_by_item(lake)
+    # Only items with a version that some delete policy expired can lose anything. So
+    # only their versions become objects, and the exact decision below runs on them.
+    by_item = versions_by_item(
+        lake, lambda table, rows: _expired(table, rows, policies, scopes, now)
+    )
     at_risk = {
         key: versions
         for key, versions in by_item.items()
@@ -240,11 +329,27 @@ def build_plan(
     return plan
 
 
-def versions_by_item(lake: Lake) -> dict[ItemKey, list[StoredVersion]]:
-    """Return every archived version of messages and files, grouped by item."""
+VersionSelector = Callable[[str, pa.Table], "pa.ChunkedArray | pa.Array"]
+"""Marks, for one table's versions, those whose items are wanted (a boolean per row)."""
+
+
+def versions_by_item(
+    lake: Lake, select: VersionSelector | None = None
+) -> dict[ItemKey, list[StoredVersion]]:
+    """Return archived versions of messages and files, grouped by item.
+
+    Without ``select`` every item is returned. With it, only the items that have a
+    version it marks, each with all of its versions.
+    """
     by_item: dict[ItemKey, list[StoredVersion]] = defaultdict(list)
     for table in _VERSIONS_SQL:
-        for stored in read_versions(lake, table):
+        versions = _read_table_versions(lake, table)
+        if versions is None:
+            continue
+        rows = versions.rows
+        if select is not None:
+            rows = _whole_items(rows, select(table, rows))
+        for stored in _stored_versions(lake, table, versions.files, rows):
             by_item[item_key(stored.version)].append(stored)
     return by_item
 
@@ -335,16 +440,23 @@ def _attachment_rows(
     files = [str(path) for path in lake.committed_files("attachments")]
     if not orphaned or not files:
         return []
+    keys = sorted(orphaned)
+    wanted = pa.table(
+        {
+            "mailbox_id": pa.array([key[0] for key in keys], pa.string()),
+            "message_id": pa.array([key[1] for key in keys], pa.string()),
+            "mime_sha256": pa.array([key[2] for key in keys], pa.string()),
+        }
+    )
     with duckdb.connect() as db:
+        db.register("wanted", wanted)
+        # The join runs in DuckDB, so only the rows that go reach Python.
         rows: list[Any] = db.execute(
-            f"SELECT filename, file_row_number, mailbox_id, message_id, mime_sha256 FROM {_SOURCE}",
+            f"SELECT filename, file_row_number FROM {_SOURCE} AS a SEMI JOIN wanted AS w "
+            "USING (mailbox_id, message_id, mime_sha256)",
             {"files": files},
         ).fetchall()
-    return [
-        (lake.storage.relative(Path(row[0])), int(row[1]))
-        for row in rows
-        if (row[2], row[3], row[4]) in orphaned
-    ]
+    return [(lake.storage.relative(Path(row[0])), int(row[1])) for row in rows]
 
 
 def held_versions_in_plan(lake: Lake, plan: PurgePlan) -> dict[StoredVersion, list[str]]:
@@ -357,7 +469,16 @@ def held_versions_in_plan(lake: Lake, plan: PurgePlan) -> dict[StoredVersion, li
     planned = {item_key(stored.version) for stored in plan.purge}
     if not planned:
         return {}
-    items = {key: versions for key, versions in versions_by_item(lake).items() if key in planned}
+
+    def in_plan(table: str, rows: pa.Table) -> pa.ChunkedArray | pa.Array:
+        workload = _WORKLOADS[table]
+        wanted = [
+            f"{container}{_KEY_SEPARATOR}{item}" for w, container, item in planned if w == workload
+        ]
+        keys = pc.binary_join_element_wise(rows["container_id"], rows["item_id"], _KEY_SEPARATOR)
+        return pc.is_in(keys, value_set=pa.array(wanted, pa.string()))
+
+    items = versions_by_item(lake, in_plan)
     resolve_query_holds(lake, coverage, items)
     held = {}
     for stored in plan.purge:
