@@ -74,19 +74,37 @@ def compare_mail(lake: Lake, tenant: Tenant, accounting: Accounting, *, strict: 
         lake,
         "messages",
         "mailbox_id, message_id, change, change_key, folder_id, mime_sha256, mime_inline, "
-        "captured_at",
+        "captured_at, attachment_count",
     )
     latest: dict[tuple[str, str], tuple[Any, ...]] = {}
     versions: dict[tuple[str, str, str, str], int] = {}
+    # Each version with attachments has its own attachment rows.
+    versions_with_parts: dict[tuple[str, str], int] = {}
     for row in rows:
         mailbox_id, message_id, change, change_key, folder_id = row[:5]
         latest[(mailbox_id, message_id)] = row
         if change != "deleted":
             key = (mailbox_id, message_id, change_key, folder_id)
             versions[key] = versions.get(key, 0) + 1
+            if row[8]:
+                content = (message_id, row[5])
+                versions_with_parts[content] = versions_with_parts.get(content, 0) + 1
     for key, count in versions.items():
         if count > 1:
             result.problems.append(f"message version {key} archived {count} times")
+    parts: dict[tuple[str, str, int], int] = {}
+    for message_id, mime_sha256, part_index, _ in _rows(
+        lake, "attachments", "message_id, mime_sha256, part_index, captured_at"
+    ):
+        key = (message_id, mime_sha256, part_index)
+        parts[key] = parts.get(key, 0) + 1
+    for (message_id, mime_sha256, part_index), count in parts.items():
+        expected = versions_with_parts.get((message_id, mime_sha256), 0)
+        if count != expected:
+            result.problems.append(
+                f"attachment {part_index} of message {message_id} (MIME {mime_sha256}) has "
+                f"{count} rows for {expected} archived versions"
+            )
     failed = failed_item_ids(lake)
 
     for info in tenant.users():
