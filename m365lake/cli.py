@@ -122,13 +122,46 @@ def emulator() -> None:
     help="State folder for the private CA. Default: under the user data directory.",
 )
 @click.option("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 picks a free one).")
-def emulator_serve(corpus: Path | None, state_dir: Path | None, port: int) -> None:
+@click.option(
+    "--fault",
+    "fault_settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help=(
+        "Inject random faults (repeatable), e.g. --fault rate=0.05 --fault reset_rate=0.01. "
+        "Rates are probabilities per request. An unknown name is rejected with the list of names."
+    ),
+)
+@click.option(
+    "--fault-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the random faults, so a run can be replayed.",
+)
+def emulator_serve(
+    corpus: Path | None,
+    state_dir: Path | None,
+    port: int,
+    fault_settings: tuple[str, ...],
+    fault_seed: int,
+) -> None:
     """Serve an emulated tenant over HTTPS on loopback and print the client's environment."""
+    from m365lake.emulator.app import EmulatorOptions
+    from m365lake.emulator.faults import plan_from_settings
     from m365lake.emulator.runtime import default_state_dir, start_emulator
 
+    settings = dict(setting.partition("=")[::2] for setting in fault_settings)
+    try:
+        plan = plan_from_settings(fault_seed, settings)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--fault") from error
     try:
         server = start_emulator(
-            corpus=corpus, state_dir=state_dir or default_state_dir(), port=port
+            corpus=corpus,
+            state_dir=state_dir or default_state_dir(),
+            port=port,
+            options=EmulatorOptions(faults=plan),
         )
     except M365LakeError as error:
         raise click.ClickException(str(error)) from error

@@ -322,3 +322,46 @@ def _expired_download_fault() -> Fault:
         "unauthenticated",
         "The download URL has expired. Request the item again for a fresh URL.",
     )
+
+
+_FLOAT_SETTINGS = frozenset({*_RATE_FIELDS, "slow_seconds"})
+_INT_SETTINGS = frozenset({"storm_requests", "max_consecutive"})
+FAULT_SETTINGS = tuple(
+    sorted({*_FLOAT_SETTINGS, *_INT_SETTINGS, "statuses", "retry_after_values", "path_pattern"})
+)
+"""Names that ``plan_from_settings`` accepts."""
+
+
+def plan_from_settings(seed: int, settings: dict[str, str]) -> FaultPlan:
+    """Build a FaultPlan from ``NAME=VALUE`` texts, as the emulator command takes them.
+
+    Rates and ``slow_seconds`` are numbers, ``storm_requests`` and ``max_consecutive``
+    integers, ``statuses`` a comma-separated list of statuses, and ``retry_after_values`` a
+    comma-separated list of header values in which ``none`` leaves the header out. Raises
+    ValueError naming the setting when a name or value is invalid.
+    """
+    values: dict[str, object] = {}
+    for name, text in settings.items():
+        if name not in FAULT_SETTINGS:
+            raise ValueError(
+                f"unknown fault setting {name!r}; the settings are: {', '.join(FAULT_SETTINGS)}"
+            )
+        try:
+            values[name] = _setting_value(name, text)
+        except (ValueError, re.error) as error:
+            raise ValueError(f"fault setting {name}={text!r} is invalid: {error}") from None
+    return FaultPlan(seed=seed, **values)  # type: ignore[arg-type]
+
+
+def _setting_value(name: str, text: str) -> object:
+    if name in _FLOAT_SETTINGS:
+        return float(text)
+    if name in _INT_SETTINGS:
+        return int(text)
+    parts = [part.strip() for part in text.split(",")]
+    if name == "statuses":
+        return tuple(int(part) for part in parts if part)
+    if name == "retry_after_values":
+        return tuple(None if part.lower() == "none" else part for part in parts)
+    re.compile(text)
+    return text

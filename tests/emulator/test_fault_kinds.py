@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from m365lake.cli import main
 from m365lake.emulator import EmulatorOptions, EmulatorServer, FaultPlan, Tenant, build_app
 from m365lake.emulator.fault_actions import PADDING_BYTES
+from m365lake.emulator.faults import plan_from_settings
 from tests.emulator.conftest import ALICE, fetch_token, follow_delta, graph, run
 
 
@@ -210,3 +214,46 @@ def test_plan_rejects_bad_rates() -> None:
         FaultPlan(reset_rate=2.0)
     with pytest.raises(ValueError, match="storm_requests"):
         FaultPlan(storm_requests=0)
+
+
+def test_plan_from_settings_parses_values() -> None:
+    plan = plan_from_settings(
+        4,
+        {
+            "rate": "0.1",
+            "storm_requests": "7",
+            "statuses": "429,503",
+            "retry_after_values": "0.5, none",
+            "path_pattern": "^/_download/",
+        },
+    )
+
+    assert plan.seed == 4
+    assert plan.rate == 0.1
+    assert plan.storm_requests == 7
+    assert plan.statuses == (429, 503)
+    assert plan.retry_after_values == ("0.5", None)
+    assert plan.path_pattern == "^/_download/"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"bogus": "1"}, "unknown fault setting 'bogus'; the settings are: "),
+        ({"rate": "often"}, "fault setting rate='often' is invalid"),
+        ({"rate": "2"}, "rate must be between 0 and 1"),
+        ({"path_pattern": "("}, "fault setting path_pattern='(' is invalid"),
+        ({"statuses": "418"}, "unsupported fault statuses"),
+    ],
+)
+def test_plan_from_settings_rejects_invalid(settings: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        plan_from_settings(0, settings)
+
+
+def test_emulator_serve_rejects_unknown_fault() -> None:
+    result = CliRunner().invoke(main, ["emulator", "serve", "--fault", "sometimes=1"])
+
+    assert result.exit_code == 2
+    assert "unknown fault setting 'sometimes'" in result.output
+    assert "reset_rate" in result.output
