@@ -4,6 +4,7 @@ consistent, and a rerun with free space archives everything, once."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,9 +24,17 @@ pytestmark = pytest.mark.faults
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+BIG_FILE_BYTES = 3 * 1024 * 1024
+"""Above the lake's 1 MiB inline threshold, so the file streams into a blob with direct I/O."""
+
+
 @pytest.fixture(scope="module")
 def disk_tenant() -> Tenant:
-    return Tenant.from_seed(generate_tenant(seed=11, users=2, messages_per_user=25))
+    tenant = Tenant.from_seed(generate_tenant(seed=11, users=2, messages_per_user=25))
+    upn = tenant.users()[0].user.user_principal_name
+    content = random.Random(11).randbytes(BIG_FILE_BYTES)
+    tenant.add_file("onedrive", upn, "Documents", ("Scans", "big.bin"), content)
+    return tenant
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def _quota_backup(
     )
 
 
-@pytest.mark.parametrize("fraction", [0.02, 0.3, 0.7])
+@pytest.mark.parametrize("fraction", [0.02, 0.3, 0.7, 0.95])
 def test_full_disk_then_rerun_loses_nothing(
     fraction: float,
     disk_tenant: Tenant,
