@@ -81,7 +81,7 @@ _DOWNLOAD = "/_download/"
 
 @dataclass(frozen=True)
 class FaultAction:
-    """What to do to one request instead of, or on top of, serving it normally."""
+    """A fault taken on one request, instead of serving it or while serving it."""
 
     kind: ActionKind
     fault: Fault | None = None
@@ -107,7 +107,8 @@ class FaultPlan:
 
     The other ``*_rate`` fields are probabilities of the kinds of fault the module
     docstring lists, drawn from a second generator seeded from ``seed``. All of them are 0
-    by default, which leaves ``random_fault`` drawing exactly as before they existed.
+    by default, and while they are 0 nothing is drawn from that generator, so a seed gives
+    the same errors as a plan with ``rate`` alone.
     """
 
     seed: int = 0

@@ -20,7 +20,8 @@ from m365lake.lake import Lake
 
 @dataclass
 class Accounting:
-    """What a run reported as not archived, which excuses missing or outdated items."""
+    """The containers and items a run left out or saw change, which excuse missing or
+    outdated items in the comparison after that run."""
 
     failed_containers: set[str] = field(default_factory=set)
     """Mailbox user principal names and drive ids that the run reported as failed."""
