@@ -23,7 +23,12 @@ from m365lake.lake import Lake
 from m365lake.restore import ledger as restore_ledger
 from m365lake.restore.ledger import RestoreLedger
 from m365lake.restore.mail_json import AttachmentSource, build_create, restore_marker
-from m365lake.restore.mail_plan import IMMUTABLE_IDS, MailPlannedItem
+from m365lake.restore.mail_plan import (
+    IMMUTABLE_IDS,
+    MailPlannedItem,
+    load_archived_rows,
+    row_key,
+)
 from m365lake.restore.model import ConflictPolicy, ItemResult, Outcome, PlannedItem
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ async def run_mail_restore(
 ) -> list[ItemResult]:
     """Carry out ``plan`` (from ``plan_mail_restore``) and return one result per line."""
     items = [item for item in plan if isinstance(item, MailPlannedItem)]
+    rows = load_archived_rows(lake, items)
     folders = _Folders()
     results: list[ItemResult] = []
     pending: list[ItemResult] = []
@@ -80,11 +86,11 @@ async def run_mail_restore(
         messages = [entry for entry in items if entry.kind == "message"]
         for start in range(0, len(messages), MESSAGES_IN_FLIGHT):
             window = messages[start : start + MESSAGES_IN_FLIGHT]
-            done(
-                await asyncio.gather(
-                    *(_restore_message(lake, graph, item, folders, policy) for item in window)
-                )
-            )
+            tasks = [
+                _restore_message(lake, graph, item, rows.get(row_key(item)), folders, policy)
+                for item in window
+            ]
+            done(await asyncio.gather(*tasks))
     finally:
         restore_ledger.record(lake, restore_id, pending)
     return results
@@ -144,6 +150,7 @@ async def _restore_message(
     lake: Lake,
     graph: GraphClient,
     item: MailPlannedItem,
+    row: dict[str, Any] | None,
     folders: _Folders,
     policy: ConflictPolicy,
 ) -> ItemResult:
@@ -157,8 +164,12 @@ async def _restore_message(
     folder = folders.get(item.target_container, item.folder_key)
     if folder is None:
         return ItemResult(item, Outcome.FAILED, reason="its folder was not restored")
+    if row is None:
+        return ItemResult(
+            item, Outcome.FAILED, reason="its archived version is no longer in the lake"
+        )
     try:
-        created = await create_message(lake, graph, item, folder)
+        created = await create_message(lake, graph, item, row, folder)
     except (GraphError, ValueError, KeyError, OSError) as error:
         return _failed(item, "creating the message", error)
     if item.action != "collision":
@@ -188,10 +199,12 @@ async def _restore_message(
 
 
 async def create_message(
-    lake: Lake, graph: GraphClient, item: MailPlannedItem, folder_id: str
+    lake: Lake, graph: GraphClient, item: MailPlannedItem, row: dict[str, Any], folder_id: str
 ) -> str:
-    """Create the archived message of ``item`` in ``folder_id``; return its immutable id."""
-    row = item.row or {}
+    """Create the archived message ``row`` of ``item`` in ``folder_id``; return its id.
+
+    The id is the immutable id, as the plan's listings use.
+    """
     mime = lake.read_content(item.source_version, row.get("mime_inline"))
     marker = restore_marker(item.source_container, item.source_item_id, item.source_version)
     request = build_create(mime, row, marker=marker)

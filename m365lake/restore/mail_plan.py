@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from m365lake.catalog import connect
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.restore.ledger import RestoreLedger
@@ -52,8 +53,9 @@ class MailPlannedItem(PlannedItem):
     """The live folder to reuse, or the live message that is already the restored one."""
     colliding_ids: tuple[str, ...] = ()
     """Live messages in the target folder with the same internetMessageId."""
-    row: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    """The archived message row."""
+    captured_at: datetime | None = None
+    """When the archived message version was captured; with the ids it names the row.
+    The row itself is not kept, so the plan stays small and holds no message content."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,36 @@ class LiveMailbox:
         if folder_id not in self._messages:
             self._messages[folder_id] = await _read_messages(graph, self.mailbox_id, folder_id)
         return self._messages[folder_id]
+
+
+def load_archived_rows(
+    lake: Lake, items: Sequence[PlannedItem]
+) -> dict[tuple[str, str, datetime | None], dict[str, Any]]:
+    """Read the archived message rows the message lines of ``items`` were planned from."""
+    wanted = {
+        (item.source_container, item.source_item_id, item.captured_at)
+        for item in items
+        if isinstance(item, MailPlannedItem) and item.kind == "message"
+    }
+    if not wanted:
+        return {}
+    with connect(lake) as db:
+        cursor = db.execute(
+            "SELECT * FROM message_versions WHERE message_id IN (SELECT unnest(?))",
+            [sorted({message_id for _, message_id, _ in wanted})],
+        )
+        names = [column[0] for column in cursor.description or []]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    found: dict[tuple[str, str, datetime | None], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["mailbox_id"], row["message_id"], row["captured_at"])
+        if key in wanted:
+            found[key] = row
+    return found
+
+
+def row_key(item: MailPlannedItem) -> tuple[str, str, datetime | None]:
+    return (item.source_container, item.source_item_id, item.captured_at)
 
 
 async def read_live_mailbox(graph: GraphClient, mailbox_id: str) -> LiveMailbox:
@@ -337,7 +369,7 @@ async def _plan_message(
         "target_container": target_mailbox,
         "target_path": folders.paths.get(folder_key or "", ""),
         "folder_key": folder_key,
-        "row": row,
+        "captured_at": row.get("captured_at"),
     }
     if not version:
         return MailPlannedItem(**base, action="unrestorable", reason="no MIME was archived")

@@ -19,7 +19,12 @@ from m365lake.errors import GraphError, ItemNotFoundError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.restore.mail_json import graph_time
-from m365lake.restore.mail_plan import IMMUTABLE_IDS, MailPlannedItem
+from m365lake.restore.mail_plan import (
+    IMMUTABLE_IDS,
+    MailPlannedItem,
+    load_archived_rows,
+    row_key,
+)
 from m365lake.restore.model import ItemResult, Outcome, Severity, VerifyFinding
 from m365lake.sources.mime import AttachmentInfo, list_attachments
 
@@ -40,15 +45,22 @@ async def verify_mail_restore(
         and result.outcome in _RESTORED
         and result.target_item_id
     ]
+    rows = load_archived_rows(lake, [result.planned for result in todo])
     findings: list[VerifyFinding] = []
     for start in range(0, len(todo), VERIFY_IN_FLIGHT):
         window = todo[start : start + VERIFY_IN_FLIGHT]
-        for found in await asyncio.gather(*(verify_message(lake, graph, r) for r in window)):
+        checks = (verify_message(lake, graph, result, rows) for result in window)
+        for found in await asyncio.gather(*checks):
             findings += found
     return findings
 
 
-async def verify_message(lake: Lake, graph: GraphClient, result: ItemResult) -> list[VerifyFinding]:
+async def verify_message(
+    lake: Lake,
+    graph: GraphClient,
+    result: ItemResult,
+    rows: dict[tuple[str, str, datetime | None], dict[str, Any]],
+) -> list[VerifyFinding]:
     """Return the differences between one restored message and its archived version."""
     item = result.planned
     assert isinstance(item, MailPlannedItem)
@@ -79,7 +91,9 @@ async def verify_message(lake: Lake, graph: GraphClient, result: ItemResult) -> 
     except GraphError as error:
         return [finding("message", "readable", str(error), Severity.MISSING)]
 
-    row = item.row or {}
+    row = rows.get(row_key(item))
+    if row is None:
+        return [finding("archive", "archived version", None, Severity.MISSING)]
     findings = [
         finding(name, expected, actual)
         for name, expected, actual in _compare_envelope(row, live)
