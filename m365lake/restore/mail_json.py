@@ -31,7 +31,9 @@ from m365lake.sources.mime import MAX_DEPTH, AttachmentInfo, list_attachments
 MAX_REQUEST_BYTES = 4_000_000
 """Budget for one create request; Exchange rejects bodies above 4 MB."""
 SESSION_MIN_BYTES = 3_000_000
-"""Files of this size and more go through an attachment upload session (3 to 150 MB)."""
+"""Files of this size and more go through an attachment upload session (3 to 150 MB).
+NOTE: a file just under this size is about 4,000,000 bytes as base64, close to the request
+cap. Microsoft does not say whether these limits are decimal or binary megabytes."""
 READ_FLAG = 0x1
 """mfRead in PidTagMessageFlags; the unsent (draft) bit 0x8 is never set."""
 RESTORE_HEADER = "X-M365lake-Restored-From"
