@@ -85,19 +85,34 @@ class _ResolvedHold:
             return in_date_range(self.hold, version.item_date)
         return item_key(version) in self.matched
 
-    def settle_hit(self, key: ItemKey, versions: Sequence[ItemVersion]) -> None:
+    def settle_hit(
+        self, key: ItemKey, versions: Sequence[ItemVersion], indexed: ItemVersion | None
+    ) -> None:
         """Add the item ``key`` to ``matched`` when its indexed version lies in the date range.
 
-        Without a date range every hit counts. With one, the indexed version is the one
-        captured at the hit's ``captured_at``; when none of ``versions`` is that one, any
-        version in the range counts, because holds win over a doubtful match.
+        Without a date range every hit counts. With one, the indexed version is
+        ``indexed`` when the caller knows it, else the one captured in the same second as
+        the hit's ``captured_at`` (the index stores whole seconds). When neither finds
+        it, any version in the range counts, because holds win over a doubtful match.
         """
         if self.index_hits is None or key in self.matched or key not in self.index_hits:
             return
-        captured_at = self.index_hits[key]
-        indexed = [v for v in versions if v.captured_at == captured_at and captured_at]
-        if any(in_date_range(self.hold, v.item_date) for v in indexed or versions):
+        candidates = (
+            [indexed]
+            if indexed is not None
+            else _captured_in_second(versions, self.index_hits[key])
+        )
+        if any(in_date_range(self.hold, v.item_date) for v in candidates or versions):
             self.matched.add(key)
+
+
+def _captured_in_second(
+    versions: Sequence[ItemVersion], captured_at: datetime | None
+) -> list[ItemVersion]:
+    if captured_at is None:
+        return []
+    second = captured_at.replace(microsecond=0)
+    return [v for v in versions if v.captured_at and v.captured_at.replace(microsecond=0) == second]
 
 
 def in_date_range(hold: Hold, moment: datetime | None) -> bool:
@@ -169,12 +184,20 @@ class HoldCoverage:
             if key not in resolved.matched
         }
 
-    def settle_index_hits(self, items: Mapping[ItemKey, Sequence[ItemVersion]]) -> None:
-        """Decide the index hits of date-ranged query holds, given every version of each item."""
+    def settle_index_hits(
+        self,
+        items: Mapping[ItemKey, Sequence[ItemVersion]],
+        indexed: Mapping[ItemKey, ItemVersion] | None = None,
+    ) -> None:
+        """Decide the index hits of date-ranged query holds, given every version of each item.
+
+        ``indexed`` names each item's version that the index contains (its newest live
+        version), when the caller knows it.
+        """
         for resolved in self._holds:
             for key in resolved.index_hits or ():
                 if key in items:
-                    resolved.settle_hit(key, items[key])
+                    resolved.settle_hit(key, items[key], (indexed or {}).get(key))
 
     def unmatched_query_holds(self, version: ItemVersion) -> list[Hold]:
         """Return the query holds whose locations contain ``version`` but not yet its item.

@@ -358,9 +358,10 @@ def resolve_query_holds(
     lake: Lake, coverage: HoldCoverage, items: Mapping[ItemKey, Sequence[StoredVersion]]
 ) -> None:
     """Decide the query holds of ``items`` (every version of each) on every version."""
-    unsettled = coverage.unsettled_hits()
+    unsettled = [key for key in coverage.unsettled_hits() if key in items]
     coverage.settle_index_hits(
-        {key: [s.version for s in items[key]] for key in unsettled if key in items}
+        {key: [s.version for s in items[key]] for key in unsettled},
+        {key: s.version for key in unsettled for s in items[key] if s.newest_live},
     )
     match_older_versions(lake, coverage, items)
 

@@ -158,3 +158,19 @@ def test_hold_check_sees_older_versions(edited: Lake, fake_index: FakeIndex) -> 
     assert {stored.version.item_id for stored in held} == {"m9", "f9"}
     assert all(hold_ids == [hold.hold_id] for hold_ids in held.values())
     assert held_versions_in_plan(edited, plan_purge(edited, now=LATER)) == {}
+
+
+def test_date_ranged_hit_uses_indexed_version(edited: Lake, fake_index: FakeIndex) -> None:
+    # The index matched f9's newest version ("notes.txt", modified on day 5). A hold whose
+    # range ends before day 5 does not hold f9 through that hit, and f9's older version
+    # in the range does not match "notes"; a hold whose range contains day 5 holds f9.
+    fake_index.hits["notes"] = [FakeHit("files", "d-alice", "f9", T0 + DAY)]
+    early = place_hold(edited, "C", actor="carol", kql="notes", date_end=T0 + DAY)
+    late = place_hold(edited, "C", actor="carol", kql="notes", date_start=T0 + 3 * DAY)
+
+    plan = plan_purge(edited, now=LATER)
+
+    f9 = [stored for stored in plan.held if stored.version.item_id == "f9"]
+    assert len(f9) == 2
+    assert all(plan.held[stored] == [late.hold_id] for stored in f9)
+    assert early.hold_id not in {h for ids in plan.held.values() for h in ids}
