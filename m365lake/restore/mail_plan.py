@@ -178,11 +178,13 @@ async def plan_mail_restore(
     ledger: RestoreLedger,
     *,
     as_of: datetime | None = None,
+    folder_scope: str | None = None,
 ) -> list[PlannedItem]:
     """Plan the restore of archived message ``rows``: folders first, then every message.
 
     ``policy`` only matters when the plan is carried out; a collision is planned the same
-    way under every policy.
+    way under every policy. ``folder_scope`` is the folder path a selection named: every
+    archived folder below it is recreated, empty ones included, so the tree matches.
     """
     by_mailbox: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
@@ -192,8 +194,11 @@ async def plan_mail_restore(
         target_mailbox = target.mailbox_id or source_mailbox
         live = await read_live_mailbox(graph, target_mailbox)
         archived = {row["folder_id"]: row for row in folders_as_of(lake, source_mailbox, as_of)}
+        used = {row["folder_id"] for row in mailbox_rows}
+        if folder_scope is not None:
+            used |= {key for key, row in archived.items() if _under(row, folder_scope)}
         folders = _plan_folders(
-            source_mailbox, target_mailbox, archived, mailbox_rows, live, target, ledger
+            source_mailbox, target_mailbox, archived, used, live, target, ledger
         )
         plan += folders.items
         for row in mailbox_rows:
@@ -206,7 +211,7 @@ def _plan_folders(
     source_mailbox: str,
     target_mailbox: str,
     archived: dict[str, dict[str, Any]],
-    rows: Sequence[dict[str, Any]],
+    used: set[str],
     live: LiveMailbox,
     target: RestoreTarget,
     ledger: RestoreLedger,
@@ -232,7 +237,7 @@ def _plan_folders(
         plan.live_ids[RESTORE_FOLDER_KEY] = top_id
         top, top_path = RESTORE_FOLDER_KEY, target.restore_folder
 
-    needed = _needed_folders(archived, {row["folder_id"] for row in rows})
+    needed = _needed_folders(archived, used)
     names = _sibling_names(needed, archived, live if same_place else None)
     taken: set[str] = set()
     for folder_id in needed:
@@ -297,6 +302,12 @@ def _folder_item(
         display_name=name,
         live_id=live_id,
     )
+
+
+def _under(folder: dict[str, Any], scope: str) -> bool:
+    path = (folder.get("folder_path") or "").strip("/").casefold()
+    wanted = scope.strip().strip("/").casefold()
+    return path == wanted or path.startswith(wanted + "/")
 
 
 def _needed_folders(archived: dict[str, dict[str, Any]], used: set[str]) -> list[str]:

@@ -8,11 +8,12 @@ and creates nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from m365lake.config import GraphSettings
 from m365lake.discovery import audit
@@ -77,10 +78,16 @@ class WorkloadFunctions:
     verify: _Verifier
 
 
-def workload_functions(name: str) -> WorkloadFunctions:
-    """Return the restore functions of ``mail`` or ``files``."""
+def workload_functions(name: str, selection: Selection | None = None) -> WorkloadFunctions:
+    """Return the restore functions of ``mail`` or ``files``.
+
+    A selection by mail folder recreates the whole archived folder tree below it, empty
+    folders included, which the message rows alone do not show.
+    """
     if name == "mail":
-        return WorkloadFunctions("mail", plan_mail_restore, run_mail_restore, verify_mail_restore)
+        scope = selection.folder if selection is not None else None
+        plan = cast(_Planner, functools.partial(plan_mail_restore, folder_scope=scope))
+        return WorkloadFunctions("mail", plan, run_mail_restore, verify_mail_restore)
     if name == "files":
         return WorkloadFunctions(
             "files", plan_files_restore, run_files_restore, verify_files_restore
@@ -152,8 +159,8 @@ async def restore(
     require_some(messages, files, selection)
     chosen = list(workloads) if workloads is not None else []
     if workloads is None:
-        chosen += [workload_functions("mail")] if messages else []
-        chosen += [workload_functions("files")] if files else []
+        chosen += [workload_functions("mail", selection)] if messages else []
+        chosen += [workload_functions("files", selection)] if files else []
     rows_of = {"mail": messages, "files": files}
 
     restore_id = new_run_id("restore")

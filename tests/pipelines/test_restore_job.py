@@ -71,6 +71,12 @@ def test_restore_job_brings_a_folder_back(tmp_path: Path, monkeypatch: pytest.Mo
             for message in tenant.live_messages(upn).values()
             if message.folder_path[:1] == ("Archive",)
         )
+        user_id = tenant.user_id(upn)
+        folder_paths = sorted(
+            tenant.folder_path(user_id, folder.id)
+            for folder in tenant.folders(user_id)
+            if tenant.folder_path(user_id, folder.id)[:1] == ("Archive",)
+        )
         tenant.delete_folder(upn, tenant.folder_id(upn, ("Archive",)))
         config = RestoreConfig(custodian=upn, folder="Archive", dry_run=False)
 
@@ -87,13 +93,19 @@ def test_restore_job_brings_a_folder_back(tmp_path: Path, monkeypatch: pytest.Mo
             for message in tenant.live_messages(upn).values()
             if message.folder_path[:1] == ("Archive",)
         )
+        restored_paths = sorted(
+            tenant.folder_path(user_id, folder.id)
+            for folder in tenant.folders(user_id)
+            if tenant.folder_path(user_id, folder.id)[:1] == ("Archive",)
+        )
     [materialization] = [
         event.step_output_data.metadata
         for event in result.all_node_events
         if event.is_successful_output
     ]
     assert result.success
-    assert materialization["created"].value > len(before)
+    assert materialization["created"].value == len(before) + len(folder_paths)
+    assert restored_paths == folder_paths
     assert materialization["failed"].value == 0
     assert materialization["dry_run"].value is False
     assert len(after) == len(before)
