@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -436,11 +437,61 @@ async def commit_upload(request: Request) -> Response:
     return _commit(request, session)
 
 
+async def commit_from_source_url(request: Request) -> Response:
+    """``PUT /items/{parent}:/{name}:`` with ``@microsoft.graph.sourceUrl``: commit a session.
+
+    This is how a client recovers from a name clash at the last fragment: it commits the
+    uploaded bytes again under new metadata (name, conflict behaviour) without sending
+    them again.
+    """
+    tenant, drive = _writer(request)
+    parent = _target_folder(request, tenant, drive, request.path_params["item"])
+    body = await _json_body(request)
+    source_url = body.get("@microsoft.graph.sourceUrl")
+    if not isinstance(source_url, str):
+        raise GraphHTTPError(
+            400,
+            "invalidRequest",
+            "Send '@microsoft.graph.sourceUrl' with the upload session URL; the emulator "
+            "creates items by PUT only from upload sessions.",
+        )
+    location = urlsplit(source_url)
+    if not location.path.startswith(UPLOAD_PATH):
+        raise GraphHTTPError(400, "invalidRequest", "The sourceUrl is not an upload session URL.")
+    secret = parse_qs(location.query).get("tempauth", [""])[0]
+    session = _sessions(request).find(location.path[len(UPLOAD_PATH) :], secret)
+    if session.drive_id != drive.id:
+        raise GraphHTTPError(400, "invalidRequest", "The upload session belongs to another drive.")
+    if not session.complete:
+        raise GraphHTTPError(
+            400,
+            "invalidRequest",
+            f"The upload is incomplete: {session.received} of {session.total} bytes received.",
+            inner_code="uploadSessionIncomplete",
+        )
+    name = body.get("name", request.path_params["name"])
+    if not isinstance(name, str):
+        raise GraphHTTPError(400, "invalidRequest", "'name' must be a string.")
+    try:
+        check_item_name(name)
+    except ValueError as error:
+        raise _name_error(error) from None
+    _check_if_match(request, _existing_child(tenant, drive, parent.id, name))
+    # NOTE: Graph documents no default here; the emulator uses PUT's default, replace.
+    conflict = _conflict(
+        body.get(CONFLICT_PARAMETER, request.query_params.get(CONFLICT_PARAMETER)), "replace"
+    )
+    assert conflict is not None
+    session.parent_id, session.name, session.conflict = parent.id, name, conflict
+    return _commit(request, session)
+
+
 # ---- routing ---------------------------------------------------------------------------
 
 _WRITE_ROUTES: tuple[tuple[str, Handler, str], ...] = (
     ("/items/{item}:/{name}:/content", put_new_content, "PUT"),
     ("/items/{item}:/{name}:/createUploadSession", create_session_by_name, "POST"),
+    ("/items/{item}:/{name}:", commit_from_source_url, "PUT"),
     ("/items/{item}/content", put_existing_content, "PUT"),
     ("/items/{item}/createUploadSession", create_session_for_item, "POST"),
     ("/items/{item}/children", create_child, "POST"),

@@ -183,6 +183,10 @@ def test_session_lifetime_option(writable: Tenant) -> None:
         async with session_client(writable, options) as (client, anonymous):
             url = await open_session(client, writable, "short.bin")
             assert (await anonymous.get(url)).status_code == 404
+            without_source = await client.put(
+                f"{drive_url(writable)}/items/{root_id(writable)}:/other.bin:", json={}
+            )
+            assert without_source.status_code == 400
 
     run(scenario())
 
@@ -202,6 +206,19 @@ def test_name_clash_at_commit(writable: Tenant) -> None:
             final = await put_range(anonymous, url, 0, len(DATA))
             assert final.status_code == 409
             assert final.json()["error"]["code"] == "nameAlreadyExists"
+            # The uploaded bytes can still be committed under a new name, without resending.
+            recovered = await client.put(
+                f"{drive_url(writable)}/items/{root_id(writable)}:/race.bin:",
+                json={
+                    "name": "race recovered.bin",
+                    "@microsoft.graph.conflictBehavior": "fail",
+                    "@microsoft.graph.sourceUrl": url,
+                },
+            )
+            assert recovered.status_code == 201, recovered.text
+            assert recovered.json()["name"] == "race recovered.bin"
+            assert recovered.json()["size"] == len(DATA)
+            assert (await anonymous.get(url)).status_code == 404
 
             url = await open_session(
                 client, writable, "race.bin", {"@microsoft.graph.conflictBehavior": "rename"}
