@@ -251,7 +251,7 @@ def test_restore_keeps_original_times(
     assert run.findings == []
 
 
-def test_restore_through_throttling_and_verify_catches_edits(
+def test_throttled_restore_then_reverify(
     tenant: Tenant, emulator: EmulatorServer, lake: Lake, drive_id: str
 ) -> None:
     dated = datetime(2003, 3, 3, 9, 0, tzinfo=UTC)

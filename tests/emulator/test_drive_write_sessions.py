@@ -258,7 +258,7 @@ def test_deferred_commit(writable: Tenant) -> None:
     run(scenario())
 
 
-def test_session_for_existing_item_and_if_match(writable: Tenant) -> None:
+def test_session_for_existing_item(writable: Tenant) -> None:
     async def scenario() -> None:
         async with session_client(writable) as (client, anonymous):
             drive = writable.drive_id_for("onedrive", ALICE)
