@@ -3,16 +3,18 @@
 Each planned item becomes one outcome. A planned ``create`` uploads with conflict
 behaviour ``fail``, so a name taken since planning comes back as 409. That item is then a
 collision: identical content counts as already present, and otherwise the policy decides
-(skip, rename beside it, replace it). Folders are created with ``fail``
-too, and a folder that appeared meanwhile is reused. The ledger is committed every
-``LEDGER_BATCH`` items and at the end, so a killed restore keeps what it created.
+(skip, rename beside it, replace it). Folders are created with ``fail`` too, and a
+folder that appeared meanwhile is reused. All folders are restored before any file, and
+files then go up a few at a time. The ledger is committed batch by batch, so a killed
+restore keeps what it created.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from m365lake.errors import GraphError, LakeError, RestoreError
 from m365lake.graph import GraphClient
@@ -31,6 +33,8 @@ from m365lake.restore.model import ConflictPolicy, ItemResult, Outcome, PlannedI
 logger = logging.getLogger(__name__)
 
 LEDGER_BATCH = 200
+FILE_CONCURRENCY = 4
+"""Files uploaded at once; SharePoint throttles by resource units, not by connections."""
 INLINE_WINDOW_BYTES = 64 * 1024 * 1024
 """Most inline (Parquet) content read ahead at once, by the archived sizes."""
 _POLICY_BEHAVIOR = {ConflictPolicy.RENAME: "rename", ConflictPolicy.REPLACE: "replace"}
@@ -198,25 +202,35 @@ class _Executor:
 
 
 def _inline_window(
-    lake: Lake, plan: Sequence[PlannedItem], start: int
+    lake: Lake, files: Sequence[FilePlan], start: int
 ) -> tuple[dict[str, bytes], int]:
     """Load the inline content of the files from ``start`` on; return it and where it stops.
 
-    A window ends after ``LEDGER_BATCH`` items or once the files in it that could be
-    inline add up to ``INLINE_WINDOW_BYTES``, so memory never contains a whole restore's content.
+    A window ends after ``LEDGER_BATCH`` files or once the files in it that could be
+    inline add up to ``INLINE_WINDOW_BYTES``, so memory never contains the content of a
+    whole restore.
     """
     hashes: set[str] = set()
     window_bytes = 0
     end = start
-    while end < len(plan) and end - start < LEDGER_BATCH and window_bytes < INLINE_WINDOW_BYTES:
-        item = plan[end]
+    while end < len(files) and end - start < LEDGER_BATCH and window_bytes < INLINE_WINDOW_BYTES:
+        item = files[end]
         end += 1
-        if isinstance(item, FilePlan) and item.kind == "file" and item.action != "unrestorable":
-            size = item.size or 0
-            if size <= lake.inline_threshold:
-                hashes.add(item.source_version)
-                window_bytes += size
+        size = item.size or 0
+        if item.action != "unrestorable" and size <= lake.inline_threshold:
+            hashes.add(item.source_version)
+            window_bytes += size
     return inline_contents(lake, hashes), end
+
+
+def _is_file(item: PlannedItem) -> bool:
+    return isinstance(item, FilePlan) and item.kind == "file"
+
+
+async def _restore_one(executor: _Executor, item: PlannedItem) -> ItemResult:
+    if isinstance(item, FilePlan):
+        return await executor.restore(item)
+    return ItemResult(item, Outcome.FAILED, reason="not a files restore plan line")
 
 
 async def execute_files(
@@ -228,30 +242,50 @@ async def execute_files(
     policy: ConflictPolicy,
     ledger: RestoreLedger,
     fragment_bytes: int = FRAGMENT_BYTES,
+    concurrency: int = FILE_CONCURRENCY,
 ) -> list[ItemResult]:
-    """Restore each planned files item; commit the ledger every ``LEDGER_BATCH`` results."""
+    """Restore each planned files item; return the results in plan order.
+
+    Folders are restored first, one by one in plan order, because every file needs its
+    folder's id. Files then go up ``concurrency`` at a time. The ledger is committed after
+    every ``LEDGER_BATCH`` folders and after every window of files.
+    """
     executor = _Executor(lake, graph, policy, fragment_bytes)
-    results: list[ItemResult] = []
-    pending: list[ItemResult] = []
-    loaded_until = 0
-    for index, item in enumerate(plan):
-        if index >= loaded_until:
-            # Small content sits inline in Parquet; it is read one window at a time.
-            executor.inline, loaded_until = _inline_window(lake, plan, index)
-        if isinstance(item, FilePlan):
-            result = await executor.restore(item)
-        else:
-            result = ItemResult(item, Outcome.FAILED, reason="not a files restore plan line")
-        results.append(result)
-        pending.append(result)
-        if len(pending) >= LEDGER_BATCH:
-            record(lake, restore_id, pending)
-            ledger.remember(pending)
-            pending = []
-    record(lake, restore_id, pending)
-    ledger.remember(pending)
+    results: dict[int, ItemResult] = {}
+
+    def commit(batch: list[ItemResult]) -> None:
+        record(lake, restore_id, batch)
+        ledger.remember(batch)
+
+    folders = [(index, item) for index, item in enumerate(plan) if not _is_file(item)]
+    for start in range(0, len(folders), LEDGER_BATCH):
+        batch = []
+        for index, item in folders[start : start + LEDGER_BATCH]:
+            results[index] = await _restore_one(executor, item)
+            batch.append(results[index])
+        commit(batch)
+
+    indexes = [index for index, item in enumerate(plan) if _is_file(item)]
+    files = [cast(FilePlan, plan[index]) for index in indexes]
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def restore_file(index: int, item: FilePlan) -> None:
+        async with slots:
+            results[index] = await executor.restore(item)
+
+    start = 0
+    while start < len(files):
+        # Small content sits inline in Parquet; it is read one window at a time.
+        executor.inline, end = _inline_window(lake, files, start)
+        async with asyncio.TaskGroup() as group:
+            for index, item in zip(indexes[start:end], files[start:end], strict=True):
+                group.create_task(restore_file(index, item))
+        commit([results[index] for index in indexes[start:end]])
+        start = end
+
+    ordered = [results[index] for index in range(len(plan))]
     counts: dict[str, int] = {}
-    for result in results:
+    for result in ordered:
         counts[result.outcome.value] = counts.get(result.outcome.value, 0) + 1
     logger.info("files restore %s finished: %s", restore_id, counts)
-    return results
+    return ordered
