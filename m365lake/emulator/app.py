@@ -77,6 +77,9 @@ class EmulatorOptions:
     """Per-app SharePoint resource units per 24 hours (real: 1.2M to 6M)."""
     sharepoint_blocked: bool = False
     """Reject every SharePoint request with 503, as for an app blocked for abuse."""
+    throttle_time_scale: float = 1.0
+    """Shrink the Exchange and SharePoint windows and their budgets by this factor, so a
+    benchmark sees many windows in minutes at the real ceiling (requests per second)."""
     mailbox_rendezvous: int = 0
     """Hold mail requests until this many mailboxes have sent one (0: off), so tests can
     make backups of different mailboxes overlap; see ``MailboxRendezvous``."""
@@ -159,6 +162,7 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
         requests_per_window=options.mailbox_requests_per_window,
         window_seconds=options.mailbox_window_seconds,
         scope=options.throttle_scope,
+        time_scale=options.throttle_time_scale,
     )
     app.state.downloads = DownloadService(options.download_url_lifetime_seconds)
     app.state.upload_sessions = UploadSessionStore(options.upload_session_lifetime_seconds)
@@ -166,6 +170,7 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
         per_minute=options.sharepoint_ru_per_minute,
         per_day=options.sharepoint_ru_per_day,
         blocked=options.sharepoint_blocked,
+        time_scale=options.throttle_time_scale,
     )
     app.add_middleware(GraphFrontDoor, state=app.state)
     return app

@@ -6,6 +6,10 @@ queries (children, lists, delta without a token) and writes cost 2 RU. Any permi
 operation, including ``$expand=permissions``, costs 5 RU. Rejected calls are charged
 too. From 80% of the per-minute budget, responses carry ``RateLimit-Limit``,
 ``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF draft-03 names).
+
+``time_scale`` shrinks both windows and both budgets by the same factor, so a benchmark
+crosses many minute windows in a short run while the ceiling in RU per second stays the
+real one. Retry-After and RateLimit-Reset then carry fractional seconds.
 """
 
 from __future__ import annotations
@@ -60,10 +64,16 @@ class SharePointThrottle:
         per_minute: int,
         per_day: int,
         blocked: bool = False,
+        time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.per_minute = per_minute
-        self.per_day = per_day
+        if time_scale < 1:
+            raise ValueError(f"time_scale must be 1 or more, not {time_scale}")
+        self.per_minute = max(1, round(per_minute / time_scale))
+        self.per_day = max(1, round(per_day / time_scale))
+        self.minute_seconds = MINUTE / time_scale
+        self.day_seconds = DAY / time_scale
+        self.time_scale = time_scale
         self.blocked = blocked
         self._clock = clock
         self._lock = threading.Lock()
@@ -85,12 +95,14 @@ class SharePointThrottle:
             )
         now = self._clock()
         with self._lock:
-            day_used = self._add(self._day, self._day_used, app_id, now, cost, DAY)
-            minute_used = self._add(self._minute, self._minute_used, app_id, now, cost, MINUTE)
+            day_used = self._add(self._day, self._day_used, app_id, now, cost, self.day_seconds)
+            minute_used = self._add(
+                self._minute, self._minute_used, app_id, now, cost, self.minute_seconds
+            )
             oldest_in_minute = self._minute[app_id][0][0]
-        reset = max(1, math.ceil(oldest_in_minute + MINUTE - now))
+        reset = self._seconds(oldest_in_minute + self.minute_seconds - now)
         if day_used > self.per_day:
-            raise self._throttled(max(reset, 3600))
+            raise self._throttled(max(reset, self._seconds(3600 / self.time_scale)))
         if minute_used > self.per_minute:
             raise self._throttled(reset)
         if minute_used >= WARNING_FRACTION * self.per_minute:
@@ -100,6 +112,17 @@ class SharePointThrottle:
                 "RateLimit-Reset": str(reset),
             }
         return {}
+
+    @property
+    def ceiling_per_second(self) -> float:
+        """Maximum sustained RU per second of one app: the minute budget over the minute."""
+        return self.per_minute / self.minute_seconds
+
+    def _seconds(self, wait: float) -> float:
+        """Round a wait up to whole seconds, or to milliseconds under a time scale."""
+        if self.time_scale == 1:
+            return max(1, math.ceil(wait))
+        return max(0.001, math.ceil(wait * 1000) / 1000)
 
     @staticmethod
     def _add(
@@ -119,7 +142,7 @@ class SharePointThrottle:
         totals[app_id] = used + cost
         return totals[app_id]
 
-    def _throttled(self, retry_after: int) -> GraphHTTPError:
+    def _throttled(self, retry_after: float) -> GraphHTTPError:
         return GraphHTTPError(
             429,
             "activityLimitReached",

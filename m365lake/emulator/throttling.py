@@ -3,6 +3,9 @@
 Exchange counts per (app id, mailbox): at most 4 requests in flight and 10,000 requests per
 10-minute window. Microsoft's documentation has also described the concurrency limit as per
 app across mailboxes, so the scope is configurable.
+
+``time_scale`` shrinks the window and the budget by the same factor, so a benchmark sees
+several windows in minutes while the ceiling (requests per second) stays the real one.
 """
 
 from __future__ import annotations
@@ -29,11 +32,15 @@ class MailboxThrottle:
         requests_per_window: int,
         window_seconds: float,
         scope: ThrottleScope = "mailbox",
+        time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if time_scale < 1:
+            raise ValueError(f"time_scale must be 1 or more, not {time_scale}")
         self.concurrency = concurrency
-        self.requests_per_window = requests_per_window
-        self.window_seconds = window_seconds
+        self.requests_per_window = max(1, round(requests_per_window / time_scale))
+        self.window_seconds = window_seconds / time_scale
+        self.time_scale = time_scale
         self.scope = scope
         self._clock = clock
         self._lock = threading.Lock()
@@ -53,12 +60,14 @@ class MailboxThrottle:
                 recent.popleft()
             if len(recent) >= self.requests_per_window:
                 wait = recent[0] + self.window_seconds - now
-                raise throttled("RequestsPerWindow", max(1, math.ceil(wait)))
+                raise throttled("RequestsPerWindow", retry_after(wait, self.time_scale))
             # NOTE: rejected requests are charged too, as SharePoint documents for its limits.
             # Whether Exchange charges them is not documented.
             recent.append(now)
             if self._in_flight.get(key, 0) >= self.concurrency:
-                raise throttled("MailboxConcurrency", 1)
+                raise throttled(
+                    "MailboxConcurrency", retry_after(1 / self.time_scale, self.time_scale)
+                )
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
         return key
 
@@ -70,15 +79,31 @@ class MailboxThrottle:
             else:
                 self._in_flight.pop(key, None)
 
+    @property
+    def ceiling_per_second(self) -> float:
+        """Maximum sustained requests per second of one key: the budget over the window."""
+        return self.requests_per_window / self.window_seconds
+
     def in_flight(self, app_id: str, mailbox_id: str) -> int:
         with self._lock:
             return self._in_flight.get(self.key(app_id, mailbox_id), 0)
 
 
-def throttled(limit: str, retry_after_seconds: int) -> GraphHTTPError:
+def retry_after(wait: float, time_scale: float) -> str:
+    """Return a ``Retry-After`` value for a wait of ``wait`` seconds.
+
+    Exchange sends whole seconds. Under a time scale a window lasts a fraction of its real
+    length, so the wait is sent in milliseconds instead, as Graph's fractional values are.
+    """
+    if time_scale == 1:
+        return str(max(1, math.ceil(wait)))
+    return f"{max(0.001, wait):.3f}"
+
+
+def throttled(limit: str, retry_after_value: int | str) -> GraphHTTPError:
     return GraphHTTPError(
         429,
         "ApplicationThrottled",
         f"Application is over its {limit} limit.",
-        headers={"Retry-After": str(retry_after_seconds)},
+        headers={"Retry-After": str(retry_after_value)},
     )
