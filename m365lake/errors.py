@@ -19,7 +19,8 @@ branch on the type, never on message text::
     │   ├── LakeNotFoundError       (Terminal) the folder holds no lake
     │   ├── CommitConflictError     (Transient) another writer took the commit sequence number
     │   ├── LakeFullError           (Transient) the lake's file system has no space left
-    │   └── LakeIntegrityError      (Terminal) a hash, manifest or chain does not match
+    │   ├── LakeIntegrityError      (Terminal) a hash, manifest or chain does not match
+    │   └── LakeKeyError            (Terminal) an encryption key a file needs is not loaded
     ├── QueryError                  (Terminal) a SQL statement was rejected or failed
     └── SearchError                 the search index or a KQL query failed
         ├── KqlSyntaxError          (Terminal) a KQL query does not parse; carries the offset
@@ -158,6 +159,14 @@ class LakeIntegrityError(LakeError, Terminal):
     def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.problems = list(problems)
+
+
+class LakeKeyError(LakeError, Terminal):
+    """An encrypted file needs key ``key_id``, which is not loaded or is a different key."""
+
+    def __init__(self, message: str, *, key_id: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class QueryError(M365LakeError, Terminal):

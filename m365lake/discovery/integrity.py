@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from m365lake.discovery.audit_chain import check_audit_chain
-from m365lake.errors import LakeIntegrityError
+from m365lake.errors import LakeIntegrityError, LakeKeyError
 from m365lake.lake import Lake
 
 # Rows whose content lives in a blob: the hash column, the inline column that is then
@@ -187,7 +187,7 @@ def sample_commit_blobs(
     for digest in chosen:
         try:
             lake.blobs.read(digest)
-        except LakeIntegrityError as error:
+        except (LakeIntegrityError, LakeKeyError) as error:
             problems.append(str(error))
         except OSError as error:
             problems.append(f"blob {digest} could not be read: {error}")

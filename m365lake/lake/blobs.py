@@ -15,8 +15,17 @@ from typing import BinaryIO, cast
 
 import zstandard
 
-from m365lake.errors import LakeError, LakeIntegrityError
+from m365lake.errors import LakeError, LakeIntegrityError, LakeKeyError
 from m365lake.lake.direct_file import DirectFile
+from m365lake.lake.encryption import (
+    MAGIC,
+    DecryptingReader,
+    EncryptingWriter,
+    KeyRing,
+    decrypt_bytes,
+    encrypt_bytes,
+    is_encrypted,
+)
 from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, make_private_dirs
 from m365lake.lake.zstd_raw import RawFrameWriter
 
@@ -51,9 +60,13 @@ def _check_hash(sha256: str) -> str:
 class BlobStore:
     """Blobs under ``blobs/sha256/ab/cd/<hex>``, each written once and never replaced."""
 
-    def __init__(self, storage: LocalStorage, *, level: int = 3) -> None:
+    def __init__(
+        self, storage: LocalStorage, *, level: int = 3, keys: KeyRing | None = None
+    ) -> None:
         self._storage = storage
         self._level = level
+        self.keys = keys if keys is not None else KeyRing()
+        """Keys that encrypt new blobs (when one is current) and decrypt stored ones."""
 
     @staticmethod
     def relative_path(sha256: str) -> str:
@@ -72,6 +85,8 @@ class BlobStore:
 
         # A compressor object is not thread-safe, and making one per blob is cheap.
         compressed = zstandard.ZstdCompressor(level=self._level).compress(data)
+        if self.keys.enabled:
+            compressed = encrypt_bytes(compressed, self.keys)
         created = self._storage.publish(relative, compressed)
         if created:
             logger.debug(
@@ -85,7 +100,7 @@ class BlobStore:
         Use it as a context manager: leaving the block without ``commit()`` discards the
         temp file.
         """
-        return BlobWriter(self._storage, level=self._level)
+        return BlobWriter(self._storage, level=self._level, keys=self.keys)
 
     def read(self, sha256: str) -> bytes:
         """Return the raw content of a blob after checking it still hashes to its name."""
@@ -97,6 +112,8 @@ class BlobStore:
                 f"blob {sha256} is missing from {self._storage.path(relative)}; "
                 "restore it from a backup copy of the lake or re-run the backup"
             ) from None
+        if is_encrypted(compressed):
+            compressed = decrypt_bytes(compressed, self.keys, str(self._storage.path(relative)))
         try:
             # A decompression object also reads frames without a content size in the
             # header, which ``BlobWriter`` writes because it learns the size only at the end.
@@ -134,7 +151,13 @@ class BlobStore:
             ) from None
         digest = hashlib.sha256()
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(handle, closefd=False)
+            encrypted = is_encrypted(handle.read(len(MAGIC)))
+            handle.seek(0)
+            source = DecryptingReader(handle, self.keys, str(location)) if encrypted else handle
+            # The cast satisfies the IO[bytes] stub: zstandard only calls ``read``.
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                cast("BinaryIO", source), closefd=False
+            )
             while True:
                 try:
                     chunk = reader.read(chunk_bytes)
@@ -170,7 +193,7 @@ class BlobStore:
             count += 1
             try:
                 self.read(digest)
-            except LakeIntegrityError as error:
+            except (LakeIntegrityError, LakeKeyError) as error:
                 problems.append(str(error))
             except OSError as error:
                 problems.append(f"blob {digest} could not be read: {error}")
@@ -217,12 +240,19 @@ class BlobWriter:
     at a time.
     """
 
-    def __init__(self, storage: LocalStorage, *, level: int = 3) -> None:
+    def __init__(
+        self, storage: LocalStorage, *, level: int = 3, keys: KeyRing | None = None
+    ) -> None:
         self._storage = storage
         self._level = level
         storage.make_dirs(BLOB_DIR)
         self._temp = storage.path(BLOB_DIR) / f"{TEMP_PREFIX}blob-{uuid.uuid4().hex}"
         self._file = DirectFile(self._temp)
+        # With a current key the zstd frame passes through the chunk sealer on its way
+        # to the file, so the blob is compressed, then encrypted, in one streaming pass.
+        self._sink: DirectFile | EncryptingWriter = self._file
+        if keys is not None and keys.enabled:
+            self._sink = EncryptingWriter(self._file, keys)
         self._frame: zstandard.ZstdCompressionWriter | RawFrameWriter | None = None
         self._digest = hashlib.sha256()
         self._pending = bytearray()
@@ -269,8 +299,8 @@ class BlobWriter:
         if self.compressed:
             # zstandard 0.25 calls ``write`` on the file, and ``flush`` only where the file
             # has one, which DirectFile has not. The cast satisfies the IO[bytes] stub.
-            return compressor.stream_writer(cast("BinaryIO", self._file), closefd=False)
-        return RawFrameWriter(self._file)
+            return compressor.stream_writer(cast("BinaryIO", self._sink), closefd=False)
+        return RawFrameWriter(self._sink)
 
     def commit(self) -> tuple[str, int]:
         """Publish the blob and return its SHA-256 and raw size."""
@@ -284,6 +314,8 @@ class BlobWriter:
                 self._frame.finish()
             else:
                 self._frame.flush(zstandard.FLUSH_FRAME)
+            if isinstance(self._sink, EncryptingWriter):
+                self._sink.finish()
             self._file.finish()
             self._file.close()
             digest = self._digest.hexdigest()

@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from m365lake.errors import LakeError, LakeIntegrityError, LakeNotFoundError
+from m365lake.errors import LakeError, LakeIntegrityError, LakeKeyError, LakeNotFoundError
 from m365lake.lake.blobs import BlobStore, ContentRef, sha256_hex
 from m365lake.lake.commits import COMMIT_DIR, Head, ManifestLog, StateView
+from m365lake.lake.encryption import load_keyring
 from m365lake.lake.leases import Lease, acquire_lease
 from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, make_private_dirs, open_storage
 from m365lake.lake.tables import SCHEMAS
@@ -111,7 +112,7 @@ class Lake:
             raise ValueError("inline_threshold must be zero or more bytes")
         self.storage = storage
         self.root: Path = storage.root
-        self.blobs = BlobStore(storage)
+        self.blobs = BlobStore(storage, keys=load_keyring())
         self.inline_threshold = inline_threshold
         """Size limit in bytes for content stored inline in Parquet; larger content is a blob."""
         self.flush_rows = flush_rows
@@ -372,7 +373,7 @@ class Lake:
         for digest in chosen:
             try:
                 self.blobs.read(digest)
-            except LakeIntegrityError as error:
+            except (LakeIntegrityError, LakeKeyError) as error:
                 problems.append(str(error))
             except OSError as error:
                 problems.append(f"blob {digest} could not be read: {error}")
