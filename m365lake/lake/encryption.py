@@ -36,6 +36,7 @@ apart from damaged data without revealing the key.
 
 NOTE: only blobs are encrypted. Parquet files are written and read in the clear, so
 subjects, addresses and inline bodies below the inline threshold stay readable on disk.
+``m365lake/lake/parquet_keys.py`` and the README describe the missing Parquet part.
 
 Files written before encryption was turned on, or with it off, start with the zstd magic
 and are read as before.
@@ -82,7 +83,7 @@ RECORD_BYTES = CHUNK_BYTES + TAG_BYTES
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _HKDF_INFO = b"m365lake blob v1"
 _KEY_CHECK_LABEL = b"m365lake key check v1"
-_WHERE_KEYS_COME_FROM = (
+WHERE_KEYS_COME_FROM = (
     f"keys come from {ENV_ENCRYPTION_KEY} (KEY_ID:BASE64) and from the JSON key file "
     f"named by {ENV_ENCRYPTION_KEY_FILE}"
 )
@@ -122,14 +123,14 @@ class KeyRing:
         if key is None:
             raise LakeKeyError(
                 f"{location} is encrypted with key id {key_id!r}, which is not loaded "
-                f"(loaded: {loaded}); {_WHERE_KEYS_COME_FROM}: add key {key_id!r} there",
+                f"(loaded: {loaded}); {WHERE_KEYS_COME_FROM}: add key {key_id!r} there",
                 key_id=key_id,
             )
         if not hmac.compare_digest(_key_check(key), key_check):
             raise LakeKeyError(
                 f"{location} is encrypted with key id {key_id!r}, but the key loaded under "
                 f"that id is a different key (or the file's header is damaged); "
-                f"{_WHERE_KEYS_COME_FROM}: put the original key {key_id!r} there",
+                f"{WHERE_KEYS_COME_FROM}: put the original key {key_id!r} there",
                 key_id=key_id,
             )
         return key
@@ -261,7 +262,7 @@ class EncryptingWriter:
 
     def __init__(self, target: Writable, keys: KeyRing) -> None:
         if keys.current is None:
-            raise ConfigError(f"no current encryption key; {_WHERE_KEYS_COME_FROM}")
+            raise ConfigError(f"no current encryption key; {WHERE_KEYS_COME_FROM}")
         master = keys.keys[keys.current]
         salt = os.urandom(SALT_BYTES)
         key_id = keys.current.encode("utf-8")
