@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +149,54 @@ def test_encrypted_lake_without_key(
     with pytest.raises(LakeIntegrityError) as verified:
         keyless.verify()
     assert all("lake-2026" in problem for problem in verified.value.problems)
+
+
+def verify_cli(lake: Lake, key: str | None) -> subprocess.CompletedProcess[str]:
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in (ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE)
+    }
+    if key is not None:
+        environment[ENV_ENCRYPTION_KEY] = key
+    return subprocess.run(
+        [sys.executable, "-m", "m365lake", "verify", "--lake", str(lake.root)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_verify_command_on_encrypted_lake(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    alice = owner(tenant)
+    tenant.add_file("onedrive", alice, "Documents", ("memo.txt",), MEMO)
+    tenant.add_file("onedrive", alice, "Documents", ("scan.bin",), BINARY)
+    manifest_count = len(lake.manifests())
+    files = asyncio.run(backup_files(emulator.settings(), lake))
+    assert not files.failed
+    assert len(lake.manifests()) > manifest_count
+
+    passed = verify_cli(lake, KEY)
+    keyless = verify_cli(lake, None)
+    blob = lake.root / BlobStore.relative_path(hashlib.sha256(BINARY).hexdigest())
+    flip_byte(blob, blob.stat().st_size // 2)
+    [parquet, *_] = [entry["path"] for entry in lake.manifests()[-1]["files"]]
+    flip_byte(lake.root / parquet, (lake.root / parquet).stat().st_size // 2)
+    damaged = verify_cli(lake, KEY)
+
+    assert passed.returncode == 0, passed.stderr
+    assert "passed verification" in passed.stdout
+    assert keyless.returncode == 1
+    assert "key id 'lake-2026', which is not loaded" in keyless.stdout
+    assert damaged.returncode == 1
+    assert f"encrypted blob {blob} fails authentication" in damaged.stdout
+    assert parquet in damaged.stdout
