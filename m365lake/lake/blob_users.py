@@ -132,14 +132,16 @@ def register_blob_user(
     *,
     owner: str,
     ttl: float = DEFAULT_TTL_SECONDS,
-    wait_seconds: float = DEFAULT_USER_WAIT_SECONDS,
+    wait_seconds: float | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> BlobUse:
     """Register ``owner`` as a blob user, waiting while a live purge deletes blobs.
 
     Raises BlobsInUseError when a purge still holds the purge lock after
-    ``wait_seconds``.
+    ``wait_seconds`` (default ``DEFAULT_USER_WAIT_SECONDS``).
     """
+    if wait_seconds is None:
+        wait_seconds = DEFAULT_USER_WAIT_SECONDS
     token = uuid.uuid4().hex
     use = BlobUse(storage, f"{USERS_DIR}/{token}.json", token, owner, ttl)
     deadline = time.monotonic() + wait_seconds

@@ -56,6 +56,7 @@ from m365lake.discovery.production.state import (
 from m365lake.discovery.production.text import TextExtractor
 from m365lake.discovery.records import check_actor, utc_now
 from m365lake.lake import Lake
+from m365lake.lake.blob_users import blob_user
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,37 @@ def export_production(
     if mode not in EXPORT_MODES:
         raise InvalidRequestError(f"invalid export mode {mode!r}: use one of {EXPORT_MODES}")
     root = _check_destination(lake, Path(destination))
+    # Registered as a blob user, so a purge running meanwhile does not delete the blobs
+    # of items this export selected.
+    with blob_user(lake.storage, owner=f"export of case {case_id} by {actor}"):
+        return _produce(
+            lake,
+            case_id,
+            root,
+            actor,
+            kql,
+            search_id,
+            options,
+            mode,
+            extractor,
+            in_flight,
+            progress,
+        )
+
+
+def _produce(
+    lake: Lake,
+    case_id: str,
+    root: Path,
+    actor: str,
+    kql: str | None,
+    search_id: str | None,
+    options: ExportOptions,
+    mode: ExportMode,
+    extractor: TextExtractor | None,
+    in_flight: int,
+    progress: ProgressCallback | None,
+) -> ExportResult:
     details = load_case(lake, case_id)
     query, search = resolve_query(details, kql=kql, search_id=search_id)
     selection = select_families(lake, details, query, search)

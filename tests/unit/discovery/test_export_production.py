@@ -22,7 +22,8 @@ from m365lake.discovery.production import (
     export_production,
     verify_production,
 )
-from m365lake.lake import Lake
+from m365lake.lake import Lake, blob_users
+from m365lake.lake.blob_users import exclusive_blobs
 from tests.unit.discovery.test_export_fixtures import (
     ACTOR,
     InlineExtractor,
@@ -647,3 +648,18 @@ def test_resume_after_audit_installs_manifest(seeded, tmp_path, monkeypatch):
     assert result.audit_seq == recorded.seq
     assert read_audit_events(seeded.lake, action="export")[-1].seq == recorded.seq
     assert verify_production(destination).ok
+
+
+def test_export_waits_out_purge_lock(seeded, tmp_path, monkeypatch):
+    # An export reads blobs, so it registers as a blob user and waits while a purge
+    # deletes blobs: here the purge lock is held for the whole call.
+    monkeypatch.setattr(blob_users, "DEFAULT_USER_WAIT_SECONDS", 0)
+    with (
+        exclusive_blobs(seeded.lake.storage, owner="purge in progress", wait_seconds=0),
+        pytest.raises(blob_users.BlobsInUseError, match="purge in progress"),
+    ):
+        export_production(
+            seeded.lake, seeded.case_id, tmp_path / "prod", actor=ACTOR, extractor=InlineExtractor()
+        )
+
+    assert blob_users.live_blob_users(seeded.lake.storage) == []
