@@ -9,7 +9,7 @@ too. From 80% of the per-minute budget, responses carry ``RateLimit-Limit``,
 
 ``time_scale`` shrinks both windows and both budgets by the same factor, so a benchmark
 crosses many minute windows in a short run while the ceiling in RU per second stays the
-real one. Retry-After and RateLimit-Reset then carry fractional seconds.
+real one. Retry-After and RateLimit-Reset then count in seconds of ``1 / time_scale``.
 """
 
 from __future__ import annotations
@@ -119,10 +119,10 @@ class SharePointThrottle:
         return self.per_minute / self.minute_seconds
 
     def _seconds(self, wait: float) -> float:
-        """Round a wait up to whole seconds, or to milliseconds under a time scale."""
+        """Round a wait up to whole seconds (at least 1), scaled seconds under a time scale."""
         if self.time_scale == 1:
             return max(1, math.ceil(wait))
-        return max(0.001, math.ceil(wait * 1000) / 1000)
+        return round(max(1, math.ceil(wait * self.time_scale)) / self.time_scale, 3)
 
     @staticmethod
     def _add(

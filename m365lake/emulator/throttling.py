@@ -92,12 +92,12 @@ class MailboxThrottle:
 def retry_after(wait: float, time_scale: float) -> str:
     """Return a ``Retry-After`` value for a wait of ``wait`` seconds.
 
-    Exchange sends whole seconds. Under a time scale a window lasts a fraction of its real
-    length, so the wait is sent in milliseconds instead, as Graph's fractional values are.
+    Exchange sends whole seconds, at least 1. Under a time scale a second lasts
+    ``1 / time_scale``, so the wait is rounded up to such scaled seconds instead.
     """
     if time_scale == 1:
         return str(max(1, math.ceil(wait)))
-    return f"{max(0.001, wait):.3f}"
+    return f"{max(1, math.ceil(wait * time_scale)) / time_scale:.3f}"
 
 
 def throttled(limit: str, retry_after_value: int | str) -> GraphHTTPError:

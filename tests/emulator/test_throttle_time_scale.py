@@ -29,7 +29,7 @@ def test_scaled_mailbox_keeps_real_ceiling() -> None:
     with pytest.raises(GraphHTTPError) as rejected:
         scaled.acquire("app", "mailbox")
     # The budget frees up when the first request leaves the 10 s window, 7.5 s later,
-    # and the wait is not rounded to whole seconds.
+    # which is 450 scaled seconds.
     assert rejected.value.headers["Retry-After"] == "7.500"
     now[0] = 10.0
     scaled.release(scaled.acquire("app", "mailbox"))
@@ -71,9 +71,15 @@ def test_scaled_sharepoint_budgets() -> None:
     with pytest.raises(GraphHTTPError) as rejected:
         throttle.charge("app", 1)
     assert rejected.value.status == 429
+    # 0.75 s is 45 scaled seconds, and the header counts scaled seconds.
     assert rejected.value.headers["Retry-After"] == "0.75"
-    now[0] = 1.5
-    # The rejected call was charged at 0.25 s and has left the 1 s window too.
+    now[0] = 0.999
+    with pytest.raises(GraphHTTPError) as rounded:
+        throttle.charge("app", 1)
+    # 1 ms is rounded up to one scaled second, as a real wait is rounded to 1 s.
+    assert rounded.value.headers["Retry-After"] == str(round(1 / 60, 3))
+    now[0] = 2.0
+    # The rejected calls were charged at 0.25 s and 0.999 s and have left the window too.
     assert throttle.charge("app", 1) == {}
 
 
