@@ -10,8 +10,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from m365lake.config import GraphSettings
 
@@ -43,6 +44,25 @@ class ServedTenant:
     files: int = 0
     """Files in the tenant's drives, when the emulator was started with generated files."""
     file_bytes: int = 0
+    process: subprocess.Popen[str] | None = field(default=None, repr=False, compare=False)
+
+    def take_requests(self) -> list[dict[str, Any]]:
+        """Return the requests the emulator handled since the previous call, oldest first.
+
+        Each is a dictionary of method, path, query, status, mailbox (the user id of a mail
+        request, else None) and time (the emulator's monotonic clock, in seconds).
+        """
+        if self.process is None or self.process.stdin is None or self.process.stdout is None:
+            raise RuntimeError("this tenant was not served by serve_emulator")
+        self.process.stdin.write("requests\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(
+                f"the emulator process exited with status {self.process.poll()} before it "
+                "printed its request log; see its error output above"
+            )
+        return json.loads(line)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -53,8 +73,14 @@ def serve_emulator(
     big_file: int = 0,
     small_files: int = 0,
     requests_per_window: int = UNTHROTTLED_REQUESTS_PER_WINDOW,
+    sharepoint_ru_per_minute: int | None = None,
+    time_scale: float = 1.0,
 ) -> Iterator[ServedTenant]:
-    """Run bench/_serve.py in a child process and yield settings that point at it."""
+    """Run bench/_serve.py in a child process and yield settings that point at it.
+
+    ``sharepoint_ru_per_minute`` None leaves SharePoint unthrottled, and ``time_scale``
+    shrinks both throttles' windows and budgets (see ``EmulatorOptions``).
+    """
     with tempfile.TemporaryDirectory(prefix="m365lake-bench-emulator-") as state_dir:
         command = [
             sys.executable,
@@ -72,6 +98,9 @@ def serve_emulator(
             command += ["--big-file", str(big_file)]
         if small_files:
             command += ["--small-files", str(small_files)]
+        if sharepoint_ru_per_minute is not None:
+            command += ["--sharepoint-ru-per-minute", str(sharepoint_ru_per_minute)]
+        command += ["--time-scale", str(time_scale)]
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -93,6 +122,7 @@ def serve_emulator(
                 pid=process.pid,
                 files=report["files"],
                 file_bytes=report["file_bytes"],
+                process=process,
             )
         finally:
             if process.stdin is not None:

@@ -4,7 +4,8 @@ The benchmark scripts start this file as a child process so that the emulator's 
 work (TLS, JSON, the tenant lock) does not share the benchmark process's GIL. It prints
 one JSON line with the environment variables that point m365lake at the emulator and
 the tenant's size, then serves until its standard input closes, which also happens when
-the parent process dies.
+the parent process dies. Each line ``requests`` on its standard input makes it print the
+requests handled since the previous such line, as one JSON list, and forget them.
 
     python bench/_serve.py --state-dir DIR (--corpus PATH … | --large-mailbox N
                                             | --big-file BYTES | --small-files N)
@@ -141,6 +142,23 @@ def build_tenant(corpora: list[Path], large_mailbox: int) -> tuple[Tenant, int, 
     return tenant, messages, raw_bytes
 
 
+def take_requests(server: EmulatorServer) -> list[dict[str, object]]:
+    """Return the requests the emulator handled since the last call, and forget them."""
+    records = server.requests
+    server.clear_requests()
+    return [
+        {
+            "method": record.method,
+            "path": record.path,
+            "query": record.query,
+            "status": record.status,
+            "mailbox": record.mailbox,
+            "time": record.time,
+        }
+        for record in records
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -183,6 +201,19 @@ def main() -> None:
         default=10_000,
         help="per-mailbox request budget per 10-minute window (Exchange Online: 10,000)",
     )
+    parser.add_argument(
+        "--sharepoint-ru-per-minute",
+        type=int,
+        default=EmulatorOptions.sharepoint_ru_per_minute,
+        help="per-app SharePoint resource units per minute "
+        "(real tenants: 1,250 to 6,250; default: never throttles)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="shrink the throttles' windows and budgets by this factor (default: 1)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -191,7 +222,11 @@ def main() -> None:
         tenant, files, file_bytes = build_file_tenant(args.big_file, args.small_files)
     else:
         tenant, messages, raw_bytes = build_tenant(args.corpus, args.large_mailbox)
-    options = EmulatorOptions(mailbox_requests_per_window=args.requests_per_window)
+    options = EmulatorOptions(
+        mailbox_requests_per_window=args.requests_per_window,
+        sharepoint_ru_per_minute=args.sharepoint_ru_per_minute,
+        throttle_time_scale=args.time_scale,
+    )
     with EmulatorServer(tenant, args.state_dir, options=options) as server:
         report = {
             "environment": server.environment(),
@@ -203,7 +238,9 @@ def main() -> None:
         }
         print(json.dumps(report), flush=True)
         # Blocks until the parent closes the pipe or exits.
-        sys.stdin.read()
+        for line in sys.stdin:
+            if line.strip() == "requests":
+                print(json.dumps(take_requests(server)), flush=True)
 
 
 if __name__ == "__main__":
