@@ -138,6 +138,8 @@ class Figure:
     target: str
     """The issue's target, as text (``ratio ≥ 0.9``), or empty when it sets none."""
     met: bool | None
+    benchmark: str = ""
+    """The BENCHMARKS entry that measured the figure."""
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -657,6 +659,7 @@ def run_suite(scale: Scale, names: list[str]) -> tuple[list[Figure], list[Skippe
         elapsed = time.perf_counter() - started
         for figure in result if isinstance(result, list) else [result]:
             figure.seconds = figure.seconds or elapsed
+            figure.benchmark = name
             figures.append(figure)
             print(f"# {figure.name}: done in {elapsed:.0f} s", flush=True)
     return figures, skipped
