@@ -133,10 +133,10 @@ class Figure:
     baseline_name: str
     baseline: float
     ratio: float
-    """``value / baseline``, unless ``ratio_meaning`` says otherwise."""
+    """Ratio of value and baseline, in the order ``ratio_meaning`` gives."""
     ratio_meaning: str
     target: str
-    """The issue's target, as text (``ratio ≥ 0.9``), or empty when it sets none."""
+    """Target of the figure as text (``ratio ≥ 0.9``), or empty when there is none."""
     met: bool | None
     benchmark: str = ""
     """The BENCHMARKS entry that measured the figure."""
@@ -148,14 +148,6 @@ class Figure:
 class Skipped:
     name: str
     reason: str
-
-
-def at_least(bound: float) -> Callable[[float], bool]:
-    return lambda number: number >= bound
-
-
-def at_most(bound: float) -> Callable[[float], bool]:
-    return lambda number: number <= bound
 
 
 def corpus_present() -> bool:
@@ -292,6 +284,7 @@ def throttled_sharepoint(scale: Scale) -> Figure:
         for record in accepted
     ]
     rate, windows = whole_window_rate([record["time"] for record in accepted], costs, window)
+
     ratio = rate / ceiling
     return Figure(
         name="throttled efficiency, SharePoint",
@@ -676,7 +669,9 @@ def number(value: float) -> str:
 def table(figures: list[Figure]) -> str:
     rows = [("figure", "value", "baseline", "ratio", "target", "met?")]
     for figure in figures:
-        met = "—" if figure.met is None else ("yes" if figure.met else "no")
+        met = "—"
+        if figure.met is not None:
+            met = "yes" if figure.met else "no"
         rows.append(
             (
                 figure.name,
