@@ -149,6 +149,14 @@ def _compact_period(lake: Lake, period: str, min_files: int) -> _PeriodPlan | No
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _delete_leftovers(lake: Lake) -> None:
+    """Delete audit files that a committed compaction removed but a killed run left behind."""
+    for path in lake.removed_files():
+        if path.startswith("tables/audit_events/") and lake.storage.exists(path):
+            logger.info("deleting audit file %s, which an earlier compaction replaced", path)
+            lake.storage.remove(path)
+
+
 def compact_audit_trail(lake: Lake, *, actor: str, min_files: int = MIN_FILES) -> AuditCompaction:
     """Merge the audit event files of each period that has ``min_files`` or more of them.
 
@@ -159,6 +167,7 @@ def compact_audit_trail(lake: Lake, *, actor: str, min_files: int = MIN_FILES) -
     actor = check_actor(actor)
     if min_files < 2:
         raise ValueError(f"min_files must be at least 2, got {min_files}")
+    _delete_leftovers(lake)
     _check_trail(lake)
     result = AuditCompaction()
     for period in sorted(_plan(lake, min_files)):

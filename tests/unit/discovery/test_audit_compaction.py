@@ -164,3 +164,19 @@ def test_cli_audit_compact(trail: Lake) -> None:
     assert "2026-04: merged 3 files" in compacted.output
     assert listed.exit_code == 0, listed.output
     assert listed.output.count('"seq"') == 9
+
+
+def test_leftover_of_killed_compaction_deleted(trail: Lake) -> None:
+    # A compaction killed after its commit leaves the files it replaced on disk.
+    small_files = _audit_files(trail)
+    kept = {path: trail.storage.read_bytes(path) for path in small_files[:2]}
+    compact_audit_trail(trail, actor="erin")
+    for path, data in kept.items():
+        trail.storage.path(path).write_bytes(data)
+    with pytest.raises(LakeIntegrityError):
+        verify_archive(trail, blobs=False)
+
+    compact_audit_trail(trail, actor="erin")
+
+    assert not any(trail.storage.exists(path) for path in kept)
+    assert verify_archive(trail, blobs=False)["audit_events"] == 10
