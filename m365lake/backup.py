@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from m365lake.config import GraphSettings
+from m365lake.discovery.lake_rows import latest_rows
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
 from m365lake.lake import Lake, LeaseHeldError
@@ -112,17 +113,38 @@ async def _backup_one(
             await asyncio.to_thread(lease.release)
 
 
+def _archived_mailboxes(lake: Lake) -> set[str]:
+    """Return the ids and user principal names (lowercased) of every archived mailbox."""
+    rows = latest_rows(lake, "mailboxes", ["mailbox_id"], ["mailbox_id", "user_principal_name"])
+    return {
+        str(value).lower()
+        for row in rows
+        for value in (row["mailbox_id"], row["user_principal_name"])
+        if value
+    }
+
+
 async def _resolve_users(
-    graph: GraphClient, users: Sequence[str], summary: BackupSummary
+    graph: GraphClient, lake: Lake, users: Sequence[str], summary: BackupSummary
 ) -> list[Mailbox]:
     mailboxes = []
+    archived: set[str] | None = None
     for user in users:
         try:
             mailboxes.append(await get_mailbox(graph, user))
         except ItemNotFoundError:
-            summary.failed[user] = (
-                "no such user in the directory: check the user principal name or object id"
-            )
+            if archived is None:
+                archived = _archived_mailboxes(lake)
+            if user.lower() in archived:
+                # A leaver: the directory dropped the user, and the archive stays as it is.
+                log.info("mailbox %s skipped: no longer in the directory", user)
+                summary.skipped[user] = (
+                    "the user is no longer in the directory; the archived mailbox is kept"
+                )
+            else:
+                summary.failed[user] = (
+                    "no such user in the directory: check the user principal name or object id"
+                )
     return mailboxes
 
 
@@ -184,7 +206,7 @@ async def backup_mail(
         GraphClient(settings) as graph,
     ):
         if users:
-            mailboxes = await _resolve_users(graph, users, summary)
+            mailboxes = await _resolve_users(graph, lake, users, summary)
         else:
             mailboxes = await list_mailboxes(graph)
         gate = asyncio.Semaphore(concurrency)

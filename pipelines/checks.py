@@ -99,6 +99,7 @@ async def _drive_file_count(
         "(quota.fileCount, or a full delta round when the drive omits it). Files added "
         "after the backup also differ, so this warns."
     ),
+    pool=GRAPH_POOL,
 )
 def drive_count_matches_source(
     context: dg.AssetCheckExecutionContext, graph: GraphResource, lake: LakeResource

@@ -157,16 +157,16 @@ def test_leavers_keep_partition_and_archive(
     assert sorted(instance.get_dynamic_partitions(mailbox_partitions.name)) == [disabled, deleted]
     assert _archived_per_mailbox(lake_root) == archived
 
-    # The deleted user's backup fails and leaves the archive as it was. Blocking sign-in
-    # leaves the disabled user's mailbox in place, so its backup goes on.
+    # The deleted user's backup is skipped as a leaver and leaves the archive as it was.
+    # Blocking sign-in leaves the disabled user's mailbox in place, so its backup goes on.
     deleted_backup = dg.materialize(
         [mailbox_archive],
         partition_key=deleted,
         instance=instance,
         resources=resources_for("emulator"),
-        raise_on_error=False,
     )
-    assert not deleted_backup.success
+    [skipped] = deleted_backup.asset_materializations_for_node("mailbox_archive")
+    assert "no longer in the directory" in str(skipped.metadata["skipped"].value)
     assert dg.materialize(
         [mailbox_archive],
         partition_key=disabled,
