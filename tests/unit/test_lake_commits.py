@@ -195,6 +195,12 @@ def test_concurrent_writers_get_distinct_seqs(lake: Lake) -> None:
     start.set()
     for process in writers:
         process.join(120)
+    # A writer still running after the wait would keep the interpreter from exiting at
+    # the end of the session, so it is stopped and the test fails on its exit code.
+    for process in writers:
+        if process.is_alive():
+            process.kill()
+            process.join(10)
 
     assert [process.exitcode for process in writers] == [0, 0, 0]
     manifests = lake.manifests()
