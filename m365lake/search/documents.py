@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from m365lake.search.extract_mail import decode_header_value
 from m365lake.search.fields import FieldValue, SearchDocument
 
 if TYPE_CHECKING:
@@ -296,22 +297,22 @@ def file_extension(name: str) -> str | None:
 def recipient_names(mime: bytes) -> dict[str, str]:
     """Return display names by lowercased address, read from a message's address headers.
 
-    Only the header block is parsed. A header that cannot be decoded is skipped: the
-    names are an addition to the addresses Graph reported, which are always indexed.
+    Only the header block is parsed, with compat32, which keeps each header's raw text:
+    the email package's header registry raises AttributeError or IndexError on group
+    syntax it half-parses (``To: unlisted-recipients:; (none)``), and one such header
+    must not stop an index run. Names are decoded after the raw value is split, because a
+    decoded name may contain a comma.
     """
     try:
-        headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(mime)
+        headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(mime)
     except (ValueError, TypeError, IndexError, LookupError) as error:
         logger.debug("message headers could not be parsed for recipient names: %s", error)
         return {}
     names: dict[str, str] = {}
     for header in ("From", "Sender", "To", "Cc", "Bcc", "Reply-To"):
-        try:
-            values = [str(value) for value in headers.get_all(header, [])]
-        except (ValueError, TypeError, IndexError, LookupError) as error:
-            logger.debug("header %s could not be decoded: %s", header, error)
-            continue
-        for name, address in email.utils.getaddresses(values):
+        values = [str(value) for value in headers.get_all(header, [])]
+        for raw_name, address in email.utils.getaddresses(values):
+            name = decode_header_value(raw_name) if raw_name else ""
             if name and address:
                 names.setdefault(address.lower(), name)
     return names

@@ -308,6 +308,20 @@ def test_recipient_names_tolerate_bad_headers():
     assert recipient_names(b"\x00\xff not a message") == {}
 
 
+@pytest.mark.parametrize(
+    "to",
+    [
+        b"unlisted-recipients:; (no To-header on input)",
+        b"group:; trailing text",
+        b"a@b.example, :;",
+    ],
+)
+def test_recipient_names_survive_group_syntax(to: bytes):
+    mime = b"From: =?utf-8?q?Jos=C3=A9?= <jose@x.example>\r\nTo: " + to + b"\r\n\r\nbody"
+
+    assert recipient_names(mime) == {"jose@x.example": "José"}
+
+
 def test_documents_are_valid_tantivy_documents():
     message = message_document(message_row(), text=message_text(), directory=DIRECTORY, mime=MIME)
     document = file_document(file_row(), extraction=ok("x"), directory=DIRECTORY)
