@@ -179,7 +179,7 @@ def _recipients(addresses: Any, names: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _header_addresses(message: Message, header: str) -> list[tuple[str, str]]:
-    values = [str(value) for key, value in message.raw_items() if key.lower() == header]
+    values = [_raw_text(value) for key, value in message.raw_items() if key.lower() == header]
     if not values:
         return []
     try:
@@ -187,6 +187,18 @@ def _header_addresses(message: Message, header: str) -> list[tuple[str, str]]:
     except Exception:  # a hostile address list must not stop the restore of the message
         return []
     return [(decode_header_value(name), address) for name, address in pairs if address]
+
+
+def _raw_text(value: object) -> str:
+    """Return a raw header value as text, decoding any 8-bit bytes it carries.
+
+    compat32 keeps undeclared 8-bit header bytes as lone surrogates, which JSON encoded
+    as UTF-8 cannot carry, so a request built from them would fail for the whole message.
+    """
+    text = str(value)
+    if not any("\udc80" <= character <= "\udcff" for character in text):
+        return text
+    return decode_text(text.encode("utf-8", "surrogateescape"))
 
 
 def _display_names(message: Message) -> dict[str, str]:

@@ -153,3 +153,29 @@ def test_oversized_body_is_rejected() -> None:
     message.set_content("x" * (MAX_REQUEST_BYTES + 10))
     with pytest.raises(ValueError, match="more than the"):
         build_create(bytes(message), _row(subject="huge"), marker=None)
+
+
+def test_raw_8bit_addresses_become_text() -> None:
+    inner = (
+        "From: J\u00f6rg <j\u00f6rg@fabrikam.example>\r\nTo: \u00e4\u00f6@example.com\r\n"
+        "Subject: inner\r\n\r\ninner body\r\n"
+    ).encode("latin-1")
+    mime = (
+        b"From: sender@fabrikam.example\r\nTo: alice@contoso.example\r\n"
+        b'Reply-To: "Jos\xc3\xa9 \xef\xbf\xbd" <jose@fabrikam.example>\r\n'
+        b"Subject: outer\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nouter body\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b--\r\n"
+    )
+
+    create = build_create(mime, _row(), marker=None)
+
+    body = json.dumps(create.body, ensure_ascii=False)
+    assert body.encode("utf-8")  # Graph requests are UTF-8: no lone surrogates
+    assert create.body["replyTo"][0]["emailAddress"]["name"] == "José \ufffd"
+    item = create.body["attachments"][0]["item"]
+    # Undeclared Latin-1 bytes are decoded by detection, which may guess another charset
+    # for so few bytes; the request must carry text either way.
+    assert item["from"]["emailAddress"]["name"].startswith("J")
+    assert item["toRecipients"][0]["emailAddress"]["address"].endswith("@example.com")
