@@ -9,7 +9,8 @@ too. From 80% of the per-minute budget, responses carry ``RateLimit-Limit``,
 
 ``time_scale`` shrinks both windows and both budgets by the same factor, so a benchmark
 crosses many minute windows in a short run while the ceiling in RU per second stays the
-real one. Retry-After and RateLimit-Reset then count in seconds of ``1 / time_scale``.
+real one. Retry-After stays in whole seconds, at least 1: rejected calls are charged, so
+retries must come as often as against the real service, not ``time_scale`` times as often.
 """
 
 from __future__ import annotations
@@ -118,11 +119,10 @@ class SharePointThrottle:
         """Maximum sustained RU per second of one app: the minute budget over the minute."""
         return self.per_minute / self.minute_seconds
 
-    def _seconds(self, wait: float) -> float:
-        """Round a wait up to whole seconds (at least 1), scaled seconds under a time scale."""
-        if self.time_scale == 1:
-            return max(1, math.ceil(wait))
-        return round(max(1, math.ceil(wait * self.time_scale)) / self.time_scale, 3)
+    @staticmethod
+    def _seconds(wait: float) -> int:
+        """Round a wait up to whole seconds, at least 1, as SharePoint sends them."""
+        return max(1, math.ceil(wait))
 
     @staticmethod
     def _add(
@@ -142,7 +142,7 @@ class SharePointThrottle:
         totals[app_id] = used + cost
         return totals[app_id]
 
-    def _throttled(self, retry_after: float) -> GraphHTTPError:
+    def _throttled(self, retry_after: int) -> GraphHTTPError:
         return GraphHTTPError(
             429,
             "activityLimitReached",

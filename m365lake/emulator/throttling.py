@@ -6,6 +6,8 @@ app across mailboxes, so the scope is configurable.
 
 ``time_scale`` shrinks the window and the budget by the same factor, so a benchmark sees
 several windows in minutes while the ceiling (requests per second) stays the real one.
+Retry-After stays in whole seconds, at least 1, as Exchange sends it: the rate of retries
+against the budget is then the real one, as long as the scaled window lasts many seconds.
 """
 
 from __future__ import annotations
@@ -60,14 +62,12 @@ class MailboxThrottle:
                 recent.popleft()
             if len(recent) >= self.requests_per_window:
                 wait = recent[0] + self.window_seconds - now
-                raise throttled("RequestsPerWindow", retry_after(wait, self.time_scale))
+                raise throttled("RequestsPerWindow", max(1, math.ceil(wait)))
             # NOTE: rejected requests are charged too, as SharePoint documents for its limits.
             # Whether Exchange charges them is not documented.
             recent.append(now)
             if self._in_flight.get(key, 0) >= self.concurrency:
-                raise throttled(
-                    "MailboxConcurrency", retry_after(1 / self.time_scale, self.time_scale)
-                )
+                raise throttled("MailboxConcurrency", 1)
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
         return key
 
@@ -89,21 +89,10 @@ class MailboxThrottle:
             return self._in_flight.get(self.key(app_id, mailbox_id), 0)
 
 
-def retry_after(wait: float, time_scale: float) -> str:
-    """Return a ``Retry-After`` value for a wait of ``wait`` seconds.
-
-    Exchange sends whole seconds, at least 1. Under a time scale a second lasts
-    ``1 / time_scale``, so the wait is rounded up to such scaled seconds instead.
-    """
-    if time_scale == 1:
-        return str(max(1, math.ceil(wait)))
-    return f"{max(1, math.ceil(wait * time_scale)) / time_scale:.3f}"
-
-
-def throttled(limit: str, retry_after_value: int | str) -> GraphHTTPError:
+def throttled(limit: str, retry_after_seconds: int) -> GraphHTTPError:
     return GraphHTTPError(
         429,
         "ApplicationThrottled",
         f"Application is over its {limit} limit.",
-        headers={"Retry-After": str(retry_after_value)},
+        headers={"Retry-After": str(retry_after_seconds)},
     )

@@ -28,9 +28,9 @@ def test_scaled_mailbox_keeps_real_ceiling() -> None:
     now[0] = 2.5
     with pytest.raises(GraphHTTPError) as rejected:
         scaled.acquire("app", "mailbox")
-    # The budget frees up when the first request leaves the 10 s window, 7.5 s later,
-    # which is 450 scaled seconds.
-    assert rejected.value.headers["Retry-After"] == "7.500"
+    # The budget frees up when the first request leaves the 10 s window, 7.5 s later.
+    # Retry-After stays in whole seconds, as the real service sends it.
+    assert rejected.value.headers["Retry-After"] == "8"
     now[0] = 10.0
     scaled.release(scaled.acquire("app", "mailbox"))
 
@@ -54,7 +54,8 @@ def test_scaled_concurrency_wait() -> None:
     throttle.acquire("app", "mailbox")
     with pytest.raises(GraphHTTPError) as rejected:
         throttle.acquire("app", "mailbox")
-    assert rejected.value.headers["Retry-After"] == "0.010"
+    # One real second, so retries come as often as against Exchange itself.
+    assert rejected.value.headers["Retry-After"] == "1"
 
 
 def test_scaled_sharepoint_budgets() -> None:
@@ -71,13 +72,13 @@ def test_scaled_sharepoint_budgets() -> None:
     with pytest.raises(GraphHTTPError) as rejected:
         throttle.charge("app", 1)
     assert rejected.value.status == 429
-    # 0.75 s is 45 scaled seconds, and the header counts scaled seconds.
-    assert rejected.value.headers["Retry-After"] == "0.75"
+    # The 0.75 s wait is rounded up to a whole second, because rejected calls are
+    # charged and retries must not come 60 times as often as against SharePoint.
+    assert rejected.value.headers["Retry-After"] == "1"
     now[0] = 0.999
-    with pytest.raises(GraphHTTPError) as rounded:
+    with pytest.raises(GraphHTTPError) as again:
         throttle.charge("app", 1)
-    # 1 ms is rounded up to one scaled second, as a real wait is rounded to 1 s.
-    assert rounded.value.headers["Retry-After"] == str(round(1 / 60, 3))
+    assert again.value.headers["RateLimit-Reset"] == "1"
     now[0] = 2.0
     # The rejected calls were charged at 0.25 s and 0.999 s and have left the window too.
     assert throttle.charge("app", 1) == {}
