@@ -134,6 +134,19 @@ def serve_emulator(
                 process.wait()
 
 
+SMALL_PARENT = [
+    sys.executable,
+    "-c",
+    "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
+]
+"""Prefix that starts a command from a small Python process.
+
+Linux keeps a process's peak RSS across execve, so a child started straight from a large
+process (the suite, after it built search stores) reports that process's peak as its own.
+The small parent's own peak is what the grandchild inherits instead.
+"""
+
+
 def allocated_bytes(path: Path) -> int:
     """Return the bytes a file occupies on disk (allocated blocks, not its length)."""
     return os.stat(path).st_blocks * 512

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from _common import MIB, header, serve_emulator
+from _common import MIB, SMALL_PARENT, header, serve_emulator
 
 TARGET_MB = 400
 DEFAULT_SIZES = (10_000, 30_000, 100_000)
@@ -56,7 +56,7 @@ def run_child(environment: dict[str, str], lake_dir: str | None) -> dict[str, fl
     if lake_dir is not None:
         command += ["--lake", lake_dir]
     completed = subprocess.run(
-        command,
+        SMALL_PARENT + command,
         env={**os.environ, **environment},
         stdout=subprocess.PIPE,
         text=True,

@@ -49,7 +49,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import ENRON_EML, ENRON_MAILDIR, MIB, SHARED_CORPUS, corpus_files, header
+from _common import (
+    ENRON_EML,
+    ENRON_MAILDIR,
+    MIB,
+    SHARED_CORPUS,
+    SMALL_PARENT,
+    corpus_files,
+    header,
+)
 
 FILES_CORPUS = SHARED_CORPUS.parent.parent / "files"
 MAILBOXES = 20
@@ -331,7 +339,9 @@ def run_child(mode: str, lake_dir: Path, out: Path, args: argparse.Namespace) ->
     command = [sys.executable, __file__, "--child", mode, "--lake", str(lake_dir)]
     command += ["--out", str(out), "--dedup", args.dedup, "--items", str(args.items)]
     command += ["--big-file-mib", str(args.big_file_mib)]
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    completed = subprocess.run(
+        SMALL_PARENT + command, stdout=subprocess.PIPE, text=True, check=True
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -39,7 +39,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import ENRON_MAILDIR, MIB, allocated_bytes, corpus_files, header, lake_disk_usage
+from _common import (
+    ENRON_MAILDIR,
+    MIB,
+    SMALL_PARENT,
+    allocated_bytes,
+    corpus_files,
+    header,
+    lake_disk_usage,
+)
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 POLICY_DAYS = 7 * 365
@@ -179,7 +187,9 @@ def run_child(step: str, lake_dir: Path, args: argparse.Namespace) -> dict[str, 
     command = [sys.executable, __file__, "--child", step, "--lake", str(lake_dir)]
     command += ["--versions", str(args.versions), "--expired", str(args.expired)]
     command += ["--spread", args.spread, "--inline-threshold", str(args.inline_threshold)]
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    completed = subprocess.run(
+        SMALL_PARENT + command, stdout=subprocess.PIPE, text=True, check=True
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -76,7 +76,10 @@ class Scale:
     """Corpus the ingest figure archives; None for the generated tenant."""
     throttled_messages: int
     throttled_files: int
-    time_scale: float
+    outlook_time_scale: float
+    sharepoint_time_scale: float
+    """Factors by which the throttles' windows and budgets shrink. Retry-After stays in
+    whole seconds, so a scaled window must last many seconds."""
     search_items: int
     storage_corpus: Path
     export_items: int
@@ -87,9 +90,10 @@ class Scale:
 QUICK = Scale(
     ingest_rounds=1,
     ingest_corpus=ENRON_MAILDIR / "arora-h",
-    throttled_messages=1_000,
-    throttled_files=600,
-    time_scale=60,
+    throttled_messages=1_500,
+    throttled_files=1_200,
+    outlook_time_scale=30,
+    sharepoint_time_scale=4,
     search_items=20_000,
     storage_corpus=ENRON_MAILDIR / "arora-h",
     export_items=2_000,
@@ -99,9 +103,10 @@ QUICK = Scale(
 FULL = Scale(
     ingest_rounds=3,
     ingest_corpus=ENRON_MAILDIR,
-    throttled_messages=5_000,
-    throttled_files=4_000,
-    time_scale=20,
+    throttled_messages=6_000,
+    throttled_files=6_000,
+    outlook_time_scale=10,
+    sharepoint_time_scale=2,
     search_items=1_000_000,
     storage_corpus=ENRON_MAILDIR,
     export_items=50_000,
@@ -113,7 +118,8 @@ TINY = Scale(
     ingest_corpus=None,
     throttled_messages=200,
     throttled_files=100,
-    time_scale=60,
+    outlook_time_scale=60,
+    sharepoint_time_scale=30,
     search_items=500,
     storage_corpus=ENRON_MAILDIR / "arora-h",
     export_items=200,
@@ -214,7 +220,7 @@ def throttled_outlook(scale: Scale) -> Figure:
         serve_emulator(
             large_mailbox=scale.throttled_messages,
             requests_per_window=EXCHANGE_REQUESTS_PER_WINDOW,
-            time_scale=scale.time_scale,
+            time_scale=scale.outlook_time_scale,
         ) as served,
         tempfile.TemporaryDirectory(prefix="m365lake-bench-lake-") as lake_dir,
     ):
@@ -224,8 +230,8 @@ def throttled_outlook(scale: Scale) -> Figure:
         seconds = time.perf_counter() - started
         records = [record for record in served.take_requests() if record["mailbox"]]
     archived = summary.total("messages_new")
-    window = EXCHANGE_WINDOW_SECONDS / scale.time_scale
-    budget = max(1, round(EXCHANGE_REQUESTS_PER_WINDOW / scale.time_scale))
+    window = EXCHANGE_WINDOW_SECONDS / scale.outlook_time_scale
+    budget = max(1, round(EXCHANGE_REQUESTS_PER_WINDOW / scale.outlook_time_scale))
     ceiling = budget / window
     accepted = [record for record in records if record["status"] < 400]
     rate, windows = whole_window_rate(
@@ -244,7 +250,7 @@ def throttled_outlook(scale: Scale) -> Figure:
         met=ratio >= 0.9 and archived == served.messages,
         seconds=seconds,
         details={
-            "time_scale": scale.time_scale,
+            "time_scale": scale.outlook_time_scale,
             "messages": served.messages,
             "messages_archived": archived,
             "whole_windows": windows,
@@ -260,7 +266,7 @@ def throttled_sharepoint(scale: Scale) -> Figure:
         serve_emulator(
             small_files=scale.throttled_files,
             sharepoint_ru_per_minute=SHAREPOINT_RU_PER_MINUTE,
-            time_scale=scale.time_scale,
+            time_scale=scale.sharepoint_time_scale,
         ) as served,
         tempfile.TemporaryDirectory(prefix="m365lake-bench-lake-") as lake_dir,
     ):
@@ -275,8 +281,8 @@ def throttled_sharepoint(scale: Scale) -> Figure:
     # what this figure measures.
     failures = summary.total("failures")
     complete = not failures and summary.total("bytes_downloaded") == served.file_bytes
-    window = 60 / scale.time_scale
-    budget = max(1, round(SHAREPOINT_RU_PER_MINUTE / scale.time_scale))
+    window = 60 / scale.sharepoint_time_scale
+    budget = max(1, round(SHAREPOINT_RU_PER_MINUTE / scale.sharepoint_time_scale))
     ceiling = budget / window
     accepted = [record for record in records if record["status"] < 400]
     costs = [
@@ -298,7 +304,7 @@ def throttled_sharepoint(scale: Scale) -> Figure:
         met=ratio >= 0.9 and complete,
         seconds=seconds,
         details={
-            "time_scale": scale.time_scale,
+            "time_scale": scale.sharepoint_time_scale,
             "files": served.files,
             "files_failed": failures,
             "bytes_downloaded": summary.total("bytes_downloaded"),
@@ -716,7 +722,9 @@ def main() -> None:
     scale_name = "quick" if args.quick else args.scale
     scale = SCALES[scale_name]
     if args.time_scale is not None:
-        scale = dataclasses.replace(scale, time_scale=args.time_scale)
+        scale = dataclasses.replace(
+            scale, outlook_time_scale=args.time_scale, sharepoint_time_scale=args.time_scale
+        )
     if args.throttled_files is not None:
         scale = dataclasses.replace(scale, throttled_files=args.throttled_files)
     names = [name.strip() for name in args.only.split(",")] if args.only else list(BENCHMARKS)
