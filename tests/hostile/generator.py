@@ -292,11 +292,18 @@ def wrong_charsets() -> bytes:
     )
 
 
+def attachments_message(subject: str, attachments: list[tuple[str, bytes]]) -> bytes:
+    """Return a message carrying ``attachments`` as (raw file name, content) pairs."""
+    parts = [_text_part(subject)]
+    parts += [_attachment(name, data) for name, data in attachments]
+    return _multipart(subject, parts)
+
+
 def hostile_attachment_names() -> bytes:
-    parts = [_text_part("attachments with hostile names")]
-    for number, name in enumerate(HOSTILE_NAMES):
-        parts.append(_attachment(name, f"attachment {number}\n".encode(), "text/plain"))
-    return _multipart("hostile attachment names", parts)
+    attachments = [
+        (name, f"attachment {number}\n".encode()) for number, name in enumerate(HOSTILE_NAMES)
+    ]
+    return attachments_message("hostile attachment names", attachments)
 
 
 def bombs_attached() -> bytes:
@@ -310,6 +317,26 @@ def bombs_attached() -> bytes:
             _attachment("bomb.gz", gzip_bomb(), "application/gzip"),
             _attachment("cut.gz", truncated_gzip(), "application/gzip"),
         ],
+    )
+
+
+def group_syntax() -> bytes:
+    # The email package's header registry raises on a group followed by more text.
+    return (
+        _headers("group syntax in the recipients").replace(
+            b"To: alice@contoso.example", b"To: unlisted-recipients:; (no To-header)"
+        )
+        + b"Cc: a@b.example, :;\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+    )
+
+
+def raw_8bit_headers() -> bytes:
+    return (
+        _headers("raw 8-bit addresses")
+        .replace(b"From: mallory@attacker.example", b'From: "Mall\xf6ry \xff" <m@attacker.example>')
+        .replace(b"To: alice@contoso.example", b"To: alice@contoso.example, \xe4\xf6@example.com")
+        + b'Reply-To: "Jos\xc3\xa9" <jose@attacker.example>\r\n'
+        + b"Content-Type: text/plain\r\n\r\nbody \xe9\xe8 latin-1\r\n"
     )
 
 
@@ -331,6 +358,8 @@ def mail_cases() -> list[HostileCase]:
         HostileCase("charsets", wrong_charsets(), "wrong and unknown charsets"),
         HostileCase("names", hostile_attachment_names(), "hostile attachment names"),
         HostileCase("bombs", bombs_attached(), "zip and gzip bombs, 30 nested zips"),
+        HostileCase("group-syntax", group_syntax(), "address groups the stdlib cannot parse"),
+        HostileCase("raw-8bit", raw_8bit_headers(), "undeclared 8-bit bytes in addresses"),
         HostileCase("no-headers", no_headers_at_all(), "no headers, binary junk"),
     ]
 

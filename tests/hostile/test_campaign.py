@@ -1,10 +1,10 @@
 """Hostile inputs through the whole product: backup, index, search, production, restore.
 
 The generator's malformed messages and archive bombs are seeded into the emulator as
-mail and OneDrive files. The run must finish, archive every item byte for byte (or record
-it in ``failures`` with a reason), report extraction limits as statuses, keep the
-extraction workers under their memory cap, and write files only inside the lake and the
-production folder. Restored items must land inside the restore folder.
+mail and OneDrive files. The run must finish and archive every item byte for byte, or
+record it in ``failures`` with a reason. Extraction limits must show as statuses, the
+extraction workers must stay under their memory cap, and files may be written only inside
+the lake and the production folder. Restored items must land inside the restore folder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from m365lake.catalog import refresh_catalog, run_sql
 from m365lake.discovery import add_custodians, create_case
 from m365lake.discovery.production import ExportOptions, export_production
 from m365lake.emulator import EmulatorServer, Tenant
+from m365lake.emulator.drives import check_item_name
 from m365lake.emulator.seed import SeedTenant, SeedUser
 from m365lake.lake import Lake
 from m365lake.restore.model import RestoreTarget
@@ -35,7 +36,13 @@ from m365lake.search import fields
 from m365lake.search.extract import ExtractionPool
 from m365lake.search.hits import search
 from m365lake.search.index import update_index
-from tests.hostile.generator import HOSTILE_NAMES, HostileCase, file_cases, mail_cases
+from tests.hostile.generator import (
+    HOSTILE_NAMES,
+    HostileCase,
+    attachments_message,
+    file_cases,
+    mail_cases,
+)
 from tests.unit.discovery.test_export_fixtures import parse_dat, read_bytes
 
 UPN = "alice@contoso.example"
@@ -46,8 +53,8 @@ ACTOR = "counsel@firm.example"
 WORKER_MEMORY_LIMIT = 768 * 1024 * 1024
 """Address-space cap of each extraction worker; the bombs expand far past it."""
 
-# The generated cases take the whole run to 1-2 minutes on 2 cores; this bound stops a
-# hang rather than measuring speed.
+# Each campaign took under a minute on 2 cores when written; the bound stops a hang
+# rather than measuring speed.
 pytestmark = pytest.mark.timeout(480)
 
 
@@ -101,16 +108,19 @@ def generated() -> tuple[list[HostileCase], list[HostileCase]]:
     return mail_cases(), file_cases()
 
 
-def nested_message_ids(tenant: Tenant) -> set[str]:
-    """Ids of the message whose whole body is a message/rfc822 chain.
+def known_mismatches(tenant: Tenant) -> set[str]:
+    """Ids of the generated messages whose restored copy verification reports as different.
 
-    NOTE: the restore's JSON create does not carry a top-level message/rfc822 body,
-    so verification reports its attached messages as missing (a finding, not a crash).
+    NOTE: the restore's JSON create does not carry a top-level message/rfc822 body, so
+    the 200 nested messages come back without their attached messages. A non-ASCII
+    address (``äö@example.com``) comes back from the emulator's MIME rendering merged with
+    its neighbour. Both are findings of the verification, not crashes.
     """
+    subjects = (b"Subject: wrapper 199", b"Subject: raw 8-bit addresses")
     return {
         message_id
         for message_id, live in tenant.live_messages(UPN).items()
-        if live.folder_path == MAIL_FOLDER and b"Subject: wrapper 199" in live.mime[:400]
+        if live.folder_path == MAIL_FOLDER and any(s in live.mime[:400] for s in subjects)
     }
 
 
@@ -124,12 +134,28 @@ def archived_or_failed(lake: Lake, expected: dict[str, bytes], query: str) -> se
     return found & set(expected)
 
 
-def test_hostile_inputs_end_to_end(
-    generated: tuple[list[HostileCase], list[HostileCase]],
+@dataclass
+class Campaign:
+    """What a campaign run saw, for the checks particular to its inputs."""
+
+    issues: list[str]
+    partially_indexed: int
+    worker_peak_rss: int
+    restore_failures: list[str]
+
+
+def run_campaign(
+    messages: list[HostileCase],
+    files: list[HostileCase],
     emulator_state: Path,
     tmp_path: Path,
-) -> None:
-    messages, files = generated
+    expected_mismatches: Callable[[Tenant], set[str]] = lambda _: set(),
+) -> Campaign:
+    """Back up, index, search, produce and restore the inputs; check what must always hold.
+
+    ``expected_mismatches`` returns the ids of source messages whose restored copy may
+    differ from the archive in verification.
+    """
     tenant = seed(messages, files)
     lake_root = tmp_path / "lake"
     production_root = tmp_path / "production"
@@ -143,7 +169,7 @@ def test_hostile_inputs_end_to_end(
         assert drive.failed == {}
         refresh_catalog(lake)
 
-        # Every input archived byte for byte, or a failure row that says why.
+        # Every input archived byte for byte, or a failure row with its reason.
         failures = run_sql(lake, "SELECT workload, item_id, outcome, reason FROM failures")[1]
         for row in failures:
             assert row[3], f"failure without a reason: {row}"
@@ -164,7 +190,7 @@ def test_hostile_inputs_end_to_end(
             f"files neither archived exactly nor failed: {sorted(missing_files)}"
         )
 
-        # Extraction stops at its limits and says so; the workers stay under their cap.
+        # Extraction stops at its limits and reports them; the workers stay under their cap.
         documents: list[fields.SearchDocument] = []
         with (
             ExtractionPool(workers=1, timeout=60, memory_limit_bytes=WORKER_MEMORY_LIMIT) as pool,
@@ -175,8 +201,6 @@ def test_hostile_inputs_end_to_end(
         assert memory.samples > 0
         assert 0 < memory.peak_rss < WORKER_MEMORY_LIMIT
         issues = [str(issue) for doc in documents for issue in doc.get("index_issues", ())]
-        assert update.partially_indexed > 0
-        assert any("too_large" in issue or "limit" in issue for issue in issues), issues
 
         hits = search(lake, "kind:email OR kind:docs", limit=1000).hits
         assert len(hits) == len(messages) + len(files)
@@ -214,16 +238,18 @@ def test_hostile_inputs_end_to_end(
                 actor=ACTOR,
             )
         )
-        counts = run.report.counts()
         # Folders too: the restore folder, Inbox and Hostile in the mailbox; the restore
         # folder and Hostile in the OneDrive.
-        assert counts["created"] == len(messages) + len(files) + 5, counts
-        assert all(item.reason for item in run.report.items if item.outcome != "created")
+        assert len(run.report.items) == len(messages) + len(files) + 5
+        not_created = [item for item in run.report.items if item.outcome != "created"]
+        for item in not_created:
+            assert item.outcome == "failed", item
+            assert item.reason, item
         mismatched = {finding.source_item_id for finding in run.problems}
-        assert mismatched <= nested_message_ids(tenant), run.problems
+        assert mismatched <= expected_mismatches(tenant), run.problems
 
     restored = [m for m in tenant.live_messages(UPN).values() if m.folder_path != MAIL_FOLDER]
-    assert len(restored) == len(messages)
+    assert len(restored) == len(messages) - len(not_created)
     for message in restored:
         assert message.folder_path[0] == RESTORE_FOLDER, f"restored outside: {message.folder_path}"
     drive_id = tenant.drive_id_for("onedrive", UPN)
@@ -248,3 +274,71 @@ def test_hostile_inputs_end_to_end(
         relative = path.relative_to(production_root)
         assert ".." not in relative.parts
         assert all(ord(char) >= 32 and char not in "\u202e\u2066" for char in str(relative))
+    reasons = [str(item.reason) for item in not_created]
+    return Campaign(issues, update.partially_indexed, memory.peak_rss, reasons)
+
+
+def test_generated_hostile_inputs(
+    generated: tuple[list[HostileCase], list[HostileCase]],
+    emulator_state: Path,
+    tmp_path: Path,
+) -> None:
+    messages, files = generated
+    campaign = run_campaign(messages, files, emulator_state, tmp_path, known_mismatches)
+
+    assert campaign.restore_failures == []
+    assert campaign.partially_indexed > 0
+    for expected in (
+        "bomb.zip: zip member 'zeros.txt': the archive member zeros.txt expands past",
+        "bomb.gz: the archive member gzip content expands past",
+        "nested.zip: zip member 'level2.zip'",
+        "MIME parts nested deeper than 50 levels were skipped",
+    ):
+        assert any(expected in issue for issue in campaign.issues), expected
+
+
+def corpus_inputs(corpus_root: Path) -> tuple[list[HostileCase], list[HostileCase]]:
+    """Every MIME edge sample as a message; the awkward names as attachments and files."""
+    edge = corpus_root / "mail" / "mime-edge"
+    messages = [
+        HostileCase(str(path.relative_to(edge)), path.read_bytes(), "MIME edge sample")
+        for path in sorted(edge.rglob("*"))
+        if path.is_file() and path.suffix not in (".csv", ".md")
+    ]
+    names = corpus_root / "files" / "renamed-edge-names"
+    named = sorted(path for path in names.iterdir() if path.name != "README")
+    messages.append(
+        HostileCase(
+            "renamed-edge-names",
+            attachments_message("awkward names", [(p.name, p.read_bytes()) for p in named]),
+            "awkward attachment names",
+        )
+    )
+    files = []
+    for path in named:
+        try:
+            check_item_name(path.name)
+        except ValueError:
+            continue  # Graph refuses the name, so no drive can hold it
+        files.append(HostileCase(path.name, path.read_bytes(), "awkward drive item name"))
+    return messages, files
+
+
+@pytest.mark.corpus
+def test_corpus_edge_inputs(corpus_root: Path, emulator_state: Path, tmp_path: Path) -> None:
+    messages, files = corpus_inputs(corpus_root)
+    assert len(messages) > 100
+    assert files
+
+    campaign = run_campaign(messages, files, emulator_state, tmp_path, all_message_ids)
+
+    assert campaign.partially_indexed > 0
+    # A message whose body alone is over Graph's 4 MB create limit cannot be restored.
+    for reason in campaign.restore_failures:
+        assert "more than the 4000000 bytes Graph accepts" in reason, reason
+
+
+def all_message_ids(tenant: Tenant) -> set[str]:
+    # NOTE: Outlook .msg, TNEF and S/MIME samples restore as Graph renders them, so the
+    # corpus run accepts verification findings and checks only where items land.
+    return set(tenant.live_messages(UPN))
