@@ -6,7 +6,7 @@ from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.checks import BACKUP_CHECKS
 from pipelines.deployments import resources_for
 from pipelines.integrity_checks import ARCHIVE_INTEGRITY_CHECKS
-from pipelines.overview import archive_overview
+from pipelines.overview import archive_overview, archive_overview_job, archive_overview_schedule
 from pipelines.restore import restore_job
 from pipelines.retention import (
     audit_trail_compaction,
@@ -31,7 +31,7 @@ defs = dg.Definitions(
         audit_trail_compaction,
     ],
     asset_checks=[no_held_version_in_plan, *BACKUP_CHECKS, *ARCHIVE_INTEGRITY_CHECKS],
-    jobs=[retention_job, restore_job],
+    jobs=[retention_job, restore_job, archive_overview_job],
     sensors=[mailbox_directory_sensor, drive_directory_sensor],
     schedules=[
         mailbox_backup_schedule,
@@ -39,6 +39,7 @@ defs = dg.Definitions(
         retention_schedule,
         search_index_schedule,
         search_index_optimize_schedule,
+        archive_overview_schedule,
     ],
     resources=resources_for(),
 )

@@ -9,7 +9,12 @@ from m365lake.archive_stats import (
     growth_markdown,
 )
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.cron import cron_from_env
 from pipelines.resources import LakeResource
+
+OVERVIEW_CRON = "0 6 * * *"
+"""Daily, after the night's retention purge, so the figures show what the archive kept."""
+OVERVIEW_CRON_VARIABLE = "M365LAKE_OVERVIEW_CRON"
 
 
 @dg.asset(
@@ -38,3 +43,17 @@ def archive_overview(lake: LakeResource) -> dg.MaterializeResult:  # type: ignor
             "custodian_volume": dg.MetadataValue.md(custodian_markdown(volumes)),
         }
     )
+
+
+archive_overview_job = dg.define_asset_job(
+    "archive_overview_job", selection=[archive_overview], description="Refresh archive_overview."
+)
+
+archive_overview_schedule = dg.ScheduleDefinition(
+    name="archive_overview_schedule",
+    job=archive_overview_job,
+    cron_schedule=cron_from_env(OVERVIEW_CRON_VARIABLE, OVERVIEW_CRON),
+    # It only reads the lake, so it is safe to run without any set-up.
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily refresh of the archive growth and per-custodian volume figures.",
+)

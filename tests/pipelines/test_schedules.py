@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.cron import cron_from_env
 from pipelines.definitions import defs
+from pipelines.overview import OVERVIEW_CRON
 from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.retention import RETENTION_CRON
 from pipelines.schedules import (
@@ -102,12 +103,14 @@ SCHEDULE_CRON_VARIABLES = {
     "search_index_schedule": "M365LAKE_SEARCH_INDEX_CRON",
     "search_index_optimize_schedule": "M365LAKE_SEARCH_OPTIMIZE_CRON",
     "retention_schedule": "M365LAKE_RETENTION_CRON",
+    "archive_overview_schedule": "M365LAKE_OVERVIEW_CRON",
 }
 _OVERRIDES = {
     "M365LAKE_BACKUP_CRON": "*/20 * * * *",
     "M365LAKE_SEARCH_INDEX_CRON": "50 * * * *",
     "M365LAKE_SEARCH_OPTIMIZE_CRON": "15 5 * * 0",
     "M365LAKE_RETENTION_CRON": "0 3 * * 6",
+    "M365LAKE_OVERVIEW_CRON": "30 7 * * *",
 }
 _PRINT_CRONS = (
     "import json; from pipelines.definitions import defs; "
@@ -151,6 +154,7 @@ def test_schedule_crons_default_when_unset() -> None:
         "search_index_schedule": SEARCH_INDEX_CRON,
         "search_index_optimize_schedule": SEARCH_INDEX_OPTIMIZE_CRON,
         "retention_schedule": RETENTION_CRON,
+        "archive_overview_schedule": OVERVIEW_CRON,
     }
 
 
