@@ -26,7 +26,13 @@ from typing import Any
 
 from m365lake.search.extract_mail import decode_header_value
 from m365lake.search.extract_plain import decode_text
-from m365lake.sources.mime import MAX_DEPTH, AttachmentInfo, list_attachments
+from m365lake.sources.mime import (
+    MAX_DEPTH,
+    AttachmentInfo,
+    list_attachments,
+    nesting_guard,
+    parse_mime,
+)
 
 MAX_REQUEST_BYTES = 4_000_000
 """Budget for one create request; Exchange rejects bodies above 4 MB."""
@@ -88,9 +94,15 @@ def build_create(mime: bytes, row: dict[str, Any], *, marker: str | None) -> Mes
 
     Attachments go into the request while it stays under ``MAX_REQUEST_BYTES``; the others
     are returned in ``later``. Raises ValueError when the message without its file
-    attachments is already too large for one request.
+    attachments is already too large for one request, and MimeTooDeepError (a ValueError)
+    when it nests too deep to parse or to write its attached messages back.
     """
-    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    with nesting_guard():
+        return _build_create(mime, row, marker=marker)
+
+
+def _build_create(mime: bytes, row: dict[str, Any], *, marker: str | None) -> MessageCreate:
+    message = parse_mime(mime)
     listed = {info.part_index: info for info in list_attachments(mime)}
     body = _envelope(message, row)
     body["body"] = message_body(message, set(listed))

@@ -8,6 +8,7 @@ stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -22,6 +23,33 @@ log = logging.getLogger(__name__)
 # thousands deep to exhaust the parser or the stack.
 MAX_DEPTH = 50
 MAX_PARTS = 2_000
+
+
+class MimeTooDeepError(ValueError):
+    """The MIME nests more levels than the email package can parse or write back."""
+
+
+@contextlib.contextmanager
+def nesting_guard() -> Iterator[None]:
+    """Turn the email package's RecursionError on deeply nested MIME into MimeTooDeepError.
+
+    The parser and the generator recurse once or more per nested part, so about 1,000
+    nested multiparts or attached messages exhaust Python's recursion limit.
+    """
+    try:
+        yield
+    except RecursionError:
+        raise MimeTooDeepError(
+            "the MIME nests parts or attached messages deeper than the email parser can "
+            "follow (Python's recursion limit); the archived bytes are intact, so open the "
+            "native .eml in a mail client to read it"
+        ) from None
+
+
+def parse_mime(mime: bytes) -> Message:
+    """Parse ``mime`` with compat32, which records defects; raises MimeTooDeepError."""
+    with nesting_guard():
+        return email.message_from_bytes(mime, policy=email.policy.compat32)
 
 
 @dataclass(frozen=True)
@@ -87,8 +115,15 @@ def _decoded_content(part: Message) -> bytes:
 
 
 def list_attachments(mime: bytes) -> list[AttachmentInfo]:
-    """Return the attachments of ``mime``; malformed MIME yields what could be read."""
-    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    """Return the attachments of ``mime``; malformed MIME yields what could be read.
+
+    Raises MimeTooDeepError when the MIME nests too deep to parse at all.
+    """
+    with nesting_guard():
+        return _list_attachments(parse_mime(mime))
+
+
+def _list_attachments(message: Message) -> list[AttachmentInfo]:
     found: list[AttachmentInfo] = []
     for index, part in enumerate(_walk(message)):
         if index >= MAX_PARTS:
@@ -119,8 +154,9 @@ def list_attachments(mime: bytes) -> list[AttachmentInfo]:
 
 def extract_attachment(mime: bytes, part_index: int) -> bytes:
     """Return the decoded content of the part at ``part_index`` of ``mime``."""
-    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    message = parse_mime(mime)
     for index, part in enumerate(_walk(message)):
         if index == part_index:
-            return _decoded_content(part)
+            with nesting_guard():
+                return _decoded_content(part)
     raise KeyError(f"no MIME part {part_index} in this message")

@@ -353,6 +353,9 @@ def mail_cases() -> list[HostileCase]:
         HostileCase("many-parts", many_parts(), "5,000 MIME parts"),
         HostileCase("nested-rfc822", nested_rfc822(), "200 nested message/rfc822"),
         HostileCase("nested-multipart", nested_multipart(), "200 nested multiparts"),
+        # Past the email parser's recursion limit (about 1,000 levels in CPython).
+        HostileCase("deep-rfc822", nested_rfc822(3000), "3,000 nested message/rfc822"),
+        HostileCase("deep-multipart", nested_multipart(3000), "3,000 nested multiparts"),
         HostileCase("bad-base64", bad_base64(), "base64 and quoted-printable garbage"),
         HostileCase("nul-bytes", nul_bytes(), "NUL bytes in headers and body"),
         HostileCase("charsets", wrong_charsets(), "wrong and unknown charsets"),

@@ -40,6 +40,7 @@ from m365lake.discovery.production.text import TextPart, missing_content
 from m365lake.errors import LakeError
 from m365lake.lake import Lake
 from m365lake.search.extract_types import MAX_INPUT_BYTES
+from m365lake.sources.mime import MimeTooDeepError
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,11 @@ class FamilyWriter:
             except (LakeError, OSError) as error:
                 raise ContentUnreadableError(str(error)) from error
         if mime is not None:
-            parsed = parse_message(mime)
+            try:
+                parsed = parse_message(mime)
+            except MimeTooDeepError as error:
+                # The native is still produced byte for byte; only its parts are not.
+                return mime, None, [f"attachments not produced: {error}"]
             return mime, parsed, list(parsed.problems)
         if sha256 is None:
             return None, None, ["no native: the message content was not archived"]

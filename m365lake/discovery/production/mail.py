@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 
 from m365lake.discovery.production.dedup import body_sha256
 from m365lake.search.extract_mail import decode_header_value
-from m365lake.sources.mime import AttachmentInfo, extract_attachment, list_attachments
+from m365lake.sources.mime import (
+    AttachmentInfo,
+    extract_attachment,
+    list_attachments,
+    parse_mime,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +65,9 @@ def parse_message(mime: bytes) -> ParsedMessage:
     NOTE: a multipart message is parsed again to list its attachments, and once more for
     each attachment (``extract_attachment``), so one with n attachments is parsed n + 2
     times. A single-part message has no attachments and is parsed once.
+    Raises MimeTooDeepError when the message nests too deep to parse.
     """
-    message = email.message_from_bytes(mime, policy=email.policy.compat32)
+    message = parse_mime(mime)
     in_reply_to = decode_header_value(message.get("In-Reply-To") or "").strip()
     parsed = ParsedMessage(
         body_sha256=body_sha256(message),
