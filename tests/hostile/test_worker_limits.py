@@ -48,3 +48,17 @@ def test_bombs_under_tight_memory_cap() -> None:
     assert after.text == "plain text after the bombs"
     assert memory.samples > 0
     assert 0 < memory.peak_rss < TIGHT_CAP
+
+
+def test_bomb_past_time_limit_reports_timeout() -> None:
+    # Inflating the gzip bomb to the 100 MiB archive limit took 0.7 s on 2 cores; 50 ms
+    # leaves a wide margin, so the worker is still inflating when the limit passes.
+    with ExtractionPool(workers=1, timeout=0.05, memory_limit_bytes=TIGHT_CAP) as pool:
+        late = pool.extract_text(gzip_bomb(), filename="bomb.gz")
+        replaced = pool.replaced_workers
+        pool.timeout = 60
+        after = pool.extract_text(b"text after a timeout", filename="after.txt")
+
+    assert late.status == "timeout"
+    assert replaced == 1
+    assert after.status == "ok"
