@@ -33,8 +33,9 @@ class MimeTooDeepError(ValueError):
 def nesting_guard() -> Iterator[None]:
     """Turn the email package's RecursionError on deeply nested MIME into MimeTooDeepError.
 
-    The parser and the generator recurse once or more per nested part, so about 1,000
-    nested multiparts or attached messages exhaust Python's recursion limit.
+    The parser and the generator recurse once or more per nested part. With CPython
+    3.11's default limit, parsing failed near 1,000 levels and writing an attached
+    message back out failed at 400 (measured, not documented).
     """
     try:
         yield
