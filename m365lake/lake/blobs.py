@@ -230,8 +230,10 @@ class BlobWriter:
     buffer. The file is written with direct I/O where the file system allows it. The first
     batch decides how the blob is stored: zstd-compressed, or in zstd raw blocks when a
     trial compression of it saves less than 3 %. Either way the file is one zstd frame
-    that ``BlobStore.read`` and the ``zstd`` tool read. ``commit`` links the temp file
-    under its SHA-256 name, or drops it when a blob with that hash already exists.
+    that ``BlobStore.read`` and the ``zstd`` tool read. With a current encryption key the
+    frame is sealed in chunks on its way to the file (``m365lake.lake.encryption``), and
+    only m365lake reads it. ``commit`` links the temp file under its SHA-256 name, or
+    drops it when a blob with that hash already exists.
 
     NOTE: only the first batch is tried, so content whose first MiB does not compress
     is stored raw even when later parts would compress.
