@@ -356,6 +356,18 @@ def test_verify_reports_missing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "key id 'k1', which is not loaded" in verified.value.problems[0]
 
 
+def test_blob_sample_reports_missing_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = open_lake(tmp_path / "lake", monkeypatch, env_value("k1", KEY_1))
+    lake.blobs.put(noise(3000))
+    keyless = open_lake(tmp_path / "lake", monkeypatch, None)
+
+    with pytest.raises(LakeIntegrityError) as verified:
+        keyless.verify(blob_sample=1, seed=1)
+
+    assert len(verified.value.problems) == 1
+    assert "key id 'k1', which is not loaded" in verified.value.problems[0]
+
+
 def test_flipped_parquet_byte_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lake = open_lake(tmp_path / "lake", monkeypatch, env_value("k1", KEY_1))
     with lake.begin(run_id="r1", kind="mail", container="u1") as tx:
