@@ -120,12 +120,21 @@ def list_attachments(mime: bytes) -> list[AttachmentInfo]:
 
     Raises MimeTooDeepError when the MIME nests too deep to parse at all.
     """
+    return [info for info, _ in read_attachments(mime)]
+
+
+def read_attachments(mime: bytes) -> list[tuple[AttachmentInfo, bytes]]:
+    """Return each attachment of ``mime`` with its decoded content, from one parse.
+
+    Reading them one by one with ``extract_attachment`` parses the message again for
+    each, which is quadratic for a message with thousands of parts.
+    """
     with nesting_guard():
-        return _list_attachments(parse_mime(mime))
+        return _read_attachments(parse_mime(mime))
 
 
-def _list_attachments(message: Message) -> list[AttachmentInfo]:
-    found: list[AttachmentInfo] = []
+def _read_attachments(message: Message) -> list[tuple[AttachmentInfo, bytes]]:
+    found: list[tuple[AttachmentInfo, bytes]] = []
     for index, part in enumerate(_walk(message)):
         if index >= MAX_PARTS:
             log.info("attachment walk stopped after %d parts", MAX_PARTS)
@@ -138,18 +147,17 @@ def _list_attachments(message: Message) -> list[AttachmentInfo]:
         content = _decoded_content(part)
         content_id = part.get("Content-ID")
         is_rfc822 = part.get_content_type() == "message/rfc822"
-        found.append(
-            AttachmentInfo(
-                part_index=index,
-                kind="item" if is_rfc822 else "file",
-                name=name or ("attached message" if is_rfc822 else f"part-{index}"),
-                content_type=part.get_content_type(),
-                size=len(content),
-                is_inline=(part.get_content_disposition() or "").lower() == "inline",
-                content_id=str(content_id).strip("<> ") if content_id else None,
-                content_sha256=hashlib.sha256(content).hexdigest(),
-            )
+        info = AttachmentInfo(
+            part_index=index,
+            kind="item" if is_rfc822 else "file",
+            name=name or ("attached message" if is_rfc822 else f"part-{index}"),
+            content_type=part.get_content_type(),
+            size=len(content),
+            is_inline=(part.get_content_disposition() or "").lower() == "inline",
+            content_id=str(content_id).strip("<> ") if content_id else None,
+            content_sha256=hashlib.sha256(content).hexdigest(),
         )
+        found.append((info, content))
     return found
 
 

@@ -18,9 +18,8 @@ from m365lake.discovery.production.dedup import body_sha256
 from m365lake.search.extract_mail import decode_header_value
 from m365lake.sources.mime import (
     AttachmentInfo,
-    extract_attachment,
-    list_attachments,
     parse_mime,
+    read_attachments,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,9 +61,7 @@ class ParsedMessage:
 def parse_message(mime: bytes) -> ParsedMessage:
     """Parse ``mime`` (compat32 records defects instead of raising) and decode its attachments.
 
-    NOTE: a multipart message is parsed again to list its attachments, and once more for
-    each attachment (``extract_attachment``), so one with n attachments is parsed n + 2
-    times. A single-part message has no attachments and is parsed once.
+    A multipart message is parsed a second time to read its attachments, all at once.
     Raises MimeTooDeepError when the message nests too deep to parse.
     """
     message = parse_mime(mime)
@@ -76,15 +73,7 @@ def parse_message(mime: bytes) -> ParsedMessage:
     )
     if not message.is_multipart():
         return parsed
-    for info in list_attachments(mime):
-        try:
-            content = extract_attachment(mime, info.part_index)
-        except KeyError as error:
-            parsed.problems.append(
-                f"attachment {info.name!r} (MIME part {info.part_index}): {error}"
-            )
-            continue
-        parsed.attachments.append(Attachment(info, content))
+    parsed.attachments = [Attachment(info, content) for info, content in read_attachments(mime)]
     return parsed
 
 
