@@ -229,6 +229,13 @@ def many_parts(count: int = 5000) -> bytes:
     return _multipart(f"{count} MIME parts", parts)
 
 
+def many_attachments(count: int = 3000) -> bytes:
+    attachments = [
+        (f"file {number}.txt", f"attachment {number}\n".encode()) for number in range(count)
+    ]
+    return attachments_message(f"{count} attachments", attachments)
+
+
 def nested_rfc822(depth: int = 200) -> bytes:
     inner = _headers("the innermost message") + b"Content-Type: text/plain\r\n\r\nbottom\r\n"
     for level in range(depth):
@@ -351,6 +358,7 @@ def mail_cases() -> list[HostileCase]:
         HostileCase("huge-header", huge_header(), "a 10 MB header line"),
         HostileCase("folded-subject", huge_folded_subject(), "a 2 MB folded subject"),
         HostileCase("many-parts", many_parts(), "5,000 MIME parts"),
+        HostileCase("many-attachments", many_attachments(), "3,000 attachments"),
         HostileCase("nested-rfc822", nested_rfc822(), "200 nested message/rfc822"),
         HostileCase("nested-multipart", nested_multipart(), "200 nested multiparts"),
         # Past the email parser's recursion limit (about 1,000 levels in CPython).
