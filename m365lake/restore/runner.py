@@ -20,6 +20,7 @@ from m365lake.discovery import audit
 from m365lake.discovery.commit_loop import new_run_id
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
+from m365lake.lake.blob_users import blob_user_async
 from m365lake.restore.files import plan_files_restore, run_files_restore, verify_files_restore
 from m365lake.restore.ledger import RestoreLedger
 from m365lake.restore.mail import plan_mail_restore, run_mail_restore, verify_mail_restore
@@ -169,7 +170,10 @@ async def restore(
     ledger = RestoreLedger.load(lake)
     client = graph or GraphClient(settings)
     try:
-        await _carry_out(lake, client, run, chosen, rows_of, ledger, verify=verify)
+        # A restore reads archived blobs until it ends, so a purge must not delete them
+        # meanwhile; as a blob user it makes a purge wait or defer those deletions.
+        async with blob_user_async(lake.storage, owner=f"restore {restore_id}"):
+            await _carry_out(lake, client, run, chosen, rows_of, ledger, verify=verify)
     except BaseException as error:
         # Items created before the failure are in the tenant and the ledger, so the trail
         # must show this restore even though it did not finish.
