@@ -116,12 +116,9 @@ class GraphClient:
     ) -> dict[str, Any]:
         """GET ``url`` and return the JSON object of the response."""
         response, _ = await self._send("GET", url, params=params, headers=headers, mailbox=mailbox)
-        try:
-            document = response.json()
-        except ValueError as exc:
-            raise self._unexpected_body(response, "is not JSON") from exc
-        if not isinstance(document, dict):
-            raise self._unexpected_body(response, "is not a JSON object")
+        document = self._json_or_none(response)
+        if document is None:
+            raise self._unexpected_body(response, "is empty")
         return document
 
     async def iter_pages(
