@@ -29,6 +29,7 @@ from m365lake.search.extract_plain import decode_text
 from m365lake.sources.mime import (
     MAX_DEPTH,
     AttachmentInfo,
+    decoded_content,
     list_attachments,
     nesting_guard,
     parse_mime,
@@ -299,25 +300,12 @@ def _top_level_attachments(
             AttachmentSource(
                 name=info.name,
                 content_type=info.content_type,
-                content=_decoded(entry.part),
+                content=decoded_content(entry.part),
                 is_inline=info.is_inline,
                 content_id=info.content_id,
             )
         )
     return files, items
-
-
-def _decoded(part: Message) -> bytes:
-    if part.get_content_type() == "message/rfc822":
-        inner = part.get_payload()
-        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            return inner[0].as_bytes(policy=email.policy.compat32)
-        return b""
-    try:
-        payload = part.get_payload(decode=True)
-    except (ValueError, TypeError, LookupError):
-        payload = None
-    return payload if isinstance(payload, bytes) else b""
 
 
 def _item_attachment(name: str, inner: Message, depth: int) -> dict[str, Any]:

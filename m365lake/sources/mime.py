@@ -102,7 +102,8 @@ def _is_attachment(part: Message, name: str | None) -> bool:
     return name is not None and not part.is_multipart()
 
 
-def _decoded_content(part: Message) -> bytes:
+def decoded_content(part: Message) -> bytes:
+    """Return the decoded bytes of a part, or the embedded message of a message/rfc822 part."""
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
@@ -144,7 +145,7 @@ def _read_attachments(message: Message) -> list[tuple[AttachmentInfo, bytes]]:
         name = _part_name(part)
         if not _is_attachment(part, name):
             continue
-        content = _decoded_content(part)
+        content = decoded_content(part)
         content_id = part.get("Content-ID")
         is_rfc822 = part.get_content_type() == "message/rfc822"
         info = AttachmentInfo(
@@ -167,5 +168,5 @@ def extract_attachment(mime: bytes, part_index: int) -> bytes:
     for index, part in enumerate(_walk(message)):
         if index == part_index:
             with nesting_guard():
-                return _decoded_content(part)
+                return decoded_content(part)
     raise KeyError(f"no MIME part {part_index} in this message")
