@@ -46,7 +46,9 @@ def archive_overview(lake: LakeResource) -> dg.MaterializeResult:  # type: ignor
 
 
 archive_overview_job = dg.define_asset_job(
-    "archive_overview_job", selection=[archive_overview], description="Refresh archive_overview."
+    "archive_overview_job",
+    selection=[archive_overview],
+    description="Refreshes the archive_overview figures.",
 )
 
 archive_overview_schedule = dg.ScheduleDefinition(

@@ -567,9 +567,9 @@ class UploadResponse:
     def complete(self) -> bool:
         """Whether the upload is finished.
 
-        OneDrive answers 202 until the last fragment and then 200 or 201. Outlook answers
-        every fragment but the last with 200 and ``NextExpectedRanges``, and the last with
-        201 and ``Location``.
+        OneDrive returns 202 until the last fragment and then 200 or 201. Outlook returns
+        200 and ``NextExpectedRanges`` for every fragment but the last, and 201 and
+        ``Location`` for the last.
         """
         if self.status == 201:
             return True

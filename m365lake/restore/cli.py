@@ -254,6 +254,7 @@ def _echo_table(run: RestoreRun, limit: int) -> None:
             click.echo(line)
         if len(rows) > limit:
             click.echo(f"… {len(rows) - limit} more lines; use --format json or --report FILE")
+
     # Table cells are cut short, and one cause (a missing permission) often fails every
     # item, so each distinct failure reason is printed once in full.
     reasons = Counter(
@@ -263,9 +264,11 @@ def _echo_table(run: RestoreRun, limit: int) -> None:
     )
     for reason, count in reasons.most_common(_REASONS_SHOWN):
         click.echo(f"failed ({count} items): {reason}", err=True)
+
     counts = ", ".join(f"{count} {name}" for name, count in report.counts().items() if count)
     verb = "planned" if report.dry_run else "restored"
     click.echo(f"restore {report.restore_id} {verb}: {counts or 'nothing'}")
+
     for finding in run.problems:
         click.echo(
             f"verify {finding.severity.value}: {finding.workload} {finding.source_item_id} "

@@ -1,8 +1,8 @@
 """The restore ledger: which archived version a restore put where, kept in the lake.
 
 A restore looks up the ledger before creating anything, so running it again creates nothing
-new. The ledger is written in batches while a restore runs; an item created just before
-a kill is missing from it, which is why the planners also compare with the live tenant.
+new. The ledger is written in batches while a restore runs. An item created just before a
+kill is missing from it, so the planners also compare with the live tenant.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ class VerifyFinding:
     source_item_id: str
     target_item_id: str | None
     field: str
-    """What differs: ``subject``, ``received_at``, ``content_sha256``, ``attachment:<name>``."""
+    """Name of the differing field: ``subject``, ``received_at``, ``attachment:<name>``, ..."""
     expected: str | None
     actual: str | None
     severity: Severity

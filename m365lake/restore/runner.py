@@ -170,8 +170,8 @@ async def restore(
     ledger = RestoreLedger.load(lake)
     client = graph or GraphClient(settings)
     try:
-        # A restore reads archived blobs until it ends, so a purge must not delete them
-        # meanwhile; as a blob user it makes a purge wait or defer those deletions.
+        # A restore reads archived blobs until it ends. As a blob user it makes a purge
+        # wait, or defer those deletions, until then.
         async with blob_user_async(lake.storage, owner=f"restore {restore_id}"):
             await _carry_out(lake, client, run, chosen, rows_of, ledger, verify=verify)
     except BaseException as error:

@@ -160,6 +160,7 @@ def select_messages(lake: Lake, selection: Selection) -> list[dict[str, Any]]:
         mailbox = _container(lake, "mailbox", selection.custodian)
         if mailbox is None:
             return []
+
     matched = _kql_items(lake, selection, "mail")
     ids = set(selection.item_ids)
     rows = []
