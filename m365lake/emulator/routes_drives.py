@@ -219,9 +219,7 @@ async def get_version_content(request: Request) -> Response:
 async def download(request: Request) -> Response:
     """Serve a pre-authenticated download URL: no Authorization needed, ``Range`` honoured."""
     downloads: DownloadService = request.app.state.downloads
-    state = downloads.check(
-        request.path_params["token"], request.query_params.get("tempauth", "")
-    )
+    state = downloads.check(request.path_params["token"], request.query_params.get("tempauth", ""))
     tenant: Tenant = request.app.state.tenant
     drive_id, item_id = str(state["d"]), str(state["i"])
     content = tenant.file_content(drive_id, item_id, int(state["v"]))
