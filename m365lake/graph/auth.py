@@ -30,9 +30,10 @@ from m365lake.config import (
     ENV_TENANT_ID,
     GraphSettings,
 )
-from m365lake.errors import AuthenticationError, GraphError, GraphTransientError
+from m365lake.errors import AuthenticationError, GraphError, GraphTransientError, ThrottledError
 from m365lake.graph.certificate import load_client_certificate
 from m365lake.graph.redact import install_httpx_log_redaction, redact_url
+from m365lake.graph.retry import parse_retry_after
 from m365lake.graph.tls import build_ssl_context, certificate_verification_error
 
 logger = logging.getLogger(__name__)
@@ -133,11 +134,30 @@ class BearerTokens:
             return token.token
 
 
+# Token endpoint statuses that reject a request for now and may carry a Retry-After.
+TOKEN_THROTTLE_STATUSES = frozenset({429, 503})
+
+
 class MsalHttpClient:
-    """msal ``http_client`` (its requests-like ``get``/``post`` interface) backed by httpx."""
+    """msal ``http_client`` (its requests-like ``get``/``post`` interface) backed by httpx.
+
+    It records the end of the last ``Retry-After`` wait of the login server, because msal
+    drops that header of a 429 or 503 before its caller sees the failure.
+    """
 
     def __init__(self, client: httpx.Client) -> None:
         self._client = client
+        self._throttled_until: float | None = None
+
+    def throttle_wait(self) -> float | None:
+        """Return the seconds left of the last ``Retry-After`` wait, or None when it is over."""
+        if self._throttled_until is None:
+            return None
+        remaining = self._throttled_until - time.monotonic()
+        if remaining <= 0:
+            self._throttled_until = None
+            return None
+        return remaining
 
     def get(self, url: str, params: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         return self._send("GET", url, params=params, headers=headers, timeout=kwargs.get("timeout"))
@@ -180,11 +200,19 @@ class MsalHttpClient:
         response = self._client.request(
             method, url, params=params, headers=clean_headers, **body, **extra
         )
+        retry_after = None
+        if response.status_code in TOKEN_THROTTLE_STATUSES:
+            # Capped like Graph's own Retry-After. msal returns its cached copy of this
+            # response to a retry made sooner, without sending the request.
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None:
+                self._throttled_until = time.monotonic() + retry_after
         logger.info(
-            "login request %s %s status=%s elapsed_ms=%d",
+            "login request %s %s status=%s retry_after=%s elapsed_ms=%d",
             method,
             redact_url(response.request.url),
             response.status_code,
+            retry_after,
             (time.monotonic() - started) * 1000,
         )
         return response
@@ -209,6 +237,7 @@ class TokenProvider:
         self._settings = settings
         context = ssl_context or build_ssl_context(settings.ca_bundle)
         self._http = httpx.Client(verify=context, timeout=timeout)
+        self._msal_http = MsalHttpClient(self._http)
         self._credential = self._load_credential(send_certificate_chain)
         self._scope = graph_scope(settings.graph_url)
         self._cache = msal.TokenCache()
@@ -239,12 +268,15 @@ class TokenProvider:
                 ) from exc
             except msal.exceptions.MsalServiceError as exc:
                 # msal raises this when the token endpoint returns a 5xx status.
+                self._raise_if_throttled(exc)
                 raise GraphTransientError(
                     f"the login endpoint {self._settings.authority} failed ({exc}); retry later",
                     url=self._settings.authority,
                 ) from exc
             except ValueError as exc:
-                # msal raises ValueError when OIDC discovery of the authority returns a 4xx status.
+                # msal raises ValueError when OIDC discovery of the authority returns a 4xx
+                # status, and for a token response that is not JSON, such as a bare 429.
+                self._raise_if_throttled(exc)
                 raise AuthenticationError(
                     f"authority {self._settings.authority} rejected discovery ({exc}); check "
                     f"{ENV_TENANT_ID} and {ENV_AUTHORITY_HOST}",
@@ -252,6 +284,7 @@ class TokenProvider:
                 ) from exc
 
         if "access_token" not in result:
+            self._raise_if_throttled(None)
             raise self._error_from_result(result)
         if result.get("token_source") != "cache":
             logger.info(
@@ -285,11 +318,25 @@ class TokenProvider:
                 self._settings.client_id,
                 client_credential=self._credential,
                 authority=self._settings.authority,
-                http_client=MsalHttpClient(self._http),
+                http_client=self._msal_http,
                 token_cache=self._cache,
                 instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
             )
         return self._app
+
+    def _raise_if_throttled(self, cause: Exception | None) -> None:
+        wait = self._msal_http.throttle_wait()
+        if wait is None:
+            return
+        raise ThrottledError(
+            f"the login endpoint {self._settings.authority} throttled the token request "
+            f"for client {self._settings.client_id} and asked for a wait of {wait:.1f} s; "
+            "retry after that wait",
+            retry_after=wait,
+            method="POST",
+            url=self._settings.authority,
+            code="throttled",
+        ) from cause
 
     def _drop_cached_tokens(self) -> None:
         # The cache belongs to this provider alone, so every access token in it is this app's.

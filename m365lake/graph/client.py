@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from m365lake.config import ENV_GRAPH_URL, GraphSettings
-from m365lake.errors import GraphError, GraphRequestError, GraphTransientError
+from m365lake.errors import GraphError, GraphRequestError, GraphTransientError, ThrottledError
 from m365lake.graph.auth import BearerTokens, TokenProvider, TokenSource
 from m365lake.graph.errors import RETRYABLE_STATUSES, THROTTLING_STATUSES, error_for_response
 from m365lake.graph.limits import MailboxLimiter, SleepFunction
@@ -317,7 +317,9 @@ class GraphClient:
             except GraphTransientError as exc:
                 if retry >= self._max_retries:
                     raise
-                await self._back_off(retry, f"token request failed ({exc.code or exc})")
+                # A throttled login server said how long to wait; otherwise back off.
+                wait = exc.retry_after if isinstance(exc, ThrottledError) else None
+                await self._back_off(retry, f"token request failed ({exc.code or exc})", wait=wait)
                 retry += 1
                 continue
             rejected_token = None

@@ -33,10 +33,11 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from m365lake.config import GraphSettings
-from m365lake.errors import AuthenticationError, ConfigError, GraphTransientError
+from m365lake.errors import AuthenticationError, ConfigError, GraphTransientError, ThrottledError
 from m365lake.graph import GraphClient, TokenProvider
 from m365lake.graph.auth import graph_scope
 from m365lake.graph.certificate import load_client_certificate
+from m365lake.graph.retry import MAX_RETRY_AFTER_SECONDS
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -141,6 +142,7 @@ class LoginServer:
     graph_authorizations: list[str] = field(default_factory=list)
     token_error: dict[str, Any] | None = None
     token_status: int = 200
+    token_headers: dict[str, str] = field(default_factory=dict)
     issued: int = 0
 
     @property
@@ -165,9 +167,13 @@ def _handler_for(state: LoginServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _json(self, status: int, document: dict[str, Any]) -> None:
+        def _json(
+            self, status: int, document: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
             body = json.dumps(document).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("request-id", "server-request-id")
@@ -196,7 +202,7 @@ def _handler_for(state: LoginServer) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             state.token_forms.append(form)
             if state.token_error is not None:
-                self._json(state.token_status, state.token_error)
+                self._json(state.token_status, state.token_error, state.token_headers)
                 return
             state.issued += 1
             self._json(
@@ -411,6 +417,45 @@ def test_graph_client_over_tls_with_private_ca(login_server: LoginServer) -> Non
     assert document == {"value": [{"id": "u1"}]}
     assert received > 0
     assert login_server.graph_authorizations == ["Bearer issued-token-1"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttled_token_waits_retry_after(login_server: LoginServer, status: int) -> None:
+    login_server.token_status = status
+    login_server.token_headers = {"Retry-After": "40"}
+    login_server.token_error = {"error": "throttled", "error_description": "slow down"}
+    sleeps: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async def scenario() -> None:
+        async with GraphClient(login_server.settings(), max_retries=2, sleep=record_sleep) as graph:
+            await graph.get_json("/users")
+
+    with pytest.raises(ThrottledError, match="throttled the token request") as caught:
+        asyncio.run(scenario())
+    # Backoff waits at most 2 s before the second retry, and the server requests 40 s.
+    # msal returns its cached 429 or 503 to the retries, so each wait is what remains.
+    assert len(sleeps) == 2
+    assert all(30 < wait <= 40 for wait in sleeps)
+    assert caught.value.retry_after is not None
+    assert 30 < caught.value.retry_after <= 40
+    assert login_server.graph_authorizations == []
+
+
+def test_token_retry_after_capped(login_server: LoginServer) -> None:
+    login_server.token_status = 429
+    login_server.token_headers = {"Retry-After": "86400"}
+    login_server.token_error = {"error": "throttled", "error_description": "slow down"}
+    provider = TokenProvider(login_server.settings())
+    try:
+        with pytest.raises(ThrottledError) as caught:
+            provider.get_token()
+    finally:
+        provider.close()
+    assert caught.value.retry_after is not None
+    assert 800 < caught.value.retry_after <= MAX_RETRY_AFTER_SECONDS
 
 
 @pytest.mark.parametrize(
