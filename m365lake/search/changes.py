@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from m365lake.errors import LakeIntegrityError
 from m365lake.lake import Lake
 from m365lake.search.documents import Directory, DriveEntry, MailboxEntry, SiteEntry
 
@@ -278,6 +279,8 @@ def _locate(
         sql = _locate_sql(table, keys is not None)
         params = {"files": [str(path) for path in files]}
         return connection.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise damaged_file_error(files, exc) from exc
     finally:
         if keys is not None:
             connection.unregister("wanted_keys")
@@ -375,11 +378,43 @@ def read_rows(versions: Sequence[ItemVersion]) -> Iterator[tuple[ItemVersion, di
     """
     if not versions:
         return
-    parquet = pq.ParquetFile(versions[0].path)
+    path = versions[0].path
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise damaged_file_error([path], exc) from exc
     try:
         yield from _read_file_rows(parquet, versions)
+    except (pa.ArrowException, OSError) as exc:
+        raise damaged_file_error([path], exc) from exc
     finally:
         parquet.close()
+
+
+def damaged_file_error(files: Sequence[Path], exc: Exception) -> LakeIntegrityError:
+    """Return the error for a lake table file among ``files`` that DuckDB or Arrow failed to read.
+
+    When the reader's message does not name the file, the first file whose Parquet footer
+    fails to read is named.
+    """
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    damaged = next((path for path in files if str(path) in str(exc)), None)
+    if damaged is None:
+        damaged = next((path for path in files if not _footer_readable(path)), None)
+    name = str(damaged) if damaged is not None else f"one of {len(files)} table files"
+    return LakeIntegrityError(
+        f"failed to read the lake file {name} ({reason}). The file is damaged or missing: "
+        "run `m365lake verify` to list every damaged file, restore each one from a copy "
+        "of the lake, then run the command again"
+    )
+
+
+def _footer_readable(path: Path) -> bool:
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError):
+        return False
+    return True
 
 
 def _read_file_rows(
@@ -419,11 +454,14 @@ def _latest_rows(
 ) -> list[dict[str, Any]]:
     if not files:
         return []
-    cursor = connection.execute(
-        _LATEST_SQL.format(key=key), {"files": [str(path) for path in files]}
-    )
-    names = [column[0] for column in cursor.description or []]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    try:
+        cursor = connection.execute(
+            _LATEST_SQL.format(key=key), {"files": [str(path) for path in files]}
+        )
+        names = [column[0] for column in cursor.description or []]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    except duckdb.Error as exc:
+        raise damaged_file_error(files, exc) from exc
 
 
 def load_directory(all_files: Sequence[CommittedFile]) -> Directory:

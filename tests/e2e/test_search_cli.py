@@ -311,3 +311,25 @@ def test_index_optimize_reports_merge(indexed_env: dict[str, str]):
     assert "0 documents added" in result.stdout
     assert "index optimised" in result.stdout
     assert "segments merged into" in result.stdout
+
+
+def test_index_names_damaged_table_file(emulator_env: dict[str, str]):
+    backup = m365lake("backup", env=emulator_env)
+    assert backup.returncode == 0, backup.stderr
+    lake = Lake.open(emulator_env["M365LAKE_LAKE"], create=False)
+    damaged = sorted(
+        path
+        for path in lake.root.rglob("*.parquet")
+        if "messages" in path.relative_to(lake.root).parts
+    )[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+
+    result = m365lake("index", env=emulator_env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+    assert str(damaged) in errors[0]
+    assert "m365lake verify" in errors[0]
+    assert "restore" in errors[0]
