@@ -8,7 +8,9 @@ own view of the message), the body and attachments from the archived MIME.
 
 Attachments are listed exactly as ``m365lake.sources.mime.list_attachments`` lists them for
 the archive, so the restored message has the same attachments with the same bytes. Those
-inside an attached message travel inside its itemAttachment.
+inside an attached message travel inside its itemAttachment. A message whose whole body is
+another message (top-level message/rfc822) is restored with that message as an
+itemAttachment, since a Graph message always has a text or HTML body.
 """
 
 from __future__ import annotations
@@ -287,6 +289,24 @@ def _top_level_attachments(
     """Split the outer attachments into files and itemAttachment JSON (nested messages)."""
     files: list[AttachmentSource] = []
     items: list[dict[str, Any]] = []
+    wrapped = wrapped_message(message)
+    if wrapped is not None:
+        # The whole body is a message. Graph has no such message, so the attached message
+        # becomes an itemAttachment of a message with an empty body, as Exchange stores it.
+        name = _subject(wrapped) or "attached message"
+        if depth < _MAX_ITEM_DEPTH:
+            items.append(_item_attachment(name, wrapped, depth + 1))
+        else:
+            files.append(
+                AttachmentSource(
+                    name=name,
+                    content_type="message/rfc822",
+                    content=decoded_content(message),
+                    is_inline=False,
+                    content_id=None,
+                )
+            )
+        return files, items
     for entry in walk_parts(message):
         info = listed.get(entry.index)
         if info is None or entry.inside_item:
@@ -306,6 +326,16 @@ def _top_level_attachments(
             )
         )
     return files, items
+
+
+def wrapped_message(message: Message) -> Message | None:
+    """Return the message that is the whole body of ``message`` (top-level message/rfc822)."""
+    if message.get_content_type() != "message/rfc822":
+        return None
+    inner = message.get_payload()
+    if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+        return inner[0]
+    return None
 
 
 def _item_attachment(name: str, inner: Message, depth: int) -> dict[str, Any]:

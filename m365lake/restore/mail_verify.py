@@ -10,6 +10,7 @@ that is reported as a rewrite, not a mismatch, when the number of attached messa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any
 from m365lake.errors import GraphError, ItemNotFoundError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
-from m365lake.restore.mail_json import graph_time
+from m365lake.restore.mail_json import graph_time, wrapped_message
 from m365lake.restore.mail_plan import (
     IMMUTABLE_IDS,
     MailPlannedItem,
@@ -26,7 +27,13 @@ from m365lake.restore.mail_plan import (
     row_key,
 )
 from m365lake.restore.model import ItemResult, Outcome, Severity, VerifyFinding
-from m365lake.sources.mime import AttachmentInfo, list_attachments
+from m365lake.sources.mime import (
+    AttachmentInfo,
+    decoded_content,
+    list_attachments,
+    nesting_guard,
+    parse_mime,
+)
 
 _RESTORED = frozenset({Outcome.CREATED, Outcome.RENAMED, Outcome.REPLACED})
 _SELECT = "subject,from,toRecipients,sentDateTime,receivedDateTime,isDraft,isRead,categories"
@@ -103,10 +110,37 @@ async def verify_message(
     findings += [
         finding(name, expected, actual, severity)
         for name, expected, actual, severity in compare_attachments(
-            list_attachments(archived_mime), list_attachments(live_mime)
+            expected_attachments(archived_mime), list_attachments(live_mime)
         )
     ]
     return findings
+
+
+def expected_attachments(archived_mime: bytes) -> list[AttachmentInfo]:
+    """Return the attachments the restored copy of ``archived_mime`` should list.
+
+    The archive does not list a message's own top-level body, but when that body is a
+    whole message (message/rfc822) the restore sends it as an itemAttachment, so the
+    restored copy lists one attached message more.
+    """
+    listed = list_attachments(archived_mime)
+    with nesting_guard():
+        message = parse_mime(archived_mime)
+        wrapped = wrapped_message(message)
+        if wrapped is None:
+            return listed
+        content = decoded_content(message)
+    body = AttachmentInfo(
+        part_index=0,
+        kind="item",
+        name="attached message",
+        content_type="message/rfc822",
+        size=len(content),
+        is_inline=False,
+        content_id=None,
+        content_sha256=hashlib.sha256(content).hexdigest(),
+    )
+    return [body, *listed]
 
 
 def _address(value: Any) -> str | None:

@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 
+from m365lake.emulator.mail_compose import compose_message
 from m365lake.restore.mail_json import (
     MAX_REQUEST_BYTES,
     RESTORE_HEADER,
     build_create,
     restore_marker,
 )
+from m365lake.restore.mail_verify import compare_attachments, expected_attachments
+from m365lake.restore.model import Severity
+from m365lake.sources.mime import list_attachments
 
 SMALL = b"%PDF-1.4 small"
 LARGE = bytes(range(256)) * 12_000  # 3,072,000 bytes: upload session
@@ -179,3 +183,40 @@ def test_raw_8bit_addresses_become_text() -> None:
     # for so few bytes; the request must carry text either way.
     assert item["from"]["emailAddress"]["name"].startswith("J")
     assert item["toRecipients"][0]["emailAddress"]["address"].endswith("@example.com")
+
+
+def _wrapped(levels: int) -> bytes:
+    """A message whose whole body is a message, ``levels`` deep, around a file attachment."""
+    inner = EmailMessage()
+    inner["From"] = "fwd@fabrikam.example"
+    inner["To"] = "alice@contoso.example"
+    inner["Subject"] = "Inner"
+    inner.set_content("inner body\n")
+    inner.add_attachment(b"inner file", maintype="text", subtype="plain", filename="in.txt")
+    mime = bytes(inner)
+    for level in range(levels):
+        mime = (
+            f"From: wrap@fabrikam.example\r\nSubject: wrapper {level}\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n"
+        ).encode() + mime
+    return mime
+
+
+@pytest.mark.parametrize("levels", [1, 3])
+def test_top_level_message_body_becomes_item_attachment(levels: int) -> None:
+    mime = _wrapped(levels)
+    body = build_create(mime, _row(subject=f"wrapper {levels - 1}"), marker=None).body
+
+    item = body
+    for _ in range(levels):
+        (attachment,) = item["attachments"]
+        assert attachment["@odata.type"] == "#microsoft.graph.itemAttachment"
+        item = attachment["item"]
+    assert item["subject"] == "Inner"
+    (file,) = item["attachments"]
+    assert base64.b64decode(file["contentBytes"]) == b"inner file"
+
+    # Rendered back as Exchange would store it, the copy lists what verification expects.
+    stored = compose_message(body, now=datetime(2024, 1, 1, tzinfo=UTC)).mime
+    findings = compare_attachments(expected_attachments(mime), list_attachments(stored))
+    assert [f for f in findings if f[3] is not Severity.REWRITE] == []
