@@ -289,11 +289,30 @@ def _address_list(value: Any) -> str:
         address = _clean(str(email_address.get("address") or ""))
         name = _clean(str(email_address.get("name") or ""))
         if name and name != address:
-            rendered.append(formataddr((name, address), charset="utf-8"))
+            rendered.append(_named_address(name, address))
         elif address:
             # Angle brackets keep an address with spaces in one piece for header parsers.
             rendered.append(f"<{address}>" if " " in address else address)
-    return ", ".join(rendered)
+    return _raw_utf8(", ".join(rendered))
+
+
+def _named_address(name: str, address: str) -> str:
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    # formataddr refuses a non-ASCII address; the name still goes as an encoded word.
+    encoded_name = formataddr((name, "x@x"), charset="utf-8").rsplit(" <", 1)[0]
+    return f"{encoded_name} <{address}>"
+
+
+def _raw_utf8(value: str) -> str:
+    """Return ``value`` so that the compat32 generator writes it as raw UTF-8 (RFC 6532).
+
+    Given a non-ASCII str, compat32 encodes the whole header as one RFC 2047 word, which
+    a reader can no longer split into addresses. Surrogate escapes are written as bytes.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8").decode("ascii", "surrogateescape")
 
 
 def _clean(value: str) -> str:

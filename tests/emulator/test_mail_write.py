@@ -147,6 +147,38 @@ def test_json_create_with_flags_is_received_mail(tenant: Tenant) -> None:
     run(scenario())
 
 
+def test_json_create_keeps_non_ascii_recipients_apart(tenant: Tenant) -> None:
+    alice = tenant.user_id(ALICE)
+    recipients = [
+        {"emailAddress": {"address": "äö@example.com"}},
+        {"emailAddress": {"address": "bob@example.com"}},
+        {"emailAddress": {"name": "Jörg, Ü", "address": "j@example.com"}},
+        {"emailAddress": {"name": "Dö", "address": "dö@exämple.com"}},
+    ]
+
+    async def scenario() -> None:
+        async with graph(_writable(tenant)) as client:
+            body = received_mail(toRecipients=recipients)
+            response = await client.post(
+                f"/v1.0/users/{alice}/mailFolders/inbox/messages", json=body, headers=IMMUTABLE
+            )
+            assert response.status_code == 201, response.text
+            url = f"/v1.0/users/{alice}/messages/{response.json()['id']}"
+            read = (await client.get(url, params={"$select": "toRecipients"})).json()
+            assert [r["emailAddress"]["address"] for r in read["toRecipients"]] == [
+                "äö@example.com",
+                "bob@example.com",
+                "j@example.com",
+                "dö@exämple.com",
+            ]
+            assert read["toRecipients"][2]["emailAddress"]["name"] == "Jörg, Ü"
+            mime = (await client.get(url + "/$value")).content
+            # RFC 6532: the address itself travels as UTF-8, names as encoded words.
+            assert "To: äö@example.com, bob@example.com,".encode() in mime
+
+    run(scenario())
+
+
 def test_json_create_without_flags_is_draft(tenant: Tenant) -> None:
     alice = tenant.user_id(ALICE)
 

@@ -111,16 +111,15 @@ def generated() -> tuple[list[HostileCase], list[HostileCase]]:
 def known_mismatches(tenant: Tenant) -> set[str]:
     """Ids of the generated messages whose restored copy verification reports as different.
 
-    NOTE: the restore's JSON create does not carry a top-level message/rfc822 body, so
-    the 200 nested messages come back without their attached messages. A non-ASCII
-    address (``äö@example.com``) comes back from the emulator's MIME rendering merged with
-    its neighbour. Both are findings of the verification, not crashes.
+    NOTE: the message nested 200 deep comes back with its top-level message/rfc822 body
+    as an itemAttachment, but the restore writes attached messages only 8 levels deep
+    (deeper ones travel as files) while the archive lists 50 levels, so the counts of
+    attached messages differ. That is a finding of the verification, not a crash.
     """
-    subjects = (b"Subject: wrapper 199", b"Subject: raw 8-bit addresses")
     return {
         message_id
         for message_id, live in tenant.live_messages(UPN).items()
-        if live.folder_path == MAIL_FOLDER and any(s in live.mime[:400] for s in subjects)
+        if live.folder_path == MAIL_FOLDER and b"Subject: wrapper 199" in live.mime[:400]
     }
 
 
