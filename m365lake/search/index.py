@@ -12,7 +12,8 @@ purged item stops matching searches once the index includes that commit.
 
 One writer at a time: an update holds the lake lease ``search-index`` (renewed in a
 background thread) and Tantivy's own writer lock. A rebuild writes a new index beside
-the old one and swaps the folders at the end, so searches keep working during it.
+the old one and swaps the folders at the end, so searches keep working during it. The
+folders of a killed rebuild are removed by the next update, rebuild or optimisation.
 """
 
 from __future__ import annotations
@@ -364,6 +365,7 @@ class _Updater:
         self.purges = PurgeSchedule([])
 
     def run(self, rebuild: bool) -> IndexUpdate:
+        remove_leftover_folders(self.lake)
         folder = index_path(self.lake)
         state = read_state(folder) if folder.is_dir() else None
         if state is not None and state.schema != schema_digest() and not rebuild:
@@ -577,6 +579,28 @@ def _item_rows(manifest: Mapping[str, Any]) -> int:
         for entry in manifest.get("files", [])
         if entry.get("table") in ITEM_TABLES
     )
+
+
+def remove_leftover_folders(lake: Lake) -> int:
+    """Delete the rebuild and swap folders that killed rebuilds left; return their count.
+
+    The caller must hold the ``search-index`` lease. Every writer of such a folder holds
+    that lease, so no other process is writing one.
+    """
+    leftovers = [
+        entry
+        for entry in sorted(lake.root.iterdir())
+        if entry.is_dir() and entry.name.startswith((REBUILD_PREFIX, OLD_PREFIX))
+    ]
+    for entry in leftovers:
+        shutil.rmtree(entry)
+    if leftovers:
+        logger.info(
+            "removed %d folder(s) left behind by rebuilds that did not finish: %s",
+            len(leftovers),
+            ", ".join(entry.name for entry in leftovers),
+        )
+    return len(leftovers)
 
 
 def _swap(new: Path, current: Path) -> None:

@@ -15,7 +15,6 @@ alone still take space. ``m365lake index --rebuild`` writes a fully compacted in
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,12 +25,11 @@ import tantivy
 from m365lake.errors import SearchIndexError
 from m365lake.lake import Lake
 from m365lake.search.index import (
-    OLD_PREFIX,
-    REBUILD_PREFIX,
     folder_bytes,
     held_lease,
     open_index,
     open_writer,
+    remove_leftover_folders,
 )
 
 logger = logging.getLogger(__name__)
@@ -82,7 +80,7 @@ def optimize_index(lake: Lake, *, owner: str | None = None) -> IndexOptimization
                 "complete; run `m365lake index --optimize` again to delete unused files"
             )
         _collect_garbage(opened.index, folder)
-        removed = _remove_leftover_folders(lake)
+        removed = remove_leftover_folders(lake)
         opened.index.reload()
         searcher = opened.index.searcher()
         result = IndexOptimization(
@@ -119,14 +117,3 @@ def _collect_garbage(index: tantivy.Index, folder: Path) -> None:
         writer.garbage_collect_files()
     finally:
         writer.wait_merging_threads()
-
-
-def _remove_leftover_folders(lake: Lake) -> int:
-    """Delete the folders that killed rebuilds left, which is safe because we have the lease."""
-    removed = 0
-    for entry in sorted(lake.root.iterdir()):
-        if entry.is_dir() and entry.name.startswith((REBUILD_PREFIX, OLD_PREFIX)):
-            logger.info("removing %s, left behind by a rebuild that did not finish", entry)
-            shutil.rmtree(entry)
-            removed += 1
-    return removed

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email.message
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from m365lake.search import extract, fields
 from m365lake.search.extract import Extraction, ExtractionPool, MessageText
 from m365lake.search.index import (
     LEASE_NAME,
+    OLD_PREFIX,
+    REBUILD_PREFIX,
     STATE_FILE,
     index_path,
     open_index,
@@ -344,6 +347,37 @@ def test_update_without_changes_writes_nothing(
     assert update.manifests == 0
     assert update.documents_added + update.documents_replaced == 0
     assert extractor.calls == 0
+
+
+def test_update_removes_killed_rebuild_folders(
+    seeded: Tenant, emulator: EmulatorServer, lake: Lake, caplog: pytest.LogCaptureFixture
+):
+    archive(emulator, lake)
+    update_index(lake, extractor=InlineExtractor())
+    killed = lake.root / f"{REBUILD_PREFIX}0123456789ab"
+    killed.mkdir()
+    (killed / "meta.json").write_text("{}")
+    swapped = lake.root / f"{OLD_PREFIX}0123456789ab"
+    swapped.mkdir()
+
+    lease = lake.acquire_lease(LEASE_NAME, owner="running-rebuild")
+    try:
+        with pytest.raises(SearchIndexError, match="running-rebuild"):
+            update_index(lake, extractor=InlineExtractor())
+    finally:
+        lease.release()
+    assert killed.is_dir()
+    assert swapped.is_dir()
+
+    with caplog.at_level(logging.INFO, logger="m365lake.search.index"):
+        update_index(lake, extractor=InlineExtractor())
+
+    assert not killed.exists()
+    assert not swapped.exists()
+    removals = [record for record in caplog.records if "left behind" in record.getMessage()]
+    assert len(removals) == 1
+    assert removals[0].levelno == logging.INFO
+    assert killed.name in removals[0].getMessage()
 
 
 def test_small_chunks_give_same_index(seeded: Tenant, emulator: EmulatorServer, lake: Lake):
