@@ -3,7 +3,9 @@
 Each planned item becomes one outcome. A planned ``create`` uploads with conflict
 behaviour ``fail``, so a name taken since planning comes back as 409. That item is then a
 collision: identical content counts as already present, and otherwise the policy decides
-(skip, rename beside it, replace it). Folders are created with ``fail`` too, and a
+(skip, rename beside it, replace it). When the clash shows only as the upload session
+commits, the bytes Graph already has are committed by ``sourceUrl`` or discarded, not
+uploaded again. Folders are created with ``fail`` too, and a
 folder that appeared meanwhile is reused. All folders are restored before any file, and
 files then go up a few at a time. The ledger is committed batch by batch, so a killed
 restore keeps what it created.
@@ -16,13 +18,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
-from m365lake.errors import GraphError, LakeError, RestoreError
+from m365lake.errors import GraphError, ItemNotFoundError, LakeError, RestoreError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.restore.files_plan import CHILDREN_SELECT, FilePlan, is_identical
 from m365lake.restore.files_upload import (
     FRAGMENT_BYTES,
     FileTimes,
+    NameTakenAtCommitError,
+    cancel_session,
+    commit_stored,
     content_source,
     inline_contents,
     upload_file,
@@ -141,13 +146,44 @@ class _Executor:
                     f"{item.reason}; replace overwrites files only, never a live folder",
                 )
             return await self._upload(item, parent_id, _POLICY_BEHAVIOR[self.policy])
+        upload_url: str | None = None
         try:
             return await self._upload(item, parent_id, "fail")
+        except NameTakenAtCommitError as error:
+            # Graph already has every byte: commit them or discard them, never resend.
+            upload_url = error.upload_url
         except GraphError as error:
             if error.status != 409:
                 raise
+
         # The name was taken after planning, so this is a collision now.
         live = await self._live_child(item, parent_id)
+        settled = self._settle_collision(item, live)
+        if settled is not None:
+            if upload_url is not None:
+                await cancel_session(self.graph, upload_url)
+            return settled
+
+        conflict = _POLICY_BEHAVIOR[self.policy]
+        replaced_id = None if live is None else str(live["id"])
+        if upload_url is not None:
+            try:
+                created = await commit_stored(
+                    self.graph,
+                    item.target_container,
+                    parent_id,
+                    item.name,
+                    upload_url=upload_url,
+                    conflict=conflict,
+                )
+                return _uploaded(item, created, conflict, replaced_id)
+            except ItemNotFoundError:
+                # The session expired meanwhile, so its bytes are gone: upload again.
+                logger.info("upload session of %s expired before its commit", item.source_item_id)
+        return await self._upload(item, parent_id, conflict, replaced_id)
+
+    def _settle_collision(self, item: FilePlan, live: dict[str, Any] | None) -> ItemResult | None:
+        """Return the result of a collision found at upload that needs no upload; else None."""
         if live is not None and is_identical(live, item.size, item.quickxor_hash):
             return ItemResult(
                 item, Outcome.ALREADY_PRESENT, str(live["id"]), "identical content appeared"
@@ -157,8 +193,7 @@ class _Executor:
             return ItemResult(item, Outcome.SKIPPED, None if live is None else live["id"], reason)
         if live is not None and "folder" in live and self.policy is ConflictPolicy.REPLACE:
             return ItemResult(item, Outcome.SKIPPED, str(live["id"]), f"{reason}: a folder")
-        replaced_id = None if live is None else str(live["id"])
-        return await self._upload(item, parent_id, _POLICY_BEHAVIOR[self.policy], replaced_id)
+        return None
 
     async def _upload(
         self, item: FilePlan, parent_id: str, conflict: str, replaced_id: str | None = None
@@ -178,17 +213,7 @@ class _Executor:
             times=FileTimes(item.created_at, item.modified_at),
             fragment_bytes=self.fragment_bytes,
         )
-        target_id = str(created["id"])
-        if conflict == "rename" and created.get("name") != item.name:
-            outcome = Outcome.RENAMED
-            reason = f"restored as {created.get('name')!r} beside the live item"
-        elif conflict == "replace" and target_id in (item.live_item_id, replaced_id):
-            outcome, reason = Outcome.REPLACED, f"replaced live item {target_id}"
-        else:
-            outcome, reason = Outcome.CREATED, None
-        if item.name_rewrite:
-            reason = item.name_rewrite if reason is None else f"{reason}; {item.name_rewrite}"
-        return ItemResult(item, outcome, target_id, reason)
+        return _uploaded(item, created, conflict, replaced_id)
 
     async def _live_child(self, item: FilePlan, parent_id: str) -> dict[str, Any] | None:
         async for page in self.graph.iter_pages(
@@ -199,6 +224,23 @@ class _Executor:
                 if str(child.get("name", "")).casefold() == item.name.casefold():
                     return dict(child)
         return None
+
+
+def _uploaded(
+    item: FilePlan, created: dict[str, Any], conflict: str, replaced_id: str | None
+) -> ItemResult:
+    """Return the result of an upload that Graph committed as the driveItem ``created``."""
+    target_id = str(created["id"])
+    if conflict == "rename" and created.get("name") != item.name:
+        outcome = Outcome.RENAMED
+        reason: str | None = f"restored as {created.get('name')!r} beside the live item"
+    elif conflict == "replace" and target_id in (item.live_item_id, replaced_id):
+        outcome, reason = Outcome.REPLACED, f"replaced live item {target_id}"
+    else:
+        outcome, reason = Outcome.CREATED, None
+    if item.name_rewrite:
+        reason = item.name_rewrite if reason is None else f"{reason}; {item.name_rewrite}"
+    return ItemResult(item, outcome, target_id, reason)
 
 
 def _inline_window(

@@ -5,7 +5,9 @@ in memory twice: at most one fragment and one chunk are held. The last fragment 
 only after the blob's SHA-256 has been checked, so damaged archive content is never
 committed to the tenant. Fragments are multiples of 320 KiB, as Graph requires of every
 fragment but the last. After a failed fragment the upload reads ``nextExpectedRanges``
-from the session and resumes there. A session that is gone is started again.
+from the session and resumes there. A session that is gone is started again. A name
+taken when the last fragment commits leaves the session open, so its bytes can be
+committed by ``sourceUrl`` or discarded instead of being uploaded again.
 """
 
 from __future__ import annotations
@@ -41,8 +43,30 @@ MAX_RESUMES = 5
 """Times one upload resumes from ``nextExpectedRanges`` before it fails."""
 CONFLICT_PARAMETER = "@microsoft.graph.conflictBehavior"
 
+SOURCE_URL_PARAMETER = "@microsoft.graph.sourceUrl"
+
 ChunkSource = Callable[[], Iterator[bytes]]
 """Opens the content from its first byte; called again to resume after a failure."""
+
+
+class NameTakenAtCommitError(GraphRequestError):
+    """Graph has every byte of an upload session, but the name was taken at commit (409).
+
+    The session is left open so the caller can commit the stored bytes under another
+    conflict behaviour (``commit_stored``) or discard them (``GraphClient.cancel_upload``)
+    instead of sending the file again.
+    """
+
+    def __init__(self, error: GraphRequestError, upload_url: str) -> None:
+        super().__init__(
+            str(error),
+            method=error.method,
+            url=error.url,
+            status=error.status,
+            code=error.code,
+            request_id=error.request_id,
+        )
+        self.upload_url = upload_url
 
 
 def fragment_ranges(
@@ -178,6 +202,7 @@ async def upload_file(
 
     ``conflict`` is ``fail``, ``rename`` or ``replace``. A 409 from Graph (the name is
     taken under ``fail``) raises GraphRequestError with ``status`` 409 for the caller.
+    From an upload session it is a NameTakenAtCommitError, and its session stays open.
     """
     if size <= SIMPLE_UPLOAD_MAX_BYTES:
         return await _put_small(graph, drive_id, parent_id, name, source, conflict, times)
@@ -272,7 +297,10 @@ async def upload_in_session(
             offset = 0
         except (GraphTransientError, GraphRequestError) as error:
             # 416 means Graph has other bytes than this client sent, and a transient error
-            # may have lost a fragment. Anything else (409 name taken) ends this session.
+            # may have lost a fragment. A 409 (name taken) keeps the session for the caller,
+            # and any other error ends it.
+            if isinstance(error, GraphRequestError) and error.status == 409:
+                raise NameTakenAtCommitError(error, upload_url) from error
             if isinstance(error, GraphRequestError) and error.status != 416:
                 await _cancel_quietly(graph, upload_url)
                 raise
@@ -291,6 +319,36 @@ async def upload_in_session(
                 "resuming the upload of %r at byte %d after %s", name, resumed, type(error).__name__
             )
             offset = resumed
+
+
+async def commit_stored(
+    graph: GraphClient,
+    drive_id: str,
+    parent_id: str,
+    name: str,
+    *,
+    upload_url: str,
+    conflict: str,
+) -> dict[str, Any]:
+    """Commit the bytes an upload session already stores as ``name`` under ``conflict``.
+
+    This recovers from a name clash at the last fragment without sending the file again:
+    a ``PUT`` of the item with ``@microsoft.graph.sourceUrl`` set to the session's URL.
+    """
+    body = {"name": name, CONFLICT_PARAMETER: conflict, SOURCE_URL_PARAMETER: upload_url}
+    url = f"/drives/{drive_id}/items/{parent_id}:/{quote(name, safe='')}:"
+    item = await graph.send_json("PUT", url, json=body)
+    if item is None:
+        raise RestoreError(
+            f"committing the uploaded bytes of {name!r} returned no driveItem; check the "
+            "target drive and run the restore again"
+        )
+    return item
+
+
+async def cancel_session(graph: GraphClient, upload_url: str) -> None:
+    """Discard an upload session's bytes; a failure only leaves them until it expires."""
+    await _cancel_quietly(graph, upload_url)
 
 
 async def _create_session(

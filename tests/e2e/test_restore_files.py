@@ -515,3 +515,65 @@ def test_restore_into_another_drive(
         "From Alice/Deals/notes.txt": (hashlib.sha256(b"notes").hexdigest(), len(b"notes")),
     }
     assert "Deals/notes.txt" in drive_state(tenant, drive_id)
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcome"),
+    [
+        (ConflictPolicy.SKIP, Outcome.SKIPPED),
+        (ConflictPolicy.RENAME, Outcome.RENAMED),
+        (ConflictPolicy.REPLACE, Outcome.REPLACED),
+    ],
+)
+def test_name_taken_at_commit_sends_bytes_once(
+    tenant: Tenant,
+    emulator: EmulatorServer,
+    lake: Lake,
+    drive_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    policy: ConflictPolicy,
+    outcome: Outcome,
+) -> None:
+    size = 6 * 1024 * 1024  # over 4 MiB: an upload session
+    large = random.Random(7).randbytes(size)
+    add(tenant, "Race/large.bin", large)
+    back_up(emulator, lake, drive_id)
+    tenant.delete_item(item_at(tenant, drive_id, "Race/large.bin"))
+
+    sent: list[int] = []
+    taken: list[str] = []
+    original = GraphClient.upload_fragment
+
+    async def racing_fragment(
+        self: GraphClient, upload_url: str, data: bytes, *, start: int, total: int
+    ) -> object:
+        if start + len(data) == total and not taken:
+            # Another writer takes the name while the last fragment is on its way.
+            taken.append(add(tenant, "Race/large.bin", b"written meanwhile"))
+        sent.append(len(data))
+        return await original(self, upload_url, data, start=start, total=total)
+
+    monkeypatch.setattr(GraphClient, "upload_fragment", racing_fragment)
+    run = run_restore(emulator, lake, Selection(drive_id=drive_id, path="Race"), policy=policy)
+
+    assert outcomes(run) == {"Race/large.bin": outcome}
+    # The file went up once: the 409 at commit is recovered from the stored bytes.
+    assert sum(sent) == size
+    uploads = [
+        (record.method, record.status)
+        for record in emulator.app.state.requests.snapshot()
+        if record.path.startswith("/_upload/")
+    ]
+    assert [status for method, status in uploads if method == "PUT"] == [409]
+    live = {
+        "/".join(parts): tenant.file_content(drive_id, item_id)
+        for item_id, (parts, _, _) in tenant.live_files(drive_id).items()
+    }
+    if policy is ConflictPolicy.SKIP:
+        assert ("DELETE", 204) in uploads
+        assert live == {"Race/large.bin": b"written meanwhile"}
+    elif policy is ConflictPolicy.RENAME:
+        assert live == {"Race/large.bin": b"written meanwhile", "Race/large 1.bin": large}
+    else:
+        assert live == {"Race/large.bin": large}
+        assert item_at(tenant, drive_id, "Race/large.bin") == taken[0]
