@@ -18,6 +18,7 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,8 @@ DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
 WORKER_START_TIMEOUT_SECONDS = 120.0
 # A worker is replaced after this many items, so heap fragmentation cannot grow forever.
 DEFAULT_MAX_TASKS_PER_WORKER = 500
+# Bytes of a worker's stderr output per item that reach the parent's debug log.
+MAX_STDERR_BYTES = 2000
 
 TextExtractor = Callable[..., Extraction]
 MessageExtractor = Callable[..., MessageText]
@@ -73,6 +76,11 @@ def _worker_main(
         extract.load_parsers()
     text_extractor = text_extractor or extract.extract_text
     message_extractor = message_extractor or extract.extract_message
+    # Native parsers write to fd 2 directly: calamine prints a Rust panic message there
+    # before python-calamine raises PanicException. The extraction status already reports
+    # the failure, so that output goes to the parent's debug log, not to its terminal.
+    # NOTE: the output of a worker that dies is lost with it; the parent logs its exit code.
+    captured = _capture_stderr()
     # Startup (interpreter, imports) does not count against the first item's time limit.
     connection.send("ready")
     while True:
@@ -94,12 +102,34 @@ def _worker_main(
         except Exception as error:  # the extractors do not raise, but an injected one might
             result = _failed(kind, "corrupt", f"extraction failed ({type(error).__name__})")
         del data
+        output = _drain_stderr(captured)
         try:
-            connection.send(result)
+            connection.send((result, output))
         except MemoryError:
-            connection.send(
-                _failed(kind, "too_large", "the extracted text exceeded the worker's memory limit")
+            result = _failed(
+                kind, "too_large", "the extracted text exceeded the worker's memory limit"
             )
+            connection.send((result, output))
+
+
+def _capture_stderr() -> int:
+    """Point this process's fd 2 at an anonymous temporary file; return that file's fd."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        descriptor = os.dup(captured.fileno())
+    os.dup2(descriptor, 2)
+    return descriptor
+
+
+def _drain_stderr(descriptor: int) -> str:
+    """Return the start of what was written to fd 2 since the last call, and empty it."""
+    sys.stderr.flush()
+    # fd 2 and ``descriptor`` share one file offset, so the next write starts at 0 again.
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    output = os.read(descriptor, MAX_STDERR_BYTES)
+    os.ftruncate(descriptor, 0)
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    return output.decode("utf-8", "replace").strip()
 
 
 def _failed(kind: str, status: ExtractionStatus, reason: str) -> Extraction | MessageText:
@@ -237,7 +267,10 @@ class ExtractionPool:
                 return _failed(
                     kind, "timeout", f"extraction did not finish within {self.timeout:g} seconds"
                 )
-            result: Extraction | MessageText = worker.connection.recv()
+            result: Extraction | MessageText
+            result, output = worker.connection.recv()
+            if output:
+                logger.debug("extraction of %r wrote to stderr: %s", label, output)
             worker.tasks += 1
             if worker.tasks >= self.max_tasks_per_worker:
                 worker.stop(kill=False)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import struct
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
@@ -45,6 +48,58 @@ def _wait_until_zombie(pid: int) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"worker {pid} did not exit after SIGKILL")
+
+
+def _biff12_record(kind: int, payload: bytes) -> bytes:
+    """Return an .xlsb (BIFF12) record: type and size as 7-bit varints, then the payload."""
+
+    def varint(value: int) -> bytes:
+        encoded = bytearray()
+        while True:
+            low, value = value & 0x7F, value >> 7
+            encoded.append(low | (0x80 if value else 0))
+            if not value:
+                return bytes(encoded)
+
+    return varint(kind) + varint(len(payload)) + payload
+
+
+def _wide_string(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode("utf-16-le")
+
+
+def xlsb_with_unknown_sheet_relationship() -> bytes:
+    """Return an .xlsb workbook whose only sheet names a relationship id that is missing.
+
+    calamine 0.37 panics on it ("no entry found for key") and writes the Rust panic
+    message to the process's stderr before python-calamine raises PanicException.
+    """
+    begin_book, bundle_sheet, end_book = 131, 156, 132
+    sheet = struct.pack("<II", 0, 1) + _wide_string("rId9") + _wide_string("Sheet1")
+    workbook = (
+        _biff12_record(begin_book, b"")
+        + _biff12_record(bundle_sheet, sheet)
+        + _biff12_record(end_book, b"")
+    )
+    relationships = "http://schemas.openxmlformats.org/package/2006/relationships"
+    binary = "application/vnd.ms-excel.sheet.binary.macroEnabled.main"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(
+            "[Content_Types].xml",
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            f'<Default Extension="bin" ContentType="{binary}"/>'
+            f'<Override PartName="/xl/workbook.bin" ContentType="{binary}"/></Types>',
+        )
+        archive.writestr(
+            "_rels/.rels",
+            f'<Relationships xmlns="{relationships}"><Relationship Id="rId1" '
+            'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+            'officeDocument" Target="xl/workbook.bin"/></Relationships>',
+        )
+        archive.writestr("xl/_rels/workbook.bin.rels", f'<Relationships xmlns="{relationships}"/>')
+        archive.writestr("xl/workbook.bin", workbook)
+    return buffer.getvalue()
 
 
 def _fake_pool(**options: Any) -> ExtractionPool:
@@ -160,3 +215,14 @@ def test_pool_replaces_worker_killed_while_idle():
     assert result.status == "ok"
     assert result.text == "after the kill"
     assert pool.replaced_workers == 1
+
+
+def test_pool_keeps_calamine_panic_off_stderr(capfd: pytest.CaptureFixture[str]):
+    with ExtractionPool(workers=1) as pool:
+        first = pool.extract_text(xlsb_with_unknown_sheet_relationship(), filename="bad.xlsb")
+        second = pool.extract_text(b"plain words", filename="note.txt")
+
+    assert first.status == "corrupt"
+    assert "PanicException" in (first.reason or "")
+    assert second.status == "ok"
+    assert capfd.readouterr().err == ""
