@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,9 @@ from m365lake.emulator.seed import SeedSite, SeedTenant, SeedUser
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.quickxor import quickxor_b64
+from m365lake.restore import files_execute
 from m365lake.restore.files import FilePlan, verify_files_restore
+from m365lake.restore.files_upload import commit_stored
 from m365lake.restore.model import (
     ConflictPolicy,
     ItemResult,
@@ -577,3 +580,41 @@ def test_name_taken_at_commit_sends_bytes_once(
     else:
         assert live == {"Race/large.bin": large}
         assert item_at(tenant, drive_id, "Race/large.bin") == taken[0]
+
+
+def test_expired_session_after_clash_uploads_again(
+    tenant: Tenant,
+    emulator: EmulatorServer,
+    lake: Lake,
+    drive_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    large = random.Random(8).randbytes(5 * 1024 * 1024)
+    add(tenant, "Race/large.bin", large)
+    back_up(emulator, lake, drive_id)
+    tenant.delete_item(item_at(tenant, drive_id, "Race/large.bin"))
+    original_fragment = GraphClient.upload_fragment
+    original_commit = commit_stored
+
+    async def racing_fragment(
+        self: GraphClient, upload_url: str, data: bytes, *, start: int, total: int
+    ) -> object:
+        if start + len(data) == total and not any(
+            "/".join(parts) == "Race/large.bin"
+            for parts, _, _ in tenant.live_files(drive_id).values()
+        ):
+            add(tenant, "Race/large.bin", b"written meanwhile")
+        return await original_fragment(self, upload_url, data, start=start, total=total)
+
+    async def expired_commit(graph: GraphClient, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        await graph.cancel_upload(kwargs["upload_url"])  # as if the session had expired
+        return await original_commit(graph, *args, **kwargs)
+
+    monkeypatch.setattr(GraphClient, "upload_fragment", racing_fragment)
+    monkeypatch.setattr(files_execute, "commit_stored", expired_commit)
+    run = run_restore(
+        emulator, lake, Selection(drive_id=drive_id, path="Race"), policy=ConflictPolicy.RENAME
+    )
+
+    assert outcomes(run) == {"Race/large.bin": Outcome.RENAMED}
+    assert drive_state(tenant, drive_id)["Race/large 1.bin"][1] == len(large)
