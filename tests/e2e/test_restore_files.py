@@ -544,15 +544,15 @@ def test_name_taken_at_commit_sends_bytes_once(
     tenant.delete_item(item_at(tenant, drive_id, "Race/large.bin"))
 
     sent: list[int] = []
-    taken: list[str] = []
+    clashing_ids: list[str] = []
     original = GraphClient.upload_fragment
 
     async def racing_fragment(
         self: GraphClient, upload_url: str, data: bytes, *, start: int, total: int
     ) -> object:
-        if start + len(data) == total and not taken:
+        if start + len(data) == total and not clashing_ids:
             # Another writer takes the name while the last fragment is on its way.
-            taken.append(add(tenant, "Race/large.bin", b"written meanwhile"))
+            clashing_ids.append(add(tenant, "Race/large.bin", b"written meanwhile"))
         sent.append(len(data))
         return await original(self, upload_url, data, start=start, total=total)
 
@@ -579,7 +579,7 @@ def test_name_taken_at_commit_sends_bytes_once(
         assert live == {"Race/large.bin": b"written meanwhile", "Race/large 1.bin": large}
     else:
         assert live == {"Race/large.bin": large}
-        assert item_at(tenant, drive_id, "Race/large.bin") == taken[0]
+        assert item_at(tenant, drive_id, "Race/large.bin") == clashing_ids[0]
 
 
 def test_expired_session_after_clash_uploads_again(
