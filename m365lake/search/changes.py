@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import duckdb
@@ -280,7 +280,7 @@ def _locate(
         params = {"files": [str(path) for path in files]}
         return connection.sql(sql, params=params).to_arrow_table()
     except duckdb.Error as exc:
-        raise damaged_file_error(files, exc) from exc
+        raise_read_error(files, exc)
     finally:
         if keys is not None:
             connection.unregister("wanted_keys")
@@ -382,13 +382,25 @@ def read_rows(versions: Sequence[ItemVersion]) -> Iterator[tuple[ItemVersion, di
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise damaged_file_error([path], exc) from exc
+        raise_read_error([path], exc)
     try:
         yield from _read_file_rows(parquet, versions)
     except (pa.ArrowException, OSError) as exc:
-        raise damaged_file_error([path], exc) from exc
+        raise_read_error([path], exc)
     finally:
         parquet.close()
+
+
+def raise_read_error(files: Sequence[Path], exc: Exception) -> NoReturn:
+    """Raise the error for a failed read of ``files``: damaged, or missing after a purge.
+
+    A purge that commits during an index update deletes the files it replaced, so a
+    missing file propagates as it is, and the update asks to be run again. Only a file
+    that is still there is reported as damaged.
+    """
+    if any(not Path(path).exists() for path in files):
+        raise exc
+    raise damaged_file_error(files, exc) from exc
 
 
 def damaged_file_error(files: Sequence[Path], exc: Exception) -> LakeIntegrityError:
@@ -461,7 +473,7 @@ def _latest_rows(
         names = [column[0] for column in cursor.description or []]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     except duckdb.Error as exc:
-        raise damaged_file_error(files, exc) from exc
+        raise_read_error(files, exc)
 
 
 def load_directory(all_files: Sequence[CommittedFile]) -> Directory:
