@@ -332,6 +332,214 @@ RESTORE_LEDGER = pa.schema(
     ]
 )
 
+# Calendars and contacts belong to a mailbox and are partitioned by ``mailbox_id`` like
+# mail. ``json_inline`` holds Graph's whole JSON of the version (zstd in Parquet);
+# ``json_sha256`` names a blob instead when the JSON is large (body, many attendees).
+CALENDARS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("calendar_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("name", pa.string()),
+        _field("color", pa.string()),
+        _field("is_default", pa.bool_()),
+        _field("can_edit", pa.bool_()),
+        _field("owner_address", pa.string()),
+        _field("owner_name", pa.string()),
+        _field("change_key", pa.string()),
+    ]
+)
+
+EVENTS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("event_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("calendar_id", pa.string()),
+        # Graph's ``type``: singleInstance, seriesMaster, occurrence or exception.
+        _field("event_type", pa.string()),
+        _field("series_master_id", pa.string()),
+        _field("ical_uid", pa.string()),
+        _field("original_start", TIMESTAMP),
+        _field("subject", pa.string()),
+        _field("organizer_address", pa.string()),
+        _field("organizer_name", pa.string()),
+        _field("attendee_addresses", STRING_LIST),
+        _field("start_at", TIMESTAMP),
+        _field("end_at", TIMESTAMP),
+        _field("start_timezone", pa.string()),
+        _field("end_timezone", pa.string()),
+        _field("is_all_day", pa.bool_()),
+        _field("is_cancelled", pa.bool_()),
+        _field("is_online_meeting", pa.bool_()),
+        _field("location", pa.string()),
+        _field("recurrence", pa.string()),
+        _field("sensitivity", pa.string()),
+        _field("show_as", pa.string()),
+        _field("importance", pa.string()),
+        _field("categories", STRING_LIST),
+        _field("has_attachments", pa.bool_()),
+        _field("attachment_count", pa.int32()),
+        _field("body_content_type", pa.string()),
+        _field("created_at", TIMESTAMP),
+        _field("modified_at", TIMESTAMP),
+        _field("change_key", pa.string()),
+        _field("size", pa.int64()),
+        _field("json_sha256", pa.string()),
+        _field("json_inline", pa.binary()),
+    ]
+)
+
+EVENT_ATTACHMENTS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("event_id", pa.string(), required=True),
+        _field("attachment_id", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("kind", pa.string()),
+        _field("name", pa.string()),
+        _field("content_type", pa.string()),
+        _field("size", pa.int64()),
+        _field("is_inline", pa.bool_()),
+        _field("content_id", pa.string()),
+        _field("content_sha256", pa.string()),
+    ]
+)
+
+CONTACT_FOLDERS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("folder_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("parent_folder_id", pa.string()),
+        _field("display_name", pa.string()),
+        _field("folder_path", pa.string()),
+    ]
+)
+
+CONTACTS = pa.schema(
+    [
+        _field("mailbox_id", pa.string(), required=True),
+        _field("contact_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("folder_id", pa.string()),
+        _field("folder_path", pa.string()),
+        _field("display_name", pa.string()),
+        _field("given_name", pa.string()),
+        _field("surname", pa.string()),
+        _field("company_name", pa.string()),
+        _field("job_title", pa.string()),
+        _field("email_addresses", STRING_LIST),
+        _field("phone_numbers", STRING_LIST),
+        _field("categories", STRING_LIST),
+        _field("personal_notes", pa.string()),
+        _field("created_at", TIMESTAMP),
+        _field("modified_at", TIMESTAMP),
+        _field("change_key", pa.string()),
+        _field("size", pa.int64()),
+        _field("json_sha256", pa.string()),
+        _field("json_inline", pa.binary()),
+    ]
+)
+
+# Teams are partitioned by ``team_id``; a channel's messages by team and channel.
+TEAMS = pa.schema(
+    [
+        _field("team_id", pa.string(), required=True),
+        _field("display_name", pa.string()),
+        _field("description", pa.string()),
+        _field("visibility", pa.string()),
+        _field("web_url", pa.string()),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+    ]
+)
+
+CHANNELS = pa.schema(
+    [
+        _field("team_id", pa.string(), required=True),
+        _field("channel_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("deleted_at", TIMESTAMP),
+        _field("display_name", pa.string()),
+        _field("description", pa.string()),
+        _field("membership_type", pa.string()),
+        _field("web_url", pa.string()),
+    ]
+)
+
+CHANNEL_MESSAGES = pa.schema(
+    [
+        _field("team_id", pa.string(), required=True),
+        _field("channel_id", pa.string(), required=True),
+        _field("message_id", pa.string(), required=True),
+        _field("change", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        # Set when the archive learns the message is gone from Graph. A message that
+        # Teams shows as deleted is still returned, with ``soft_deleted_at`` set.
+        _field("deleted_at", TIMESTAMP),
+        _field("reply_to_id", pa.string()),
+        _field("message_type", pa.string()),
+        _field("subject", pa.string()),
+        _field("importance", pa.string()),
+        _field("from_user_id", pa.string()),
+        _field("from_name", pa.string()),
+        _field("from_address", pa.string()),
+        _field("created_at", TIMESTAMP),
+        _field("modified_at", TIMESTAMP),
+        _field("edited_at", TIMESTAMP),
+        _field("soft_deleted_at", TIMESTAMP),
+        _field("body_content_type", pa.string()),
+        _field("mentions", STRING_LIST),
+        _field("reaction_count", pa.int32()),
+        _field("attachment_count", pa.int32()),
+        _field("hosted_content_count", pa.int32()),
+        _field("web_url", pa.string()),
+        _field("etag", pa.string()),
+        _field("size", pa.int64()),
+        _field("json_sha256", pa.string()),
+        _field("json_inline", pa.binary()),
+    ]
+)
+
+# Hosted contents (images pasted into a message) and file links, one row per part of
+# each captured message version. A file link resolves to the archived drive item when
+# its drive was archived (``drive_id``/``item_id`` set), else it keeps only the URL.
+CHANNEL_MESSAGE_PARTS = pa.schema(
+    [
+        _field("team_id", pa.string(), required=True),
+        _field("channel_id", pa.string(), required=True),
+        _field("message_id", pa.string(), required=True),
+        _field("part_id", pa.string(), required=True),
+        _field("captured_at", TIMESTAMP, required=True),
+        _field("run_id", pa.string(), required=True),
+        _field("kind", pa.string(), required=True),
+        _field("name", pa.string()),
+        _field("content_type", pa.string()),
+        _field("content_url", pa.string()),
+        _field("size", pa.int64()),
+        _field("content_sha256", pa.string()),
+        _field("drive_id", pa.string()),
+        _field("item_id", pa.string()),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "mailboxes": MAILBOXES,
     "folders": FOLDERS,
@@ -349,6 +557,15 @@ SCHEMAS: dict[str, pa.Schema] = {
     "audit_events": AUDIT_EVENTS,
     "retention_policies": RETENTION_POLICIES,
     "restore_ledger": RESTORE_LEDGER,
+    "calendars": CALENDARS,
+    "events": EVENTS,
+    "event_attachments": EVENT_ATTACHMENTS,
+    "contact_folders": CONTACT_FOLDERS,
+    "contacts": CONTACTS,
+    "teams": TEAMS,
+    "channels": CHANNELS,
+    "channel_messages": CHANNEL_MESSAGES,
+    "channel_message_parts": CHANNEL_MESSAGE_PARTS,
 }
 
 CHANGE_VALUES = ("created", "updated", "deleted")

@@ -26,6 +26,15 @@ CONTRACT_TABLES = {
     "audit_events",
     "retention_policies",
     "restore_ledger",
+    "calendars",
+    "events",
+    "event_attachments",
+    "contact_folders",
+    "contacts",
+    "teams",
+    "channels",
+    "channel_messages",
+    "channel_message_parts",
 }
 
 
