@@ -162,7 +162,9 @@ def add_custodians(
     """
     actor = check_actor(actor)
     if not references:
-        raise InvalidRequestError("no custodian given: name at least one mailbox, OneDrive or site")
+        raise InvalidRequestError(
+            "no custodian given: name at least one mailbox, OneDrive, site or team"
+        )
     resolved = [resolve_custodian(lake, kind, reference) for kind, reference in references]
 
     def work(tx: Transaction) -> tuple[list[Custodian], dict[str, int]]:

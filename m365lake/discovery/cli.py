@@ -136,6 +136,7 @@ def case_close(
     "--onedrive", "onedrives", multiple=True, help="Drive id or the owner's user principal name."
 )
 @click.option("--site", "sites", multiple=True, help="SharePoint site id or URL.")
+@click.option("--team", "teams", multiple=True, help="Teams team id or display name.")
 @actor_option
 @lake_option
 def case_add_custodian(
@@ -143,6 +144,7 @@ def case_add_custodian(
     mailboxes: tuple[str, ...],
     onedrives: tuple[str, ...],
     sites: tuple[str, ...],
+    teams: tuple[str, ...],
     actor: str | None,
     lake_location: str | None,
 ) -> None:
@@ -150,8 +152,11 @@ def case_add_custodian(
     references = [("mailbox", value) for value in mailboxes]
     references += [("onedrive", value) for value in onedrives]
     references += [("site", value) for value in sites]
+    references += [("team", value) for value in teams]
     if not references:
-        raise click.UsageError("name at least one custodian with --mailbox, --onedrive or --site")
+        raise click.UsageError(
+            "name at least one custodian with --mailbox, --onedrive, --site or --team"
+        )
     lake = open_lake(lake_location, write=True)
     with reported_errors(lake):
         added = cases.add_custodians(lake, case_id, references, actor=resolve_actor(actor))

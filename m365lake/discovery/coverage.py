@@ -2,8 +2,8 @@
 
 A hold covers item versions, and it covers every version of an item it covers, whether
 the tenant still has the item or deleted it. Custodian holds resolve through the lake's
-tables (a mailbox holds its messages, a OneDrive its drive items, a site the items of
-its drives).
+tables: a mailbox holds its messages, calendar events and contacts, a OneDrive its drive
+items, a site the items of its drives, and a team the messages of its channels.
 
 A query hold covers an item when any archived version of it, dated inside the hold's
 date range, matches the query; it then covers every version of the item. The search
@@ -21,22 +21,29 @@ from datetime import datetime
 from typing import Literal
 
 from m365lake.discovery.case_state import active_holds
-from m365lake.discovery.custodians import site_drive_ids
+from m365lake.discovery.custodians import site_drive_ids, team_channel_ids
 from m365lake.discovery.records import Hold
 from m365lake.discovery.search_api import search_hits
 from m365lake.lake import Lake
 
-Workload = Literal["mail", "files"]
+Workload = Literal["mail", "files", "calendar", "contacts", "teams"]
+WORKLOADS: tuple[Workload, ...] = ("mail", "files", "calendar", "contacts", "teams")
+MAILBOX_WORKLOADS: tuple[Workload, ...] = ("mail", "calendar", "contacts")
+"""The workloads whose container is a mailbox, so a mailbox custodian holds them."""
 
 
 @dataclass(frozen=True)
 class ItemVersion:
     """One archived version of an item, as retention passes it in.
 
-    For mail, ``container_id`` is the mailbox id and ``item_id`` the message id; for
-    files, the drive id and the drive item id. ``item_date`` is the version's own date
-    for date-ranged holds: the received time of mail (or the sent time when none was
-    recorded), the modified time of files.
+    ``container_id`` and ``item_id`` are: for mail, the mailbox id and the message id;
+    for files, the drive id and the drive item id; for calendar and contacts, the
+    mailbox id and the event or contact id; for teams, the channel id and the message
+    id (a channel id is unique in the tenant, a message id only within its channel).
+    ``item_date`` is the version's own date for date-ranged holds and retention: the
+    received time of mail (or the sent time when none was recorded), the modified time
+    of files and contacts, the end of an event (see ``m365lake.retention.plan`` for
+    series) and the creation time of a channel message.
     """
 
     workload: Workload
@@ -50,13 +57,16 @@ class ItemVersion:
 class _Scope:
     mailboxes: set[str] = field(default_factory=set)
     drives: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)
     everywhere: bool = False
 
     def contains(self, version: ItemVersion) -> bool:
         if self.everywhere:
             return True
-        if version.workload == "mail":
+        if version.workload in MAILBOX_WORKLOADS:
             return version.container_id in self.mailboxes
+        if version.workload == "teams":
+            return version.container_id in self.channels
         return version.container_id in self.drives
 
 
@@ -147,6 +157,13 @@ class HoldCoverage:
             if custodian_id.startswith("site:")
         }
         drives_of_sites = site_drive_ids(lake, site_ids)
+        team_ids = {
+            custodian_id.split(":", 1)[1]
+            for hold in holds
+            for custodian_id in hold.custodian_ids or ()
+            if custodian_id.startswith("team:")
+        }
+        channels_of_teams = team_channel_ids(lake, team_ids)
         resolved = []
         for hold in holds:
             scope = _Scope(everywhere=hold.custodian_ids is None)
@@ -159,6 +176,12 @@ class HoldCoverage:
                 elif kind == "site":
                     scope.drives.update(
                         drive for drive, site in drives_of_sites.items() if site == container_id
+                    )
+                elif kind == "team":
+                    scope.channels.update(
+                        channel
+                        for channel, team in channels_of_teams.items()
+                        if team == container_id
                     )
             resolved_hold = _ResolvedHold(hold, scope, None)
             if hold.kql is not None:

@@ -1,7 +1,8 @@
-"""Resolve custodian references against the lake's mailboxes, drives and sites tables."""
+"""Resolve custodian references against the lake's mailboxes, drives, sites and teams tables."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from m365lake.discovery.errors import CustodianNotFoundError, InvalidRequestError
@@ -15,12 +16,21 @@ _LIST_HINTS: dict[CustodianKind, str] = {
         "m365lake sql \"SELECT drive_id, owner_name FROM drives WHERE owner_kind = 'user'\""
     ),
     "site": 'm365lake sql "SELECT site_id, web_url, display_name FROM sites"',
+    "team": 'm365lake sql "SELECT team_id, display_name FROM teams"',
 }
 _MATCHED_ON: dict[CustodianKind, str] = {
     "mailbox": "a mailbox_id or user_principal_name",
     "onedrive": "a drive_id, or an owner_name (the owner's user principal name) of a OneDrive",
     "site": "a site_id or web_url",
+    "team": "a team_id or display_name",
 }
+_TABLES: dict[CustodianKind, str] = {
+    "mailbox": "mailboxes",
+    "onedrive": "drives",
+    "site": "sites",
+    "team": "teams",
+}
+_CLOSE_MATCHES = 5
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,9 @@ def _candidates(lake: Lake, kind: CustodianKind) -> list[tuple[str, list[str], s
             for row in rows
             if row["owner_kind"] == "user"
         ]
+    if kind == "team":
+        rows = latest_rows(lake, "teams", ["team_id"], ["team_id", "display_name"])
+        return [(row["team_id"], [row["display_name"] or ""], row["display_name"]) for row in rows]
     rows = latest_rows(lake, "sites", ["site_id"], ["site_id", "web_url", "display_name"])
     return [
         (row["site_id"], [row["web_url"] or ""], row["web_url"] or row["display_name"])
@@ -69,12 +82,22 @@ def _matches(kind: CustodianKind, reference: str, names: list[str]) -> bool:
     return any(name and name.lower() == expected for name in names)
 
 
+def _close_matches(reference: str, candidates: list[tuple[str, list[str], str | None]]) -> str:
+    """Return a sentence naming the archived names closest to ``reference``, or ''."""
+    names = {name.lower(): name for _, others, _ in candidates for name in others if name}
+    close = difflib.get_close_matches(reference.lower(), list(names), n=_CLOSE_MATCHES)
+    if not close:
+        return ""
+    return f"Close matches: {', '.join(repr(names[name]) for name in close)}. "
+
+
 def resolve_custodian(lake: Lake, kind: str, reference: str) -> ResolvedCustodian:
-    """Match ``reference`` to one archived mailbox, OneDrive or site.
+    """Match ``reference`` to one archived mailbox, OneDrive, site or team.
 
     A mailbox is found by mailbox id or user principal name, a OneDrive by drive id or
-    its owner's user principal name, and a site by site id or URL (without regard to
-    case or a trailing slash). Raises CustodianNotFoundError naming what was searched
+    its owner's user principal name, a site by site id or URL (without regard to case or
+    a trailing slash), and a team by team id or display name (without regard to case).
+    Raises CustodianNotFoundError naming what was searched, the closest archived names
     and how to list what the lake has.
     """
     if kind not in CUSTODIAN_KINDS:
@@ -99,10 +122,10 @@ def resolve_custodian(lake: Lake, kind: str, reference: str) -> ResolvedCustodia
             f"{kind} {text!r} matches {len(matches)} entries in the lake ({ids}); "
             "give the id instead"
         )
-    table = {"mailbox": "mailboxes", "onedrive": "drives", "site": "sites"}[checked]
     raise CustodianNotFoundError(
-        f"no {kind} {text!r} in the lake at {lake.root}: the {table} table has no "
+        f"no {kind} {text!r} in the lake at {lake.root}: the {_TABLES[checked]} table has no "
         f"{_MATCHED_ON[checked]} equal to it ({len(candidates)} archived). "
+        f"{_close_matches(text, candidates)}"
         f"List them with: {_LIST_HINTS[checked]}. A {kind} must be backed up "
         "(m365lake backup) before it can be a custodian.",
         kind=kind,
@@ -124,4 +147,21 @@ def site_drive_ids(lake: Lake, site_ids: set[str]) -> dict[str, str]:
             site = row["owner_id"]
         if site is not None:
             found[row["drive_id"]] = site
+    return found
+
+
+def team_channel_ids(lake: Lake, team_ids: set[str]) -> dict[str, str]:
+    """Return channel id → team id for every archived channel of the given teams.
+
+    Channels are read from the ``channels`` table and from ``channel_messages``, so a
+    channel whose listing row is missing still maps to its team.
+    """
+    if not team_ids:
+        return {}
+    found = {}
+    for table in ("channels", "channel_messages"):
+        rows = latest_rows(lake, table, ["channel_id"], ["channel_id", "team_id"])
+        for row in rows:
+            if row["team_id"] in team_ids:
+                found[row["channel_id"]] = row["team_id"]
     return found

@@ -20,8 +20,8 @@ from m365lake.discovery.errors import InvalidRequestError
 
 STATE_PREFIX = "discovery/case/"
 
-CustodianKind = Literal["mailbox", "onedrive", "site"]
-CUSTODIAN_KINDS: tuple[CustodianKind, ...] = ("mailbox", "onedrive", "site")
+CustodianKind = Literal["mailbox", "onedrive", "site", "team"]
+CUSTODIAN_KINDS: tuple[CustodianKind, ...] = ("mailbox", "onedrive", "site", "team")
 
 HoldKind = Literal["custodian", "query"]
 
@@ -141,15 +141,20 @@ class Case:
 
 @dataclass(frozen=True)
 class Custodian:
-    """A mailbox, OneDrive or SharePoint site whose content belongs to a case."""
+    """A mailbox, OneDrive, SharePoint site or Teams team whose content belongs to a case.
+
+    A mailbox brings its mail, calendar events and contacts; a team brings the
+    messages of all its channels.
+    """
 
     case_id: str
     custodian_id: str
     kind: CustodianKind
     container_id: str
-    """The mailbox id, drive id or site id."""
+    """The mailbox id, drive id, site id or team id."""
     label: str | None
-    """A readable name: the user principal name, the OneDrive owner or the site URL."""
+    """A readable name: the user principal name, the OneDrive owner, the site URL or the
+    team's display name."""
     requested_as: str
     """The reference that was given when the custodian was added."""
     added_at: datetime
@@ -179,7 +184,7 @@ class Hold:
     is None, anywhere in the lake. ``date_start`` (inclusive) and ``date_end``
     (exclusive) narrow either kind to versions whose own date falls in the range: the
     received time of mail (the sent time when none was recorded), the modified time of
-    files.
+    files and contacts, the end of an event and the creation time of a channel message.
     """
 
     case_id: str

@@ -13,6 +13,7 @@ from m365lake.discovery import load_case, read_audit_events
 from m365lake.discovery.cli import register
 from m365lake.lake import Lake
 from tests.unit.discovery.lake_fixture import ALICE, BOB
+from tests.unit.discovery.workload_fixture import TEAM_ID, TEAM_NAME, seed_teams_directory
 
 
 @pytest.fixture
@@ -83,11 +84,25 @@ def test_unknown_custodian_is_one_line_error(run) -> None:  # type: ignore[no-un
     assert "Traceback" not in result.output
 
 
+def test_add_team_custodian(run, lake: Lake) -> None:  # type: ignore[no-untyped-def]
+    seed_teams_directory(lake)
+    run("case", "create", "Falcon", "--id", "C", "--actor", "carol")
+
+    added = run("case", "add-custodian", "C", "--team", TEAM_NAME, "--actor", "carol")
+    missing = run("case", "add-custodian", "C", "--team", "Project Falkon", "--actor", "carol")
+
+    assert added.exit_code == 0, added.output
+    assert added.output.strip() == f"added team:{TEAM_ID} ({TEAM_NAME})"
+    assert set(load_case(lake, "C").custodians) == {f"team:{TEAM_ID}"}
+    assert missing.exit_code == 1
+    assert f"Close matches: {TEAM_NAME!r}" in missing.output
+
+
 def test_add_custodian_needs_one(run) -> None:  # type: ignore[no-untyped-def]
     result = run("case", "add-custodian", "C", "--actor", "carol")
 
     assert result.exit_code == 2
-    assert "--mailbox, --onedrive or --site" in result.output
+    assert "--mailbox, --onedrive, --site or --team" in result.output
 
 
 def test_hold_place_list_release(run, lake: Lake) -> None:  # type: ignore[no-untyped-def]
