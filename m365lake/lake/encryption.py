@@ -89,7 +89,8 @@ WHERE_KEYS_COME_FROM = (
 )
 
 
-def _key_check(key: bytes) -> bytes:
+def derive_key_check(key: bytes) -> bytes:
+    """Return the short HMAC that distinguishes a wrong key from damaged data, revealing no key."""
     return hmac.new(key, _KEY_CHECK_LABEL, sha256).digest()[:KEY_CHECK_BYTES]
 
 
@@ -126,7 +127,7 @@ class KeyRing:
                 f"(loaded: {loaded}); {WHERE_KEYS_COME_FROM}: add key {key_id!r} there",
                 key_id=key_id,
             )
-        if not hmac.compare_digest(_key_check(key), key_check):
+        if not hmac.compare_digest(derive_key_check(key), key_check):
             raise LakeKeyError(
                 f"{location} is encrypted with key id {key_id!r}, but the key loaded under "
                 f"that id is a different key (or the file's header is damaged); "
@@ -266,7 +267,9 @@ class EncryptingWriter:
         master = keys.keys[keys.current]
         salt = os.urandom(SALT_BYTES)
         key_id = keys.current.encode("utf-8")
-        self.header = MAGIC + bytes([VERSION, len(key_id)]) + key_id + _key_check(master) + salt
+        self.header = (
+            MAGIC + bytes([VERSION, len(key_id)]) + key_id + derive_key_check(master) + salt
+        )
         self._target = target
         self._cipher = _blob_cipher(master, salt)
         self._buffer = bytearray()

@@ -112,7 +112,9 @@ class Lake:
             raise ValueError("inline_threshold must be zero or more bytes")
         self.storage = storage
         self.root: Path = storage.root
-        self.blobs = BlobStore(storage, keys=load_keyring())
+        self.keys = load_keyring()
+        """Encryption keys: the current one encrypts new blobs, and every loaded one decrypts."""
+        self.blobs = BlobStore(storage, keys=self.keys)
         self.inline_threshold = inline_threshold
         """Size limit in bytes for content stored inline in Parquet; larger content is a blob."""
         self.flush_rows = flush_rows
@@ -286,6 +288,16 @@ class Lake:
             for item in self.live_files()
             if item.entry.get("table") == table
         ]
+
+    def committed_entries(self, table: str) -> list[dict[str, Any]]:
+        """Return the manifest entries of ``table``'s committed files in commit order.
+
+        Files that a later purge removed are left out. Read the files through
+        ``m365lake.lake.reading``, which needs the entries for their key ids.
+        """
+        if table not in SCHEMAS:
+            raise ValueError(f"unknown table {table!r}; the lake has: {', '.join(sorted(SCHEMAS))}")
+        return [item.entry for item in self.live_files() if item.entry.get("table") == table]
 
     def live_files(self) -> list[LiveFile]:
         """Return every committed file that no later purge removed, in commit order."""

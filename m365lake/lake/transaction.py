@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 
 from m365lake.errors import CommitConflictError, LakeError
 from m365lake.lake.commits import Head, ManifestLog, StateView, apply_state_updates, state_digest
+from m365lake.lake.encryption import KeyRing, derive_key_check
+from m365lake.lake.parquet_keys import encryption_properties
 from m365lake.lake.storage import LocalStorage
 from m365lake.lake.tables import build_batch, estimate_row_bytes, table_schema
 
@@ -86,9 +88,16 @@ class _PartitionFile:
     """The open Parquet file and pending rows of one (table, partition)."""
 
     def __init__(
-        self, storage: LocalStorage, table: str, partition: Mapping[str, str], run_id: str
+        self,
+        storage: LocalStorage,
+        table: str,
+        partition: Mapping[str, str],
+        run_id: str,
+        keys: KeyRing,
     ) -> None:
         self.storage = storage
+        self.keys = keys
+        self.key_id: str | None = None
         self.table = table
         self.partition = dict(partition)
         self.directory = partition_directory(table, partition)
@@ -111,7 +120,10 @@ class _PartitionFile:
                 continue
             self.relative = relative
             schema = table_schema(self.table)
-            self._writer = pq.ParquetWriter(self._handle, schema, **parquet_options(schema))
+            options = parquet_options(schema)
+            if self.keys.enabled:
+                self.key_id, options["encryption_properties"] = encryption_properties(self.keys)
+            self._writer = pq.ParquetWriter(self._handle, schema, **options)
             return
         raise LakeError(f"no free file name for run {self.run_id!r} in {self.directory}")
 
@@ -139,13 +151,18 @@ class _PartitionFile:
         self.storage.close_durably(self._handle)
         self._writer, self._handle = None, None
         digest, size = self.storage.hash_file(self.relative)
-        return {
+        entry: dict[str, Any] = {
             "path": self.relative,
             "sha256": digest,
             "bytes": size,
             "rows": self.rows_written,
             "table": self.table,
         }
+        if self.key_id is not None:
+            # The check lets a reader tell a different key under this id from damage.
+            entry["key_id"] = self.key_id
+            entry["key_check"] = derive_key_check(self.keys.keys[self.key_id]).hex()
+        return entry
 
     def discard(self) -> None:
         self.pending, self.pending_bytes = [], 0
@@ -180,6 +197,7 @@ class Transaction:
         container: str | None,
         flush_rows: int,
         flush_bytes: int,
+        keys: KeyRing | None = None,
     ) -> None:
         if flush_rows < 1 or flush_bytes < 1:
             raise ValueError("flush_rows and flush_bytes must be positive")
@@ -199,6 +217,7 @@ class Transaction:
         self._blob_candidates: set[str] = set()
         self._buffered_bytes = 0
         self._status = "open"
+        self._keys = keys if keys is not None else KeyRing()
 
     @property
     def buffered_bytes(self) -> int:
@@ -223,7 +242,7 @@ class Transaction:
         directory = partition_directory(table, partition)
         part = self._files.get((table, directory))
         if part is None:
-            part = _PartitionFile(self._storage, table, partition, self.run_id)
+            part = _PartitionFile(self._storage, table, partition, self.run_id, self._keys)
             self._files[(table, directory)] = part
 
         for record in records:
