@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from m365lake.emulator import (
     auth,
+    routes_contacts,
     routes_delta,
     routes_drive_write,
     routes_drives,
@@ -49,8 +50,11 @@ from m365lake.emulator.upload_sessions import UPLOAD_PATH, UploadSessionStore
 
 logger = logging.getLogger(__name__)
 
-# Requests Exchange counts against a mailbox: everything below /users/{id}/ that is mail.
-_MAILBOX_PATH = re.compile(r"^/v1\.0/users/([^/]+)/(?:mailfolders|messages)", re.IGNORECASE)
+# Requests Exchange counts against a mailbox: everything below /users/{id}/ that is mail
+# or contacts.
+_MAILBOX_PATH = re.compile(
+    r"^/v1\.0/users/([^/]+)/(?:mailfolders|messages|contactfolders|contacts)", re.IGNORECASE
+)
 # OData key syntax, as in Graph's own links: users('id')/mailfolders('id') = users/id/...
 _KEY_SEGMENT = re.compile(r"([A-Za-z]+)\('([^'/]*)'\)")
 
@@ -140,6 +144,7 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
             *routes_sites.routes,
             *routes_drives.routes,
             *routes_drive_write.routes,
+            *routes_contacts.routes,
         ],
         exception_handlers={
             GraphHTTPError: _graph_error_handler,

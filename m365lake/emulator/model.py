@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m365lake.emulator import mailboxes, records
+from m365lake.emulator.contact_store import ContactStoreMixin
 from m365lake.emulator.drive_writes import DriveWriteMixin
 from m365lake.emulator.mail_writes import MailWriteMixin
 from m365lake.emulator.records import (
@@ -54,7 +55,7 @@ DeltaEvent = MessageInfo | Tombstone
 PROPERTIES_CACHE_SIZE = 4096
 
 
-class Tenant(MailWriteMixin, DriveWriteMixin):
+class Tenant(MailWriteMixin, DriveWriteMixin, ContactStoreMixin):
     """A tenant with one app registration; all methods are thread-safe."""
 
     def __init__(self, *, domain: str = "contoso.example", tenant_id: str | None = None) -> None:
@@ -72,6 +73,7 @@ class Tenant(MailWriteMixin, DriveWriteMixin):
         self._sources: dict[str, str] = {}
         self._properties_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._init_drives()
+        self._init_contacts()
 
     @classmethod
     def from_seed(cls, seed: SeedTenant, *, tenant_id: str | None = None) -> Tenant:
@@ -93,6 +95,10 @@ class Tenant(MailWriteMixin, DriveWriteMixin):
             if message.source is not None:
                 tenant._sources[message_id] = message.source
         tenant._seed_drives(seed.sites, seed.files)
+        for upn, path in seed.contact_folders:
+            tenant.add_contact_folder(upn, path)
+        for contact in seed.contacts:
+            tenant.add_contact(contact.user_principal_name, contact.folder_path, contact.properties)
         logger.info(
             "tenant %s seeded: %d users, %d messages",
             tenant.tenant_id,

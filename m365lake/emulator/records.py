@@ -65,7 +65,13 @@ class AppRegistration:
     client_id: str
     client_secret: str
     roles: list[str] = field(
-        default_factory=lambda: ["User.Read.All", "Mail.Read", "Files.Read.All", "Sites.Read.All"]
+        default_factory=lambda: [
+            "User.Read.All",
+            "Mail.Read",
+            "Files.Read.All",
+            "Sites.Read.All",
+            "Contacts.Read",
+        ]
     )
     certificates: dict[str, bytes] = field(default_factory=dict)
     """Registered certificates as PEM, keyed by lowercase hex SHA-1 and SHA-256 thumbprints."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,16 @@ class SeedFile:
     """Sharing link scope (``anonymous``, ``organization``, ``users``); None: not shared."""
 
 
+@dataclass(frozen=True)
+class SeedContact:
+    """A contact in a mailbox; ``folder_path`` names folders below the default Contacts
+    folder (empty: the default folder itself), ``properties`` are Graph contact properties."""
+
+    user_principal_name: str
+    folder_path: tuple[str, ...]
+    properties: dict[str, Any]
+
+
 @dataclass
 class SeedTenant:
     """Everything needed to build an emulated tenant."""
@@ -78,3 +89,6 @@ class SeedTenant:
     """Extra (user principal name, folder path) pairs to create even when empty."""
     sites: list[SeedSite] = field(default_factory=list)
     files: list[SeedFile] = field(default_factory=list)
+    contact_folders: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """Extra (user principal name, path below the default Contacts folder) pairs."""
+    contacts: list[SeedContact] = field(default_factory=list)
