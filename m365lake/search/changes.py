@@ -31,15 +31,40 @@ import pyarrow.parquet as pq
 
 from m365lake.errors import LakeIntegrityError
 from m365lake.lake import Lake
-from m365lake.search.documents import Directory, DriveEntry, MailboxEntry, SiteEntry
+from m365lake.search.documents import (
+    ChannelEntry,
+    Directory,
+    DriveEntry,
+    MailboxEntry,
+    SiteEntry,
+    TeamEntry,
+)
 
 logger = logging.getLogger(__name__)
 
 ITEM_TABLES: Mapping[str, tuple[str, str]] = {
     "messages": ("mailbox_id", "message_id"),
     "drive_items": ("drive_id", "item_id"),
+    "events": ("mailbox_id", "event_id"),
+    "contacts": ("mailbox_id", "contact_id"),
+    # Graph's channel ids ("19:…@thread.tacv2") are unique in the tenant, and message ids
+    # are unique in their channel, so the channel is the container. Files are partitioned
+    # by team and channel, so a purge names the channel of every file it replaced.
+    "channel_messages": ("channel_id", "message_id"),
 }
 """The tables whose items become documents, with their (container, item) key columns."""
+
+# A version that hides its item from searches, and when that happened, per table. Teams
+# keeps a message that a user deleted, with ``deletedDateTime`` set and its body emptied.
+# Such a version counts as a deletion here, so the document keeps the text of the last
+# version before it and sets ``deleted_at``, as for an item deleted in the tenant.
+REMOVAL_SQL: Mapping[str, tuple[str, str]] = {
+    "channel_messages": (
+        "change = 'deleted' OR soft_deleted_at IS NOT NULL",
+        "coalesce(deleted_at, soft_deleted_at, captured_at)",
+    ),
+}
+_DEFAULT_REMOVAL_SQL = ("change = 'deleted'", "coalesce(deleted_at, captured_at)")
 
 # DuckDB may use this much memory to order the identity columns of every version. A
 # rebuild of a million items needs well under it; beyond it DuckDB spills to disk.
@@ -212,9 +237,11 @@ def _locate_sql(table: str, keyed: bool) -> str:
 
     ``deleted_at`` is the first deletion recorded after that version, and only when the
     newest row of the item is a deletion (a restored item is live again). ``file_pos`` is
-    NULL for an item with no live version in the files read.
+    NULL for an item with no live version in the files read. What counts as a deletion
+    is ``REMOVAL_SQL``.
     """
     container, item = ITEM_TABLES[table]
+    removed, removed_at = REMOVAL_SQL.get(table, _DEFAULT_REMOVAL_SQL)
     folder = "coalesce(is_folder, false)" if table == "drive_items" else "false"
     key_filter = (
         f"AS t SEMI JOIN wanted_keys AS k "
@@ -224,8 +251,9 @@ def _locate_sql(table: str, keyed: bool) -> str:
     )
     return f"""
         WITH versions AS (
-            SELECT {container} AS container_id, {item} AS item_id, change, captured_at,
-                   run_id, deleted_at, {folder} AS is_folder,
+            SELECT {container} AS container_id, {item} AS item_id, captured_at, run_id,
+                   ({removed}) AS removed, {removed_at} AS removed_at,
+                   {folder} AS is_folder,
                    list_position($files, filename) AS file_pos,
                    file_row_number AS row_index
             FROM read_parquet($files, filename = true, file_row_number = true,
@@ -241,7 +269,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
         ),
         live AS (
             SELECT container_id, item_id, min(newest_rank) AS live_rank
-            FROM numbered WHERE change <> 'deleted' GROUP BY ALL
+            FROM numbered WHERE NOT removed GROUP BY ALL
         )
         SELECT n.container_id, n.item_id,
                any_value(n.file_pos) FILTER (WHERE n.newest_rank = l.live_rank) AS file_pos,
@@ -251,9 +279,9 @@ def _locate_sql(table: str, keyed: bool) -> str:
                any_value(n.run_id) FILTER (WHERE n.newest_rank = l.live_rank) AS run_id,
                coalesce(any_value(n.is_folder) FILTER (WHERE n.newest_rank = l.live_rank),
                         false) AS is_folder,
-               CASE WHEN bool_or(n.newest_rank = 1 AND n.change = 'deleted') THEN
-                   arg_max(coalesce(n.deleted_at, n.captured_at), n.newest_rank)
-                       FILTER (WHERE n.change = 'deleted' AND n.newest_rank < l.live_rank)
+               CASE WHEN bool_or(n.newest_rank = 1 AND n.removed) THEN
+                   arg_max(n.removed_at, n.newest_rank)
+                       FILTER (WHERE n.removed AND n.newest_rank < l.live_rank)
                END AS deleted_at
         FROM numbered AS n LEFT JOIN live AS l USING (container_id, item_id)
         GROUP BY n.container_id, n.item_id, l.live_rank
@@ -477,7 +505,7 @@ def _latest_rows(
 
 
 def load_directory(all_files: Sequence[CommittedFile]) -> Directory:
-    """Read the latest row of every mailbox, drive and site from the committed files."""
+    """Read the latest row of every mailbox, drive, site, team and channel from the files."""
 
     def paths(table: str) -> list[Path]:
         return [file.path for file in all_files if file.table == table]
@@ -507,4 +535,16 @@ def load_directory(all_files: Sequence[CommittedFile]) -> Directory:
             )
             for row in _latest_rows(connection, paths("sites"), "site_id")
         }
-    return Directory(mailboxes=mailboxes, drives=drives, sites=sites)
+        teams = {
+            row["team_id"]: TeamEntry(display_name=row["display_name"], web_url=row["web_url"])
+            for row in _latest_rows(connection, paths("teams"), "team_id")
+        }
+        channels = {
+            row["channel_id"]: ChannelEntry(
+                team_id=row["team_id"], display_name=row["display_name"], web_url=row["web_url"]
+            )
+            for row in _latest_rows(connection, paths("channels"), "channel_id")
+        }
+    return Directory(
+        mailboxes=mailboxes, drives=drives, sites=sites, teams=teams, channels=channels
+    )

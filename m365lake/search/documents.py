@@ -1,10 +1,11 @@
 """Build search documents (``fields.SearchDocument``) from lake rows and extracted text.
 
 One document is one item: a message with its attachments' text folded in, or a file in a
-OneDrive or SharePoint library. Folders are not indexed as documents. A folder has no
-content of its own, Purview's content search returns items rather than folders, and every
-file carries its folder in ``path``, so a search for a folder's name still finds the
-files in it.
+OneDrive or SharePoint library. Calendar events, contacts and Teams channel messages are
+built in ``documents_outlook`` and ``documents_teams`` from the helpers here. Folders
+are not indexed as documents. A folder has no content of its own, Purview's content search
+returns items rather than folders, and every file carries its folder in ``path``, so a
+search for a folder's name still finds the files in it.
 
 The functions here are pure: the caller reads the rows and runs extraction (through the
 extraction worker pool), then passes both in, so the same document can be built for a
@@ -33,19 +34,42 @@ logger = logging.getLogger(__name__)
 
 MAIL_WORKLOAD = "mail"
 FILES_WORKLOAD = "files"
-# Purview's ``kind`` values for the two item types.
+CALENDAR_WORKLOAD = "calendar"
+CONTACTS_WORKLOAD = "contacts"
+TEAMS_WORKLOAD = "teams"
+# Purview's ``kind`` values for the item types.
 MAIL_KIND = "email"
 FILES_KIND = "docs"
+MEETINGS_KIND = "meetings"
+CONTACTS_KIND = "contacts"
+TEAMS_KIND = "microsoftteams"
+
+DOC_ID_PREFIXES: Mapping[str, str] = {
+    MAIL_WORKLOAD: "mail",
+    FILES_WORKLOAD: "file",
+    CALENDAR_WORKLOAD: "event",
+    CONTACTS_WORKLOAD: "contact",
+    TEAMS_WORKLOAD: "teams",
+}
+"""The ``doc_id`` prefix of each workload."""
 
 
 def doc_id_of(workload: str, container_id: str, item_id: str) -> str:
-    """Return the document key: ``mail:<mailbox>:<message>`` or ``file:<drive>:<item>``.
+    """Return the document key ``<prefix>:<container>:<item>``, prefixed per workload.
+
+    The prefixes are ``mail`` (mailbox, message), ``file`` (drive, item), ``event`` and
+    ``contact`` (mailbox, item) and ``teams`` (channel, message).
 
     NOTE: the keyword analyzer lowercases ``doc_id``, so two Graph ids that differ only in
     letter case would share one document. Graph ids are long base64 strings, so such a
     pair is not expected in one mailbox or drive.
     """
-    prefix = "mail" if workload == MAIL_WORKLOAD else "file"
+    try:
+        prefix = DOC_ID_PREFIXES[workload]
+    except KeyError:
+        raise ValueError(
+            f"unknown workload {workload!r}; the index has: {', '.join(DOC_ID_PREFIXES)}"
+        ) from None
     return f"{prefix}:{container_id}:{item_id}"
 
 
@@ -76,16 +100,34 @@ class DriveEntry:
 
 
 @dataclass(frozen=True)
+class TeamEntry:
+    display_name: str | None = None
+    web_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelEntry:
+    team_id: str
+    display_name: str | None = None
+    web_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Directory:
-    """The lake's mailboxes, drives and sites by id: custodians and locations of items."""
+    """The lake's mailboxes, drives, sites, teams and channels by id.
+
+    Custodians and locations of items are named from it.
+    """
 
     mailboxes: Mapping[str, MailboxEntry] = field(default_factory=dict)
     drives: Mapping[str, DriveEntry] = field(default_factory=dict)
     sites: Mapping[str, SiteEntry] = field(default_factory=dict)
+    teams: Mapping[str, TeamEntry] = field(default_factory=dict)
+    channels: Mapping[str, ChannelEntry] = field(default_factory=dict)
 
 
 @dataclass
-class _Builder:
+class DocumentBuilder:
     """A document under construction; empty and None values are left out."""
 
     values: dict[str, list[FieldValue]] = field(default_factory=dict)
@@ -102,8 +144,8 @@ class _Builder:
         self.add(name, *values)
 
 
-def _identity(
-    builder: _Builder,
+def add_identity(
+    builder: DocumentBuilder,
     *,
     workload: str,
     container_id: str,
@@ -120,7 +162,7 @@ def _identity(
     builder.add("deleted_at", _utc(deleted_at))
 
 
-def _issues(builder: _Builder, issues: Sequence[str]) -> None:
+def add_issues(builder: DocumentBuilder, issues: Sequence[str]) -> None:
     builder.add("partially_indexed", bool(issues))
     builder.add_all("index_issues", issues)
 
@@ -164,9 +206,9 @@ def message_document(
     ``deleted_at`` is when the tenant deleted the item, for a version that is the last
     one before a deletion.
     """
-    builder = _Builder()
+    builder = DocumentBuilder()
     mailbox_id = str(row["mailbox_id"])
-    _identity(
+    add_identity(
         builder,
         workload=MAIL_WORKLOAD,
         container_id=mailbox_id,
@@ -180,7 +222,7 @@ def message_document(
     builder.add("location_key", upn)
     builder.add("custodian", upn, mailbox.display_name if mailbox else None)
     builder.add("kind", MAIL_KIND)
-    builder.add("size", _size(row.get("size")))
+    builder.add("size", item_size(row.get("size")))
 
     names = recipient_names(mime) if mime else {}
     sender = _mailbox_value(row.get("from_address"), row.get("from_name") or None, names)
@@ -220,7 +262,7 @@ def message_document(
         )
         if issue:
             issues.append(issue)
-    _issues(builder, issues)
+    add_issues(builder, issues)
     return builder.values
 
 
@@ -238,9 +280,9 @@ def file_document(
     archived (OneNote packages, malware, failed downloads) or could not be read, in which
     case ``content_issue`` says why.
     """
-    builder = _Builder()
+    builder = DocumentBuilder()
     drive_id = str(row["drive_id"])
-    _identity(
+    add_identity(
         builder,
         workload=FILES_WORKLOAD,
         container_id=drive_id,
@@ -258,7 +300,7 @@ def file_document(
     location = (site.web_url if site else None) or drive.web_url or f"drive:{drive_id}"
     builder.add("location_key", location)
     builder.add("kind", FILES_KIND)
-    builder.add("size", _size(row.get("size")))
+    builder.add("size", item_size(row.get("size")))
 
     name = row.get("name") or ""
     builder.add("filename", name)
@@ -284,7 +326,7 @@ def file_document(
         if issue:
             issues.append(issue)
     builder.add("author", author or row.get("created_by"))
-    _issues(builder, issues)
+    add_issues(builder, issues)
     return builder.values
 
 
@@ -359,7 +401,8 @@ def _utc(value: Any) -> dt.datetime | None:
     return utc
 
 
-def _size(value: Any) -> int | None:
+def item_size(value: Any) -> int | None:
+    """Return a size in bytes as a document stores it: non-negative, or None."""
     if value is None:
         return None
     return max(int(value), 0)

@@ -1,10 +1,10 @@
 """The search index's fields, their analyzers, and the KQL properties that map onto them.
 
 One Tantivy document is one archived item: a message (with its attachments' text folded
-in, as Purview treats a message and its attachments as one item) or a drive item. The
-index keeps the latest captured version of each item, including items deleted in the
-tenant, and each document carries the identity and version columns that join it back to
-the ``messages`` and ``files`` views in DuckDB.
+in, as Purview treats a message and its attachments as one item), a drive item, a
+calendar event, a contact or a Teams channel message. The index keeps the latest
+captured version of each item, including items deleted in the tenant, and each document
+carries the identity and version columns that join it back to its lake table.
 
 This module is the single definition shared by the index writer, the KQL compiler and the
 test oracle, so a field's type and analyzer cannot drift between them.
@@ -81,12 +81,14 @@ class Field:
 
 # Identity and version: stored so a hit joins back to lake rows.
 IDENTITY_FIELDS: tuple[Field, ...] = (
-    Field(
-        "doc_id", FieldKind.KEYWORD, stored=True
-    ),  # "mail:<mailbox>:<message>" | "file:<drive>:<item>"
-    Field("workload", FieldKind.KEYWORD, stored=True, fast=True),  # "mail" | "files"
-    Field("container_id", FieldKind.KEYWORD, stored=True, fast=True),  # mailbox_id | drive_id
-    Field("item_id", FieldKind.KEYWORD, stored=True),  # message_id | item_id
+    # "<prefix>:<container>:<item>", see documents.doc_id_of
+    Field("doc_id", FieldKind.KEYWORD, stored=True),
+    # "mail" | "files" | "calendar" | "contacts" | "teams"
+    Field("workload", FieldKind.KEYWORD, stored=True, fast=True),
+    # mailbox_id (mail, calendar, contacts) | drive_id | channel_id (teams)
+    Field("container_id", FieldKind.KEYWORD, stored=True, fast=True),
+    # message_id | item_id | event_id | contact_id
+    Field("item_id", FieldKind.KEYWORD, stored=True),
     Field("captured_at", FieldKind.DATE, stored=True),
     Field("run_id", FieldKind.KEYWORD, stored=True),
     Field("deleted_at", FieldKind.DATE, stored=True),  # set when the tenant deleted the item
@@ -98,14 +100,15 @@ IDENTITY_FIELDS: tuple[Field, ...] = (
     Field("index_issues", FieldKind.KEYWORD, stored=True),  # one "part: reason" per problem
 )
 
-KIND_VALUES: tuple[str, ...] = ("email", "docs")
-"""The Purview ``kind`` values of the items m365lake archives: mail and files. Purview's
-other kinds (``microsoftteams``, ``im``, ``meetings`` …) name content that is not archived."""
+KIND_VALUES: tuple[str, ...] = ("email", "docs", "meetings", "contacts", "microsoftteams")
+"""The Purview ``kind`` values of the items m365lake archives: mail, files, calendar
+events, contacts and Teams channel messages. Purview's other kinds (``im``, ``tasks``,
+``notes`` …) name content that is not archived."""
 
-# Searchable properties. Mail documents fill the mail ones and files documents the file
-# ones; a restriction on a property an item does not have never matches it.
+# Searchable properties. Each kind of document fills the properties that make sense for
+# it; a restriction on a property an item does not have never matches it.
 PROPERTY_FIELDS: tuple[Field, ...] = (
-    Field("kind", FieldKind.KEYWORD),  # "email" | "docs", Purview's kind values
+    Field("kind", FieldKind.KEYWORD),  # one of KIND_VALUES
     Field("custodian", FieldKind.TEXT),
     Field("size", FieldKind.SIZE, stored=True, fast=True),
     # mail
@@ -138,6 +141,35 @@ PROPERTY_FIELDS: tuple[Field, ...] = (
     Field("site", FieldKind.TEXT),  # site name and URL; empty for OneDrive
     Field("title", FieldKind.TEXT),  # document metadata title
     Field("content", FieldKind.TEXT),  # extracted file text
+    # meetings: "from", "to" (required attendees), "cc" (optional), "participants",
+    # "subject", "body", "sent" (created) are shared with mail
+    Field("organizer", FieldKind.TEXT),
+    Field("attendees", FieldKind.TEXT),  # every attendee, resources included
+    Field("location", FieldKind.TEXT),
+    Field("start", FieldKind.DATE, fast=True),
+    Field("end", FieldKind.DATE),
+    # contacts, named as Purview's searchable contact properties
+    Field("displayname", FieldKind.TEXT, stored=True),
+    Field("givenname", FieldKind.TEXT),
+    Field("surname", FieldKind.TEXT),
+    Field("nickname", FieldKind.TEXT),
+    Field("fileas", FieldKind.TEXT),
+    Field("companyname", FieldKind.TEXT),
+    Field("jobtitle", FieldKind.TEXT),
+    Field("officelocation", FieldKind.TEXT),
+    Field("manager", FieldKind.TEXT),
+    Field("emailaddress", FieldKind.TEXT),
+    Field("imaddress", FieldKind.TEXT),
+    Field("businessphone", FieldKind.TEXT),
+    Field("homephone", FieldKind.TEXT),
+    Field("mobilephone", FieldKind.TEXT),
+    Field("businessaddress", FieldKind.TEXT),
+    Field("homeaddress", FieldKind.TEXT),
+    Field("otheraddress", FieldKind.TEXT),
+    # Teams channel messages: "from", "subject", "body", "sent" are shared with mail
+    Field("mentions", FieldKind.TEXT),  # display names of the mentioned users
+    Field("team", FieldKind.TEXT),  # team display name
+    Field("channel", FieldKind.TEXT),  # channel display name
 )
 
 ALL_FIELDS: tuple[Field, ...] = IDENTITY_FIELDS + PROPERTY_FIELDS
@@ -175,6 +207,31 @@ PROPERTIES: Mapping[str, tuple[str, ...]] = {
     "path": ("path",),
     "site": ("site",),
     "title": ("title",),
+    "organizer": ("organizer",),
+    "attendees": ("attendees",),
+    "location": ("location",),
+    "start": ("start",),
+    "end": ("end",),
+    "displayname": ("displayname",),
+    "givenname": ("givenname",),
+    "surname": ("surname",),
+    "nickname": ("nickname",),
+    "fileas": ("fileas",),
+    "companyname": ("companyname",),
+    "jobtitle": ("jobtitle",),
+    "officelocation": ("officelocation",),
+    "manager": ("manager",),
+    "emailaddress": ("emailaddress",),
+    "imaddress": ("imaddress",),
+    "businessphone": ("businessphone",),
+    "homephone": ("homephone",),
+    "mobilephone": ("mobilephone",),
+    "businessaddress": ("businessaddress",),
+    "homeaddress": ("homeaddress",),
+    "otheraddress": ("otheraddress",),
+    "mentions": ("mentions",),
+    "team": ("team",),
+    "channel": ("channel",),
 }
 
 # Fields searched by a term with no property, as Purview searches an item's text and its
@@ -189,6 +246,10 @@ FREE_TEXT_FIELDS: tuple[str, ...] = (
     "title",
     "author",
     "content",
+    "location",
+    "displayname",
+    "companyname",
+    "emailaddress",
 )
 
 FieldValue: TypeAlias = str | int | bool | dt.datetime

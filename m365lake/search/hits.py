@@ -48,7 +48,7 @@ class Hit:
     run_id: str | None
     deleted_at: dt.datetime | None
     title: str | None
-    """The message's subject or the file's name."""
+    """The subject of a message, event or Teams message, a file's name or a contact's name."""
     custodian: str | None
     location: str | None
     size: int | None
@@ -149,7 +149,7 @@ def _hit(searcher: tantivy.Searcher, score: float, address: tantivy.DocAddress) 
         captured_at=first("captured_at"),
         run_id=first("run_id"),
         deleted_at=first("deleted_at"),
-        title=first("subject") or first("filename"),
+        title=first("subject") or first("filename") or first("displayname"),
         custodian=first("custodian_key"),
         location=first("location_key"),
         size=first("size"),

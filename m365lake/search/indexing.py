@@ -9,8 +9,9 @@ items in flight is bounded, so memory contains at most that many items' content.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +22,14 @@ from m365lake.lake import Lake
 from m365lake.search import fields
 from m365lake.search.changes import ItemVersion, VersionSet, read_rows
 from m365lake.search.documents import Directory, file_document, message_document
+from m365lake.search.documents_outlook import (
+    AttachmentContent,
+    body_content,
+    contact_document,
+    event_document,
+)
+from m365lake.search.documents_teams import channel_message_document
+from m365lake.search.item_attachments import event_attachments
 
 if TYPE_CHECKING:
     from m365lake.search.extract import Extraction, MessageText
@@ -69,6 +78,12 @@ def build_document(
     try:
         if version.table == "messages":
             return _message(lake, version, row, directory, extractor)
+        if version.table == "events":
+            return _event(lake, version, row, directory, extractor)
+        if version.table == "contacts":
+            return _contact(lake, version, row, directory)
+        if version.table == "channel_messages":
+            return _channel_message(lake, version, row, directory, extractor)
         return _file(lake, version, row, directory, extractor)
     except (ValueError, TypeError, KeyError) as error:
         raise SearchIndexError(
@@ -130,6 +145,99 @@ def _file(
     return file_document(
         row,
         extraction=extraction,
+        directory=directory,
+        deleted_at=version.deleted_at,
+        content_issue=problem,
+    )
+
+
+def _item_json(lake: Lake, row: dict[str, Any]) -> tuple[Mapping[str, Any] | None, str | None]:
+    """Return Graph's JSON of an event, contact or channel message version, or the problem."""
+    inline = row.pop("json_inline", None)
+    sha256 = row.get("json_sha256")
+    if sha256 is None and inline is None:
+        return None, "Graph's JSON of this version was not archived"
+    if sha256 is None:
+        data: bytes | None = inline
+    else:
+        data, problem = _read(lake, sha256, inline)
+        if data is None:
+            return None, problem
+    try:
+        item = json.loads(data or b"")
+    except ValueError as error:
+        return None, f"Graph's JSON of this version is not valid JSON ({error})"
+    if not isinstance(item, dict):
+        return None, "Graph's JSON of this version is not an object"
+    return item, None
+
+
+def _body(extractor: Extractor, item: Mapping[str, Any] | None) -> Extraction | str | None:
+    """Return the text of an item's Graph ``body``: HTML goes through extraction."""
+    found = body_content(item or {})
+    if found is None:
+        return None
+    content_type, content = found
+    if content_type != "html":
+        return content
+    return extractor.extract_text(content.encode("utf-8"), content_type="text/html")
+
+
+def _event(
+    lake: Lake,
+    version: ItemVersion,
+    row: dict[str, Any],
+    directory: Directory,
+    extractor: Extractor,
+) -> fields.SearchDocument:
+    item, problem = _item_json(lake, row)
+    attachments: list[AttachmentContent] = []
+    if row.get("has_attachments") or row.get("attachment_count"):
+        for attachment in event_attachments(lake, row):
+            content, problem = _read(lake, attachment.get("content_sha256"), None)
+            if content is None:
+                attachments.append(
+                    AttachmentContent(attachment.get("name"), None, problem or "not archived")
+                )
+                continue
+            extraction = extractor.extract_text(
+                content,
+                filename=attachment.get("name"),
+                content_type=attachment.get("content_type"),
+            )
+            attachments.append(AttachmentContent(attachment.get("name"), extraction))
+    return event_document(
+        row,
+        item,
+        body=_body(extractor, item),
+        attachments=attachments,
+        directory=directory,
+        deleted_at=version.deleted_at,
+        content_issue=problem,
+    )
+
+
+def _contact(
+    lake: Lake, version: ItemVersion, row: dict[str, Any], directory: Directory
+) -> fields.SearchDocument:
+    item, problem = _item_json(lake, row)
+    return contact_document(
+        row, item, directory=directory, deleted_at=version.deleted_at, content_issue=problem
+    )
+
+
+def _channel_message(
+    lake: Lake,
+    version: ItemVersion,
+    row: dict[str, Any],
+    directory: Directory,
+    extractor: Extractor,
+) -> fields.SearchDocument:
+    item, problem = _item_json(lake, row)
+    return channel_message_document(
+        row,
+        item,
+        body=_body(extractor, item),
         directory=directory,
         deleted_at=version.deleted_at,
         content_issue=problem,

@@ -1,7 +1,7 @@
 """Follow purges in the index: rewrite or delete the documents of items a purge changed.
 
-A purge commit replaces every file of each mailbox or drive partition that held a purged
-row with files of the rows it kept (see ``m365lake.retention.purging``), and deletes the
+A purge commit replaces every file of each mailbox, drive or channel partition that held a
+purged row with files of the rows it kept (see ``m365lake.retention.purging``), and deletes the
 replaced files. The removed files cannot be read afterwards, so the items they contained
 are not known by name. Instead, every item of a purged partition is located again in the
 partition's live files and compared with its document. A document that names another
@@ -28,11 +28,25 @@ from m365lake.search.changes import (
     container_versions,
     purged_containers,
 )
-from m365lake.search.documents import FILES_WORKLOAD, MAIL_WORKLOAD, doc_id_of, index_date
+from m365lake.search.documents import (
+    CALENDAR_WORKLOAD,
+    CONTACTS_WORKLOAD,
+    FILES_WORKLOAD,
+    MAIL_WORKLOAD,
+    TEAMS_WORKLOAD,
+    doc_id_of,
+    index_date,
+)
 
 logger = logging.getLogger(__name__)
 
-TABLE_WORKLOADS: Mapping[str, str] = {"messages": MAIL_WORKLOAD, "drive_items": FILES_WORKLOAD}
+TABLE_WORKLOADS: Mapping[str, str] = {
+    "messages": MAIL_WORKLOAD,
+    "drive_items": FILES_WORKLOAD,
+    "events": CALENDAR_WORKLOAD,
+    "contacts": CONTACTS_WORKLOAD,
+    "channel_messages": TEAMS_WORKLOAD,
+}
 
 VersionIdentity = tuple[dt.datetime | None, str | None, dt.datetime | None]
 """``captured_at``, ``run_id`` and ``deleted_at`` of a version, as a document stores them."""

@@ -22,7 +22,8 @@ The dialect (operators are upper case, property names and values are case-insens
 ``size>1MB``                   bytes, with B, KB, MB, GB, TB suffixes (1 KB = 1024)
 ``hasattachment:true``         booleans: true/false, yes/no, 1/0
 ``importance:high``            high, normal (or medium), low
-``kind:email``                 email, docs (other values are rejected)
+``kind:meetings``              email, docs, meetings, contacts, microsoftteams (others
+                               are rejected)
 =============================  ==========================================================
 """
 

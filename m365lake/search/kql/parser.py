@@ -397,8 +397,9 @@ class _Parser:
             self.query,
             position,
             accepted,
-            f"invalid value for kind: {text!r}; the archive contains only email (mail) and "
-            "docs (OneDrive and SharePoint files)",
+            f"invalid value for kind: {text!r}; the archive contains only email (mail), "
+            "docs (OneDrive and SharePoint files), meetings (calendar events), contacts "
+            "and microsoftteams (Teams channel messages)",
         )
 
     def _check_text(self, text: str, position: int) -> None:

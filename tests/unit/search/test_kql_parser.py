@@ -143,6 +143,10 @@ PARSED: list[tuple[str, Node]] = [
     ("kind:docs kind:email", Or((Term("docs", "kind"), Term("email", "kind")))),
     ("kind:EMAIL", Term("EMAIL", "kind")),
     ("kind:do*", Prefix("do", "kind")),
+    ("kind:meetings", Term("meetings", "kind")),
+    ("kind:contacts", Term("contacts", "kind")),
+    ("kind:MicrosoftTeams", Term("MicrosoftTeams", "kind")),
+    ("kind:micro*", Prefix("micro", "kind")),
     ("importance:HIGH", Term("high", "importance")),
     ("importance:medium", Term("normal", "importance")),
     ('importance:"low"', Term("low", "importance")),
@@ -238,6 +242,7 @@ def test_parse_table_is_large() -> None:
 
 
 # (query, position, text in expected, text in the message)
+KINDS = "email or docs or meetings or contacts or microsoftteams"
 ERRORS: list[tuple[str, int, str, str]] = [
     ("", 0, "a word", "the query is empty"),
     ("   \t", 0, "a word", "the query is empty"),
@@ -254,9 +259,9 @@ ERRORS: list[tuple[str, int, str, str]] = [
     ("hasattachment:maybe", 14, "true, false", "invalid value for hasattachment: 'maybe'"),
     ("isread:2", 7, "true, false, yes, no, 1 or 0", "invalid value for isread"),
     ("importance:urgent", 11, "high, normal (or medium) or low", "'urgent'"),
-    ("kind:nonsense", 5, "email or docs", "invalid value for kind: 'nonsense'"),
-    ("kind:microsoftteams", 5, "email or docs", "the archive contains only email"),
-    ("kind:x*", 5, "email or docs", "invalid value for kind: 'x'"),
+    ("kind:nonsense", 5, KINDS, "invalid value for kind: 'nonsense'"),
+    ("kind:tasks", 5, KINDS, "the archive contains only email"),
+    ("kind:x*", 5, KINDS, "invalid value for kind: 'x'"),
     ("sent:2001-02-30", 5, "YYYY-MM-DD", "'2001-02-30' is not a valid date"),
     ("sent:soonish", 5, "YYYY-MM-DD", "'soonish' is not a date"),
     ("sent:this week", 5, "YYYY-MM-DD", 'must be quoted, e.g. sent:"this week"'),
