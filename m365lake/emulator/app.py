@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from m365lake.emulator import (
     auth,
+    routes_calendar,
+    routes_calendar_write,
     routes_contacts,
     routes_delta,
     routes_drive_write,
@@ -50,10 +52,12 @@ from m365lake.emulator.upload_sessions import UPLOAD_PATH, UploadSessionStore
 
 logger = logging.getLogger(__name__)
 
-# Requests Exchange counts against a mailbox: everything below /users/{id}/ that is mail
-# or contacts.
+# Requests Exchange counts against a mailbox: everything below /users/{id}/ that is mail,
+# calendar or contacts.
 _MAILBOX_PATH = re.compile(
-    r"^/v1\.0/users/([^/]+)/(?:mailfolders|messages|contactfolders|contacts)", re.IGNORECASE
+    r"^/v1\.0/users/([^/]+)/"
+    r"(?:mailfolders|messages|calendars?|events|calendarview|contactfolders|contacts)",
+    re.IGNORECASE,
 )
 # OData key syntax, as in Graph's own links: users('id')/mailfolders('id') = users/id/...
 _KEY_SEGMENT = re.compile(r"([A-Za-z]+)\('([^'/]*)'\)")
@@ -141,6 +145,8 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
             *routes_folders.routes,
             *routes_messages.routes,
             *routes_mail_write.routes,
+            *routes_calendar.routes,
+            *routes_calendar_write.routes,
             *routes_sites.routes,
             *routes_drives.routes,
             *routes_drive_write.routes,

@@ -18,6 +18,7 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 
 from m365lake.emulator import samplefiles
+from m365lake.emulator.generator_calendar import generate_events
 from m365lake.emulator.generator_contacts import generate_contacts
 from m365lake.emulator.generator_files import generate_drive_files
 from m365lake.emulator.generator_text import (
@@ -77,7 +78,8 @@ def generate_tenant(
     forwarded message/rfc822, so a tenant of the default size contains every kind. About a
     third of the received mail is unread, and some messages carry categories. Each user's
     OneDrive gets ``files_per_user`` small DOCX, PDF, CSV and text files, and two sites get
-    libraries with nested folders. Every mailbox gets contacts in a few contact folders
+    libraries with nested folders. Every mailbox gets calendar events, including a weekly
+    series with a moved and a cancelled occurrence (``generator_calendar``), and contacts in a few contact folders
     (``generator_contacts``).
     """
     if users < 1 or messages_per_user < 0:
@@ -110,6 +112,7 @@ def generate_tenant(
         people, seed=seed, start=START, files_per_user=files_per_user
     )
     tenant.contact_folders, tenant.contacts = generate_contacts(people, seed=seed)
+    tenant.events = generate_events(people, seed=seed)
     return tenant
 
 

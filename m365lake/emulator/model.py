@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from m365lake.emulator import mailboxes, records
+from m365lake.emulator.calendar_store import CalendarMixin
 from m365lake.emulator.contact_store import ContactStoreMixin
 from m365lake.emulator.drive_writes import DriveWriteMixin
 from m365lake.emulator.mail_writes import MailWriteMixin
@@ -55,7 +56,7 @@ DeltaEvent = MessageInfo | Tombstone
 PROPERTIES_CACHE_SIZE = 4096
 
 
-class Tenant(MailWriteMixin, DriveWriteMixin, ContactStoreMixin):
+class Tenant(MailWriteMixin, DriveWriteMixin, CalendarMixin, ContactStoreMixin):
     """A tenant with one app registration; all methods are thread-safe."""
 
     def __init__(self, *, domain: str = "contoso.example", tenant_id: str | None = None) -> None:
@@ -73,6 +74,7 @@ class Tenant(MailWriteMixin, DriveWriteMixin, ContactStoreMixin):
         self._sources: dict[str, str] = {}
         self._properties_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._init_drives()
+        self._init_calendars()
         self._init_contacts()
 
     @classmethod
@@ -95,6 +97,15 @@ class Tenant(MailWriteMixin, DriveWriteMixin, ContactStoreMixin):
             if message.source is not None:
                 tenant._sources[message_id] = message.source
         tenant._seed_drives(seed.sites, seed.files)
+        for event in seed.events:
+            tenant.add_calendar_event(
+                event.user_principal_name,
+                event.payload,
+                calendar=event.calendar,
+                moved=event.moved,
+                cancelled=event.cancelled,
+                attachments=event.attachments,
+            )
         for upn, path in seed.contact_folders:
             tenant.add_contact_folder(upn, path)
         for contact in seed.contacts:
@@ -123,6 +134,7 @@ class Tenant(MailWriteMixin, DriveWriteMixin, ContactStoreMixin):
                 )
                 # Every licensed (mailbox-enabled) user also has a OneDrive.
                 self._create_onedrive(user_id, user.user_principal_name)
+                self._create_calendar_box(user_id)
             return user_id
 
     def disable_user(self, upn: str) -> None:
@@ -141,6 +153,7 @@ class Tenant(MailWriteMixin, DriveWriteMixin, ContactStoreMixin):
             del self._users[user_id]
             del self._upn_index[upn.lower()]
             self._mailboxes.pop(user_id, None)
+            self._calendar_boxes.pop(user_id, None)
 
     def user_ids(self) -> list[str]:
         with self._lock:

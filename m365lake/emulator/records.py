@@ -70,6 +70,7 @@ class AppRegistration:
             "Mail.Read",
             "Files.Read.All",
             "Sites.Read.All",
+            "Calendars.Read",
             "Contacts.Read",
         ]
     )

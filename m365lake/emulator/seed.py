@@ -78,6 +78,24 @@ class SeedContact:
     properties: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SeedEvent:
+    """A calendar event or series before the emulator assigns ids.
+
+    ``payload`` is the Graph JSON a client would POST (subject, start, end, recurrence,
+    attendees ...). ``moved`` holds (original, new) local starts of occurrences that become
+    exceptions; ``cancelled`` holds original local starts of cancelled occurrences.
+    """
+
+    user_principal_name: str
+    payload: dict[str, Any]
+    calendar: str = "Calendar"
+    moved: tuple[tuple[datetime, datetime], ...] = ()
+    cancelled: tuple[datetime, ...] = ()
+    attachments: tuple[tuple[str, str, bytes], ...] = ()
+    """File attachments as (name, content type, content)."""
+
+
 @dataclass
 class SeedTenant:
     """Everything needed to build an emulated tenant."""
@@ -89,6 +107,7 @@ class SeedTenant:
     """Extra (user principal name, folder path) pairs to create even when empty."""
     sites: list[SeedSite] = field(default_factory=list)
     files: list[SeedFile] = field(default_factory=list)
+    events: list[SeedEvent] = field(default_factory=list)
     contact_folders: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """Extra (user principal name, path below the default Contacts folder) pairs."""
     contacts: list[SeedContact] = field(default_factory=list)

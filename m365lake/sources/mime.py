@@ -13,6 +13,7 @@ import email
 import email.policy
 import hashlib
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -121,7 +122,32 @@ def list_attachments(mime: bytes) -> list[AttachmentInfo]:
 
     Raises MimeTooDeepError when the MIME nests too deep to parse at all.
     """
+    if not has_subparts(mime):
+        return []
     return [info for info, _ in read_attachments(mime)]
+
+
+# Any blank line ends the header block. The email parser splits lines on CR, LF and CRLF,
+# so a blank line starts at the first of these pairs.
+_BLANK_LINE_STARTS = (b"\n\n", b"\n\r", b"\r\r")
+# The parser takes the main type from the literal text of Content-Type, so a header block
+# without these words cannot make a message multipart or message/*.
+_MAY_HAVE_PARTS = re.compile(rb"multipart|message\s*/", re.IGNORECASE)
+
+
+def has_subparts(mime: bytes) -> bool:
+    """Return whether the parser would give ``mime`` parts: multipart/* or message/*.
+
+    Only the header block is read, and parsed with the same parser when it names either
+    type, so the answer matches what a full parse finds. A single-part message has no
+    attachments, because the walk skips the top-level part.
+    """
+    ends = [position for marker in _BLANK_LINE_STARTS if (position := mime.find(marker)) >= 0]
+    header_block = mime[: min(ends) + 1] if ends else mime
+    if not _MAY_HAVE_PARTS.search(header_block):
+        return False
+    headers = email.message_from_bytes(header_block, policy=email.policy.compat32)
+    return headers.get_content_maintype() in ("multipart", "message")
 
 
 def read_attachments(mime: bytes) -> list[tuple[AttachmentInfo, bytes]]:
