@@ -139,7 +139,7 @@ def has_subparts(mime: bytes) -> bool:
     """Return whether the parser would give ``mime`` parts: multipart/* or message/*.
 
     Only the header block is read, and parsed with the same parser when it names either
-    type, so the answer matches what a full parse finds. A single-part message has no
+    type, so the result matches a full parse. A single-part message has no
     attachments, because the walk skips the top-level part.
     """
     ends = [position for marker in _BLANK_LINE_STARTS if (position := mime.find(marker)) >= 0]
