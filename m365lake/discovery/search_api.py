@@ -46,7 +46,7 @@ class SearchHit:
     """The identity of one item a search matched."""
 
     workload: str
-    """``mail`` or ``files``."""
+    """``mail``, ``files``, ``calendar``, ``contacts`` or ``teams``."""
     container_id: str
     item_id: str
     captured_at: datetime | None
@@ -67,11 +67,11 @@ def _search_function() -> Any:
     return function
 
 
-ITEM_TABLES = ("messages", "drive_items")
+ITEM_TABLES = ("messages", "drive_items", "events", "contacts", "channel_messages")
 
 
 def _unindexed_commits(lake: Lake, index_seq: int) -> list[int]:
-    """Return the commits after ``index_seq`` that added messages or drive items."""
+    """Return the commits after ``index_seq`` that added rows to an item table."""
     return [
         manifest["seq"]
         for manifest in lake.manifests()
@@ -84,7 +84,8 @@ def search_hits(lake: Lake, kql: str) -> list[SearchHit]:
     """Return every item of the search index that ``kql`` matches, deleted items included.
 
     Raises SearchIndexError when the index is missing, or when it has not yet indexed a
-    commit that added messages or drive items, because items in that commit could match.
+    commit that added items (messages, drive items, events, contacts or channel
+    messages), because items in that commit could match.
     """
     function = _search_function()
     counted = function(lake, kql, limit=0, include_deleted=True)

@@ -13,7 +13,7 @@ from m365lake.discovery.cli_common import (
     reported_errors,
     resolve_actor,
 )
-from m365lake.retention.policies import add_policy, list_policies, remove_policy
+from m365lake.retention.policies import WORKLOADS, add_policy, list_policies, remove_policy
 from m365lake.retention.purging import purge
 
 
@@ -24,7 +24,7 @@ def retention() -> None:
 
 @retention.command("add-policy")
 @click.argument("name")
-@click.option("--workload", type=click.Choice(["mail", "files"]), required=True)
+@click.option("--workload", type=click.Choice(WORKLOADS), required=True)
 @click.option(
     "--action",
     type=click.Choice(["delete", "keep"]),
@@ -38,12 +38,14 @@ def retention() -> None:
     type=click.Choice(["item-date", "deletion"]),
     default="item-date",
     show_default=True,
-    help="Measure age from the received (mail) or modified (files) date, or from the "
-    "time the tenant deleted the item.",
+    help="Measure age from the item's date (mail: received; files and contacts: "
+    "modified; calendar: event end; teams: message created), or from the time the tenant "
+    "deleted the item.",
 )
 @click.option("--mailbox", "mailboxes", multiple=True, help="Limit to this mailbox (repeatable).")
 @click.option("--onedrive", "onedrives", multiple=True, help="Limit to this OneDrive (repeatable).")
 @click.option("--site", "sites", multiple=True, help="Limit to this site's libraries (repeatable).")
+@click.option("--team", "teams", multiple=True, help="Limit to this team's channels (repeatable).")
 @actor_option
 @lake_option
 def retention_add_policy(
@@ -55,6 +57,7 @@ def retention_add_policy(
     mailboxes: tuple[str, ...],
     onedrives: tuple[str, ...],
     sites: tuple[str, ...],
+    teams: tuple[str, ...],
     actor: str | None,
     lake_location: str | None,
 ) -> None:
@@ -62,6 +65,7 @@ def retention_add_policy(
     locations = [("mailbox", value) for value in mailboxes]
     locations += [("onedrive", value) for value in onedrives]
     locations += [("site", value) for value in sites]
+    locations += [("team", value) for value in teams]
     lake = open_lake(lake_location, write=True)
     with reported_errors(lake):
         policy = add_policy(
@@ -156,7 +160,8 @@ def retention_purge(
     verb = "purged" if apply else "would purge (dry run; --apply removes them)"
     click.echo(
         f"{verb}: {counts['versions']} versions ({counts['bytes']:,} bytes), "
-        f"{counts['attachment_rows']} attachment rows; kept {counts['held']} held and "
+        f"{counts['attachment_rows']} attachment rows, {counts['part_rows']} event "
+        f"attachment and message part rows; kept {counts['held']} held and "
         f"{counts['protected']} protected by keep policies",
         err=True,
     )

@@ -1,11 +1,14 @@
 """Decide which archived versions a purge removes: expired, not kept, not held.
 
-Every version (row) of ``messages`` and of files in ``drive_items`` is read with its
-file and row number. A version is purged when a delete policy has expired it, no keep
-policy still protects it and no active hold covers it. A deletion tombstone (the row
-recording that the tenant deleted the item) goes only together with every other version
-of its item, so the archive never keeps a tombstone for content it still has. Rows of
-``attachments`` go with the last message version that carried their MIME.
+Every version (row) of ``messages``, of files in ``drive_items``, of ``events``,
+``contacts`` and ``channel_messages`` is read with its file and row number. A version is
+purged when a delete policy has expired it, no keep policy still protects it and no
+active hold covers it. A deletion tombstone (the row recording that the tenant deleted
+the item) goes only together with every other version of its item, so the archive never
+keeps a tombstone for content it still has. Rows of ``attachments`` go with the last
+message version that carried their MIME; rows of ``event_attachments`` and
+``channel_message_parts`` go as ``_part_rows`` says, and their blobs become candidates
+for deletion like the versions' own.
 
 Query holds are matched through the search index, which contains each item's newest
 live version. Before deciding, every older version of an item that could lose versions
@@ -28,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from m365lake.discovery.coverage import HoldCoverage, ItemKey, ItemVersion, Workload, item_key
-from m365lake.discovery.custodians import site_drive_ids
+from m365lake.discovery.custodians import site_drive_ids, team_channel_ids
 from m365lake.discovery.query_versions import match_older_versions
 from m365lake.lake import Lake
 from m365lake.retention.policies import RetentionPolicy
@@ -40,11 +43,14 @@ _SOURCE = (
 _NEWEST_FIRST = (
     "ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC"
 )
-# True for the newest row of an item that is not a deletion: the version the index contains.
+# True for the newest row of an item that is not a removal: the version the index contains.
+# A removal is a deletion, and for Teams also a message a user deleted, which Graph keeps
+# with its body emptied; the index keeps the text of the version before it.
 _NEWEST_LIVE = (
-    "change <> 'deleted' AND row_number() OVER (PARTITION BY {key}, change = 'deleted' "
+    "NOT ({removed}) AND row_number() OVER (PARTITION BY {key}, ({removed}) "
     f"{_NEWEST_FIRST}) = 1"
 )
+_DELETED = "change = 'deleted'"
 _VERSION_COLUMNS = (
     "list_position($files, filename) AS file_pos, file_row_number AS row_index, "
     "{container} AS container_id, {item} AS item_id, captured_at, "
@@ -52,7 +58,20 @@ _VERSION_COLUMNS = (
     "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
     f"OVER (PARTITION BY {{container}}, {{item}} {_NEWEST_FIRST}) AS item_deleted_at, "
     "size, {sha256} AS sha256, "
-    f"{_NEWEST_LIVE.format(key='{container}, {item}')} AS newest_live"
+    f"{_NEWEST_LIVE.format(key='{container}, {item}', removed='{removed}')} AS newest_live"
+)
+# The date a series ends: the day after the range's ``endDate`` (taken as UTC, which errs
+# late by at most a day). NOTE: a ``noEnd`` series never ends, and the last occurrence of a
+# ``numbered`` series is not computed here, so both have no date: no delete policy
+# expires their master, and a keep policy keeps it.
+_RECURRENCE = "CASE WHEN json_valid(recurrence) THEN recurrence END"
+_SERIES_END = (
+    f"CASE WHEN json_extract_string({_RECURRENCE}, '$.range.type') = 'endDate' THEN "
+    f"timezone('UTC', CAST(TRY_CAST(json_extract_string({_RECURRENCE}, '$.range.endDate') "
+    "AS DATE) + INTERVAL 1 DAY AS TIMESTAMP)) END"
+)
+_EVENT_END = (
+    f"CASE WHEN event_type = 'seriesMaster' THEN {_SERIES_END} ELSE coalesce(end_at, start_at) END"
 )
 _VERSIONS_SQL = {
     "messages": (
@@ -62,18 +81,69 @@ _VERSIONS_SQL = {
             item="message_id",
             item_date="coalesce(received_at, sent_at)",
             sha256="mime_sha256",
+            removed=_DELETED,
         )
         + f" FROM {_SOURCE}"
     ),
     "drive_items": (
         "SELECT "
         + _VERSION_COLUMNS.format(
-            container="drive_id", item="item_id", item_date="modified_at", sha256="content_sha256"
+            container="drive_id",
+            item="item_id",
+            item_date="modified_at",
+            sha256="content_sha256",
+            removed=_DELETED,
         )
         + f" FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
     ),
+    "events": (
+        "SELECT "
+        + _VERSION_COLUMNS.format(
+            container="mailbox_id",
+            item="event_id",
+            item_date=_EVENT_END,
+            sha256="json_sha256",
+            removed=_DELETED,
+        )
+        + f" FROM {_SOURCE}"
+    ),
+    "contacts": (
+        "SELECT "
+        + _VERSION_COLUMNS.format(
+            container="mailbox_id",
+            item="contact_id",
+            item_date="coalesce(modified_at, created_at)",
+            sha256="json_sha256",
+            removed=_DELETED,
+        )
+        + f" FROM {_SOURCE}"
+    ),
+    "channel_messages": (
+        "SELECT "
+        + _VERSION_COLUMNS.format(
+            container="channel_id",
+            item="message_id",
+            item_date="created_at",
+            sha256="json_sha256",
+            removed=f"{_DELETED} OR soft_deleted_at IS NOT NULL",
+        )
+        + f" FROM {_SOURCE}"
+    ),
 }
-_WORKLOADS: dict[str, Workload] = {"messages": "mail", "drive_items": "files"}
+_WORKLOADS: dict[str, Workload] = {
+    "messages": "mail",
+    "drive_items": "files",
+    "events": "calendar",
+    "contacts": "contacts",
+    "channel_messages": "teams",
+}
+# Rows stored per captured version of an item, whose content is a blob: the table, its
+# (container, item) key columns, and whether a row follows one version (matched by
+# ``captured_at``) or only the whole item.
+_PART_TABLES: dict[str, tuple[str, str, str, bool]] = {
+    "event_attachments": ("calendar", "mailbox_id", "event_id", False),
+    "channel_message_parts": ("teams", "channel_id", "message_id", True),
+}
 # Joins container and item ids into one key. Graph ids never contain a control character.
 _KEY_SEPARATOR = "\x1f"
 
@@ -96,6 +166,18 @@ class StoredVersion:
     """The item's newest version that is not a deletion, which the search index contains."""
 
 
+@dataclass(frozen=True)
+class PartRow:
+    """A stored row of an item's part (an event attachment, a hosted content) that goes."""
+
+    table: str
+    path: str
+    """Lake-relative path of the Parquet file."""
+    row_index: int
+    sha256: str | None
+    """The part's content hash, naming its blob."""
+
+
 @dataclass
 class PurgePlan:
     """The outcome of evaluating the policies and holds at one moment."""
@@ -112,6 +194,9 @@ class PurgePlan:
     """Expired versions a keep policy still protects."""
     attachment_rows: list[tuple[str, int]] = field(default_factory=list)
     """(file path, row index) of ``attachments`` rows that go with purged messages."""
+    part_rows: list[PartRow] = field(default_factory=list)
+    """Rows of ``event_attachments`` and ``channel_message_parts`` that go with purged
+    versions of their items."""
 
     def rows_by_file(self) -> dict[tuple[str, str], set[int]]:
         """Return (table, file path) → row indexes to remove."""
@@ -120,11 +205,15 @@ class PurgePlan:
             rows[(stored.table, stored.path)].add(stored.row_index)
         for path, row_index in self.attachment_rows:
             rows[("attachments", path)].add(row_index)
+        for part in self.part_rows:
+            rows[(part.table, part.path)].add(part.row_index)
         return rows
 
     def blob_candidates(self) -> list[str]:
-        """Return the content hashes of purged versions, which may leave blobs unreferenced."""
-        return sorted({stored.sha256 for stored in self.purge if stored.sha256})
+        """Return the content hashes of purged versions and parts, whose blobs may go."""
+        digests = {stored.sha256 for stored in self.purge if stored.sha256}
+        digests.update(part.sha256 for part in self.part_rows if part.sha256)
+        return sorted(digests)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -137,6 +226,7 @@ class PurgePlan:
                 }
             ),
             "attachment_rows": len(self.attachment_rows),
+            "part_rows": len(self.part_rows),
             "bytes": sum(stored.size or 0 for stored in self.purge if not stored.tombstone),
             "held": len(self.held),
             "protected": self.protected,
@@ -203,7 +293,7 @@ def _stored_versions(
 
 
 def read_versions(lake: Lake, table: str) -> list[StoredVersion]:
-    """Return every archived version of ``table`` (messages, or files of drive_items)."""
+    """Return every archived version of ``table``, one of the tables in ``_VERSIONS_SQL``."""
     versions = _read_table_versions(lake, table)
     if versions is None:
         return []
@@ -225,6 +315,13 @@ class _Scopes:
             if location.startswith("site:")
         }
         drives_of_sites = site_drive_ids(lake, site_ids)
+        team_ids = {
+            location.split(":", 1)[1]
+            for policy in policies
+            for location in policy.locations or ()
+            if location.startswith("team:")
+        }
+        channels_of_teams = team_channel_ids(lake, team_ids)
         containers: dict[str, set[str] | None] = {}
         for policy in policies:
             if policy.locations is None:
@@ -235,6 +332,8 @@ class _Scopes:
                 kind, _, container_id = location.partition(":")
                 if kind == "site":
                     found.update(d for d, site in drives_of_sites.items() if site == container_id)
+                elif kind == "team":
+                    found.update(c for c, team in channels_of_teams.items() if team == container_id)
                 else:
                     found.add(container_id)
             containers[policy.policy_id] = found
@@ -326,6 +425,7 @@ def build_plan(
     for versions in by_item.values():
         _plan_item(plan, versions, policies, scopes, coverage)
     plan.attachment_rows = _attachment_rows(lake, plan.purge, by_item)
+    plan.part_rows = _part_rows(lake, plan.purge, by_item)
     return plan
 
 
@@ -336,7 +436,7 @@ VersionSelector = Callable[[str, pa.Table], "pa.ChunkedArray | pa.Array"]
 def versions_by_item(
     lake: Lake, select: VersionSelector | None = None
 ) -> dict[ItemKey, list[StoredVersion]]:
-    """Return archived versions of messages and files, grouped by item.
+    """Return archived versions of every item table (``_VERSIONS_SQL``), grouped by item.
 
     Without ``select`` every item is returned. With it, only the items that have a
     version it marks, each with all of its versions.
@@ -458,6 +558,71 @@ def _attachment_rows(
             {"files": files},
         ).fetchall()
     return [(lake.storage.relative(Path(row[0])), int(row[1])) for row in rows]
+
+
+def _part_rows(
+    lake: Lake,
+    purged: Iterable[StoredVersion],
+    by_item: Mapping[ItemKey, list[StoredVersion]],
+) -> list[PartRow]:
+    """Return the part rows that no surviving version of their item needs.
+
+    Every part row of an item goes when all its versions go. A table whose rows follow
+    one version (``channel_message_parts``) also loses the rows captured with a purged
+    version, unless a surviving version was captured at the same instant.
+    """
+    purged_set = set(purged)
+    found: list[PartRow] = []
+    for table, (workload, container, item, per_version) in _PART_TABLES.items():
+        gone_items: set[tuple[str, str]] = set()
+        gone_versions: set[tuple[str, str, datetime]] = set()
+        kept_versions: set[tuple[str, str, datetime]] = set()
+        for key, versions in by_item.items():
+            if key[0] != workload:
+                continue
+            if all(stored in purged_set for stored in versions):
+                gone_items.add((key[1], key[2]))
+                continue
+            for stored in versions:
+                moment = stored.version.captured_at
+                if moment is None:
+                    continue
+                target = gone_versions if stored in purged_set else kept_versions
+                target.add((key[1], key[2], moment))
+        if per_version:
+            gone_versions -= kept_versions
+        else:
+            gone_versions = set()
+        files = [str(path) for path in lake.committed_files(table)]
+        if not files or not (gone_items or gone_versions):
+            continue
+        with duckdb.connect() as db:
+            db.register("gone_items", _keys_table(sorted(gone_items), with_time=False))
+            db.register("gone_versions", _keys_table(sorted(gone_versions), with_time=True))
+            # The joins run in DuckDB, so only the rows that go reach Python.
+            statement = (
+                f"SELECT filename, file_row_number, content_sha256 FROM {_SOURCE} AS p "
+                "WHERE EXISTS (SELECT 1 FROM gone_items AS g WHERE "
+                f"g.container_id = p.{container} AND g.item_id = p.{item}) "
+                "OR EXISTS (SELECT 1 FROM gone_versions AS v WHERE "
+                f"v.container_id = p.{container} AND v.item_id = p.{item} "
+                "AND v.captured_at = p.captured_at)"
+            )
+            rows: list[Any] = db.execute(statement, {"files": files}).fetchall()
+        found.extend(
+            PartRow(table, lake.storage.relative(Path(row[0])), int(row[1]), row[2]) for row in rows
+        )
+    return found
+
+
+def _keys_table(keys: Sequence[tuple[Any, ...]], *, with_time: bool) -> pa.Table:
+    columns = {
+        "container_id": pa.array([key[0] for key in keys], pa.string()),
+        "item_id": pa.array([key[1] for key in keys], pa.string()),
+    }
+    if with_time:
+        columns["captured_at"] = pa.array([key[2] for key in keys], pa.timestamp("us", tz="UTC"))
+    return pa.table(columns)
 
 
 def held_versions_in_plan(lake: Lake, plan: PurgePlan) -> dict[StoredVersion, list[str]]:

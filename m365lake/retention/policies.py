@@ -1,8 +1,14 @@
 """Retention policies: how long archived versions are kept, by workload, location and age.
 
-A policy applies to mail or to files, in all locations or in listed ones (mailboxes,
-OneDrives, sites). It measures age from the version's own date (received for mail,
-modified for files) or from the time the tenant deleted the item. A ``delete`` policy
+A policy applies to one workload (mail, files, calendar, contacts or teams), in all
+locations or in listed ones (mailboxes, OneDrives, sites, teams). It measures age from
+the version's own date or from the time the tenant deleted the item. The own date is the
+received time of mail, the modified time of files and contacts, the end of a calendar
+event and the creation time of a Teams channel message. An event counts from its end so
+that a meeting planned far ahead is not purged before it happens; a series master counts
+from the end of its recurrence range. A contact counts from its last change because it
+stays in use however old it is, and a channel message from its creation, as Teams
+retention does. A ``delete`` policy
 makes versions older than its ``days`` eligible for purge. A ``keep`` policy protects
 versions younger than its ``days`` from every delete policy, so the longest retention
 wins. Active legal holds protect versions regardless of any policy.
@@ -32,10 +38,10 @@ logger = logging.getLogger(__name__)
 
 POLICY_PREFIX = "retention/policy/"
 
-Workload = Literal["mail", "files"]
+Workload = Literal["mail", "files", "calendar", "contacts", "teams"]
 Basis = Literal["item_date", "deleted"]
 Action = Literal["keep", "delete"]
-WORKLOADS: tuple[Workload, ...] = ("mail", "files")
+WORKLOADS: tuple[Workload, ...] = ("mail", "files", "calendar", "contacts", "teams")
 BASES: tuple[Basis, ...] = ("item_date", "deleted")
 ACTIONS: tuple[Action, ...] = ("keep", "delete")
 
@@ -43,7 +49,13 @@ POLICY_SET = "retention.policy.set"
 POLICY_REMOVE = "retention.policy.remove"
 
 # Location kinds that each workload accepts, as custodian kinds.
-_LOCATION_KINDS = {"mail": ("mailbox",), "files": ("onedrive", "site")}
+_LOCATION_KINDS = {
+    "mail": ("mailbox",),
+    "files": ("onedrive", "site"),
+    "calendar": ("mailbox",),
+    "contacts": ("mailbox",),
+    "teams": ("team",),
+}
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,11 @@ class RetentionPolicy:
     name: str
     workload: Workload
     locations: tuple[str, ...] | None
-    """Location ids such as ``mailbox:<id>``, ``onedrive:<drive id>``, ``site:<id>``;
-    None for every location of the workload."""
+    """Location ids such as ``mailbox:<id>``, ``onedrive:<drive id>``, ``site:<id>``,
+    ``team:<id>``; None for every location of the workload."""
     basis: Basis
-    """``item_date``: received (mail) or modified (files); ``deleted``: tenant deletion."""
+    """``item_date``: the version's own date (see the module docstring); ``deleted``:
+    tenant deletion."""
     action: Action
     days: int
     created_at: datetime
@@ -130,8 +143,9 @@ def add_policy(
     """Add a retention policy and return it.
 
     ``locations`` lists (kind, reference) pairs as for case custodians: ``mailbox`` for
-    mail, ``onedrive`` or ``site`` for files. They are validated against the lake. None
-    applies the policy to every location of the workload.
+    mail, calendar and contacts, ``onedrive`` or ``site`` for files, ``team`` for teams.
+    They are validated against the lake. None applies the policy to every location of
+    the workload.
     """
     actor = check_actor(actor)
     _choice("workload", workload, WORKLOADS)

@@ -79,7 +79,8 @@ def test_policy_round_trip(lake: Lake) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"workload": "teams"}, "invalid workload"),
+        ({"workload": "chats"}, "invalid workload"),
+        ({"workload": "teams", "locations": [("mailbox", ALICE)]}, "cannot apply to a mailbox"),
         ({"action": "archive"}, "invalid action"),
         ({"basis": "created"}, "invalid age basis"),
         ({"days": -1}, "invalid number of days"),
