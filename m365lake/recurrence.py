@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 INDEXES = ("first", "second", "third", "fourth", "last")
@@ -26,6 +27,41 @@ RANGE_TYPES = frozenset({"endDate", "numbered", "noEnd"})
 
 MAX_OCCURRENCES = 10_000
 """Occurrences expanded at most per call, so a ``noEnd`` series without a limit stops."""
+
+
+# Outlook's own zone names, mapped to IANA names; Graph also accepts IANA names directly.
+WINDOWS_ZONES = {
+    "UTC": "UTC",
+    "GMT Standard Time": "Europe/London",
+    "W. Europe Standard Time": "Europe/Berlin",
+    "Romance Standard Time": "Europe/Paris",
+    "Eastern Standard Time": "America/New_York",
+    "Central Standard Time": "America/Chicago",
+    "Pacific Standard Time": "America/Los_Angeles",
+    "Tokyo Standard Time": "Asia/Tokyo",
+}
+
+
+def zone_of(name: str) -> ZoneInfo:
+    """Return the zone for a Graph ``timeZone`` value (a Windows or an IANA name).
+
+    Raises ValueError for a name that is neither.
+    """
+    try:
+        return ZoneInfo(WINDOWS_ZONES.get(name, name))
+    except (ZoneInfoNotFoundError, ValueError):
+        # NOTE: only the Windows names in WINDOWS_ZONES are mapped; Outlook knows ~140.
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def to_utc(local: datetime, zone: str) -> datetime:
+    """Return the aware UTC instant of a naive local date-time in ``zone``."""
+    return local.replace(tzinfo=zone_of(zone)).astimezone(UTC)
+
+
+def from_utc(moment: datetime, zone: str) -> datetime:
+    """Return the naive local date-time in ``zone`` of an aware instant."""
+    return moment.astimezone(zone_of(zone)).replace(tzinfo=None)
 
 
 class RecurrenceError(ValueError):

@@ -9,8 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 from m365lake.emulator import records
-from m365lake.emulator.calendar_records import Calendar, EventAttachment, EventView, to_utc
+from m365lake.emulator.calendar_records import Calendar, EventAttachment, EventView
 from m365lake.emulator.seed import SeedUser
+from m365lake.recurrence import to_utc
 
 _TAG = re.compile(r"<[^>]+>")
 

@@ -7,21 +7,10 @@ a series repeats at the same local time of day. Graph serves them in UTC by defa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# Outlook's own zone names, mapped to IANA names; Graph also accepts IANA names directly.
-WINDOWS_ZONES = {
-    "UTC": "UTC",
-    "GMT Standard Time": "Europe/London",
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Romance Standard Time": "Europe/Paris",
-    "Eastern Standard Time": "America/New_York",
-    "Central Standard Time": "America/Chicago",
-    "Pacific Standard Time": "America/Los_Angeles",
-    "Tokyo Standard Time": "Asia/Tokyo",
-}
+from m365lake.recurrence import to_utc
 
 # Properties of an event that a client may set with POST or PATCH, kept as sent.
 WRITABLE_PROPERTIES = (
@@ -42,22 +31,6 @@ WRITABLE_PROPERTIES = (
     "responseRequested",
     "allowNewTimeProposals",
 )
-
-
-def zone_of(name: str) -> ZoneInfo:
-    """Return the zone for a Graph ``timeZone`` value (Windows or IANA name)."""
-    try:
-        return ZoneInfo(WINDOWS_ZONES.get(name, name))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
-
-
-def to_utc(local: datetime, zone: str) -> datetime:
-    return local.replace(tzinfo=zone_of(zone)).astimezone(UTC)
-
-
-def from_utc(moment: datetime, zone: str) -> datetime:
-    return moment.astimezone(zone_of(zone)).replace(tzinfo=None)
 
 
 @dataclass

@@ -23,11 +23,9 @@ from m365lake.emulator.calendar_records import (
     EventAttachment,
     EventView,
     SeriesException,
-    from_utc,
-    to_utc,
-    zone_of,
 )
 from m365lake.emulator.records import SeqCounter
+from m365lake.recurrence import from_utc, to_utc, zone_of
 
 DEFAULT_CALENDAR = "Calendar"
 EVENT_PREFIX = "AAMkAE"
