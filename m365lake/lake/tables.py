@@ -380,6 +380,10 @@ EVENTS = pa.schema(
         _field("is_online_meeting", pa.bool_()),
         _field("location", pa.string()),
         _field("recurrence", pa.string()),
+        # Original starts (UTC) of the series' cancelled occurrences, on a series master:
+        # v1.0 Graph has no property for them, so the backup derives them from the
+        # pattern and the series' instances.
+        _field("cancelled_occurrences", STRING_LIST),
         _field("sensitivity", pa.string()),
         _field("show_as", pa.string()),
         _field("importance", pa.string()),
