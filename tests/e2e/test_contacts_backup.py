@@ -1,0 +1,194 @@
+"""Contacts backup end to end: the real client against the emulator over HTTPS, into a lake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from m365lake.backup_contacts import ContactsBackupSummary, backup_contacts
+from m365lake.discovery.lake_rows import latest_rows
+from m365lake.emulator import EmulatorServer, Tenant
+from m365lake.emulator.generator import generate_tenant
+from m365lake.lake import Lake
+
+ContactsRunner = Callable[[], ContactsBackupSummary]
+
+CONTACT_COLUMNS = [
+    "mailbox_id",
+    "contact_id",
+    "change",
+    "deleted_at",
+    "folder_id",
+    "folder_path",
+    "display_name",
+    "email_addresses",
+    "job_title",
+    "json_sha256",
+    "json_inline",
+]
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    return Tenant.from_seed(generate_tenant(seed=7, users=2, messages_per_user=2))
+
+
+@pytest.fixture
+def first_upn(tenant: Tenant) -> str:
+    """Return the mailbox the generator gave a folder "contacts" below "Contacts"."""
+    for info in tenant.users():
+        live = tenant.live_contacts(info.user.user_principal_name)
+        if any(c.folder_path == ("Contacts", "contacts") for c in live.values()):
+            return info.user.user_principal_name
+    raise AssertionError("the generated tenant has no folder Contacts/contacts")
+
+
+@pytest.fixture
+def run_contacts(emulator: EmulatorServer, lake: Lake) -> ContactsRunner:
+    return lambda: asyncio.run(backup_contacts(emulator.settings(), lake))
+
+
+def _latest_contacts(lake: Lake) -> dict[str, dict[str, Any]]:
+    rows = latest_rows(lake, "contacts", ["mailbox_id", "contact_id"], CONTACT_COLUMNS)
+    return {row["contact_id"]: row for row in rows}
+
+
+def _live(tenant: Tenant) -> dict[str, tuple[str, str]]:
+    """Contact id → (folder path, display name) of every live contact in the tenant."""
+    live = {}
+    for info in tenant.users():
+        if not info.has_mailbox:
+            continue
+        for contact_id, contact in tenant.live_contacts(info.user.user_principal_name).items():
+            live[contact_id] = ("/".join(contact.folder_path), contact.properties["displayName"])
+    return live
+
+
+def _archived(lake: Lake) -> dict[str, tuple[str, str]]:
+    return {
+        contact_id: (row["folder_path"], row["display_name"])
+        for contact_id, row in _latest_contacts(lake).items()
+        if row["change"] != "deleted"
+    }
+
+
+def test_first_run_archives_every_contact(tenant, first_upn, run_contacts, lake: Lake):
+    summary = run_contacts()
+
+    assert not summary.failed
+    assert summary.total("failures") == 0
+    assert _archived(lake) == _live(tenant)
+    folders = [
+        row
+        for row in latest_rows(
+            lake,
+            "contact_folders",
+            ["mailbox_id", "folder_id"],
+            ["mailbox_id", "folder_id", "display_name", "folder_path"],
+        )
+        if row["mailbox_id"] == tenant.user_id(first_upn)
+    ]
+    paths = sorted(row["folder_path"] for row in folders)
+    assert paths == [
+        "Contacts",
+        "Contacts/Clients",
+        "Contacts/Clients/Key accounts",
+        "Contacts/Suppliers",
+        "Contacts/contacts",
+    ]
+    assert len({row["folder_id"] for row in folders}) == len(folders)
+
+
+def test_graph_json_is_kept_whole(tenant, first_upn, run_contacts, lake: Lake):
+    run_contacts()
+
+    live = tenant.live_contacts(first_upn)
+    for contact_id, row in _latest_contacts(lake).items():
+        if contact_id not in live:
+            continue
+        document = json.loads(lake.read_content(row["json_sha256"], row["json_inline"]))
+        properties = live[contact_id].properties
+        assert document["id"] == contact_id
+        assert document["emailAddresses"] == properties["emailAddresses"]
+        assert document["businessAddress"] == properties["businessAddress"]
+        assert document["personalNotes"] == properties["personalNotes"]
+        assert row["email_addresses"] == [e["address"] for e in properties["emailAddresses"]]
+
+
+def test_second_run_writes_no_contact_rows(run_contacts, lake: Lake):
+    run_contacts()
+    files = len(lake.committed_files("contacts"))
+    folder_files = len(lake.committed_files("contact_folders"))
+
+    summary = run_contacts()
+
+    assert summary.total("contacts_new") == 0
+    assert summary.total("contacts_updated") == 0
+    assert summary.total("contacts_deleted") == 0
+    assert len(lake.committed_files("contacts")) == files
+    assert len(lake.committed_files("contact_folders")) == folder_files
+
+
+def test_changed_and_deleted_contacts(tenant, first_upn, run_contacts, lake: Lake):
+    run_contacts()
+    changed, deleted, *_ = sorted(tenant.live_contacts(first_upn))
+    tenant.update_contact(first_upn, changed, {"jobTitle": "Chief Buyer"})
+    tenant.delete_contact(first_upn, deleted)
+    added = tenant.add_contact(first_upn, ("Clients",), {"displayName": "New Client"})
+
+    summary = run_contacts()
+
+    assert summary.total("contacts_new") == 1
+    assert summary.total("contacts_updated") == 1
+    assert summary.total("contacts_deleted") == 1
+    latest = _latest_contacts(lake)
+    assert latest[changed]["job_title"] == "Chief Buyer"
+    assert latest[changed]["change"] == "updated"
+    assert latest[deleted]["change"] == "deleted"
+    assert latest[deleted]["deleted_at"] is not None
+    assert latest[added]["folder_path"] == "Contacts/Clients"
+    assert _archived(lake) == _live(tenant)
+
+
+def test_deleted_folder_deletes_its_contacts(tenant, first_upn, run_contacts, lake: Lake):
+    run_contacts()
+    clients = tenant.add_contact_folder(first_upn, ("Clients",))
+    inside = {
+        contact_id
+        for contact_id, contact in tenant.live_contacts(first_upn).items()
+        if contact.folder_path[:2] == ("Contacts", "Clients")
+    }
+    tenant.delete_contact_folder(first_upn, clients)
+
+    summary = run_contacts()
+
+    assert summary.total("contacts_deleted") == len(inside) > 0
+    latest = _latest_contacts(lake)
+    assert {cid for cid in inside if latest[cid]["change"] == "deleted"} == inside
+    assert _archived(lake) == _live(tenant)
+
+
+def test_expired_tokens_resync_without_duplicates(tenant, first_upn, run_contacts, lake: Lake):
+    run_contacts()
+    files = len(lake.committed_files("contacts"))
+    gone = sorted(tenant.live_contacts(first_upn))[0]
+    tenant.expire_sync_state()
+
+    summary = run_contacts()
+    # The resync lists every contact again; none changed, so none gets a new version.
+    assert summary.total("resyncs") > 0
+    assert summary.total("contacts_new") == 0
+    assert summary.total("contacts_updated") == 0
+    assert summary.total("contacts_deleted") == 0
+    assert len(lake.committed_files("contacts")) == files
+
+    tenant.expire_sync_state()
+    tenant.delete_contact(first_upn, gone)
+    summary = run_contacts()
+    assert summary.total("contacts_deleted") == 1
+    assert _latest_contacts(lake)[gone]["change"] == "deleted"
+    assert _archived(lake) == _live(tenant)
