@@ -34,6 +34,7 @@ from m365lake.emulator import (
     routes_mail_write,
     routes_messages,
     routes_sites,
+    routes_teams,
     routes_users,
 )
 from m365lake.emulator.concurrency import ConcurrencyGauge, MailboxRendezvous
@@ -47,6 +48,7 @@ from m365lake.emulator.sharepoint_throttling import (
     is_sharepoint_path,
     request_cost,
 )
+from m365lake.emulator.teams_throttling import TeamsThrottle
 from m365lake.emulator.throttling import MailboxThrottle, ThrottleScope
 from m365lake.emulator.upload_sessions import UPLOAD_PATH, UploadSessionStore
 
@@ -98,6 +100,11 @@ class EmulatorOptions:
     4 MB; newer pages say 250 MB."""
     upload_session_lifetime_seconds: float = 3600
     """Time a drive upload session stays open after its creation or last fragment."""
+    teams_channel_requests_per_second: int = 1_000_000
+    """Teams requests per second per app and team or channel. The real limit is 4
+    (``teams_throttling.REAL_CHANNEL_REQUESTS_PER_SECOND``); the default never throttles."""
+    teams_app_requests_per_10_seconds: int = 1_000_000_000
+    """Teams requests per 10 seconds per app, tenant-wide (real: 15,000)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,7 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
             *routes_sites.routes,
             *routes_drives.routes,
             *routes_drive_write.routes,
+            *routes_teams.routes,
             *routes_contacts.routes,
         ],
         exception_handlers={
@@ -182,6 +190,10 @@ def build_app(tenant: Tenant, options: EmulatorOptions | None = None) -> Starlet
         per_day=options.sharepoint_ru_per_day,
         blocked=options.sharepoint_blocked,
         time_scale=options.throttle_time_scale,
+    )
+    app.state.teams_throttle = TeamsThrottle(
+        channel_per_second=options.teams_channel_requests_per_second,
+        app_per_10_seconds=options.teams_app_requests_per_10_seconds,
     )
     app.add_middleware(GraphFrontDoor, state=app.state)
     return app

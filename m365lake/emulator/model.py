@@ -33,6 +33,7 @@ from m365lake.emulator.records import (
     _Message,
 )
 from m365lake.emulator.seed import SeedTenant, SeedUser
+from m365lake.emulator.teams import TeamsTenantMixin
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ DeltaEvent = MessageInfo | Tombstone
 PROPERTIES_CACHE_SIZE = 4096
 
 
-class Tenant(MailWriteMixin, DriveWriteMixin, CalendarMixin, ContactStoreMixin):
+class Tenant(MailWriteMixin, DriveWriteMixin, CalendarMixin, ContactStoreMixin, TeamsTenantMixin):
     """A tenant with one app registration; all methods are thread-safe."""
 
     def __init__(self, *, domain: str = "contoso.example", tenant_id: str | None = None) -> None:
@@ -74,6 +75,7 @@ class Tenant(MailWriteMixin, DriveWriteMixin, CalendarMixin, ContactStoreMixin):
         self._sources: dict[str, str] = {}
         self._properties_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._init_drives()
+        self._init_teams()
         self._init_calendars()
         self._init_contacts()
 

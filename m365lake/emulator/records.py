@@ -72,11 +72,16 @@ class AppRegistration:
             "Sites.Read.All",
             "Calendars.Read",
             "Contacts.Read",
+            "Team.ReadBasic.All",
+            "Channel.ReadBasic.All",
+            "ChannelMessage.Read.All",
         ]
     )
     certificates: dict[str, bytes] = field(default_factory=dict)
     """Registered certificates as PEM, keyed by lowercase hex SHA-1 and SHA-256 thumbprints."""
     blocked_mailboxes: set[str] = field(default_factory=set)
+    protected_apis_approved: bool = True
+    """Whether Microsoft approved the app for Teams protected APIs (channel messages)."""
 
     def add_certificate(self, certificate_pem: bytes) -> str:
         """Register a public certificate for client assertions; return its SHA-1 thumbprint."""
