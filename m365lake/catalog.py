@@ -20,6 +20,9 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
 - ``drive_items`` / ``drive_item_versions`` / ``drive_items_as_of(ts)``: the same for
   OneDrive and SharePoint items, folders included; ``files`` / ``file_versions`` /
   ``files_as_of(ts)`` keep only the files;
+- ``contacts`` / ``contact_versions`` / ``contacts_as_of(ts)`` and ``contact_folders`` /
+  ``contact_folder_versions`` / ``contact_folders_as_of(ts)``: the same for Outlook
+  contacts and their folders;
 - ``mailboxes``, ``attachments``, ``runs``, ``drives``, ``sites``: the latest row per key;
   ``failures``: every row;
 - ``cases``, ``holds``: the current record per case and per hold, closed cases and
@@ -48,7 +51,8 @@ import platformdirs
 import pyarrow as pa
 
 from m365lake.errors import LakeError, QueryError
-from m365lake.lake import SCHEMAS, Lake
+from m365lake.lake import SCHEMAS, Lake, reading
+from m365lake.lake.reading import TableScan
 from m365lake.lake.storage import make_private_dirs
 
 logger = logging.getLogger(__name__)
@@ -94,6 +98,8 @@ _KEYS = {
     "case_searches": ("case_id", "search_id"),
     "holds": ("case_id", "hold_id"),
     "retention_policies": ("policy_id",),
+    "contacts": ("mailbox_id", "contact_id"),
+    "contact_folders": ("mailbox_id", "folder_id"),
 }
 # Keyed tables whose current view leaves out records that a change ended; their history
 # stays in ``<table>_rows``.
@@ -102,7 +108,13 @@ _CURRENT_ONLY = {
     "case_searches": "WHERE status = 'active'",
     "retention_policies": "WHERE status = 'active'",
 }
-_VERSIONED = {"messages": "message", "folders": "folder", "drive_items": "drive_item"}
+_VERSIONED = {
+    "messages": "message",
+    "folders": "folder",
+    "drive_items": "drive_item",
+    "contacts": "contact",
+    "contact_folders": "contact_folder",
+}
 # Views over drive_items restricted to files, under the names analysts look for.
 _FILE_VIEWS = (
     "CREATE VIEW files AS SELECT * FROM drive_items WHERE NOT coalesce(is_folder, false)",
@@ -155,9 +167,9 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _rows_view(table: str, paths: Sequence[str]) -> str:
+def _rows_view(table: str, scan: TableScan) -> str:
     schema = SCHEMAS[table]
-    if not paths:
+    if not scan:
         # An empty view still has the table's columns, so queries written today keep
         # working before the first commit of that table.
         columns = [f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in schema]
@@ -169,7 +181,6 @@ def _rows_view(table: str, paths: Sequence[str]) -> str:
         return f"SELECT {', '.join(columns)} WHERE false"
     # NOTE: the view text lists every committed file, so it grows with the number of
     # commits until compaction merges small files.
-    file_list = ", ".join(_quote_literal(path) for path in paths)
     selected = ", ".join(f't."{name}"' for name in schema.names)
     # A column added to a schema later is missing from older files. union_by_name fills
     # it with nulls only when some file has it, so an empty row of the current schema is
@@ -177,10 +188,12 @@ def _rows_view(table: str, paths: Sequence[str]) -> str:
     typed = ", ".join(f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in schema)
     # hive_partitioning is off: partition values are already columns, and a path value
     # must not override (or retype) the value stored in the file.
+    source = scan.sql(
+        "filename = true, file_row_number = true, hive_partitioning = false, union_by_name = true"
+    )
     return (
         f"SELECT {selected}, f.commit_seq, f.file_index, t.file_row_number AS row_index "
-        f"FROM (SELECT * FROM read_parquet([{file_list}], filename = true, "
-        f"file_row_number = true, hive_partitioning = false, union_by_name = true) "
+        f"FROM (SELECT * FROM {source} "
         f"UNION ALL BY NAME SELECT {typed}, CAST(NULL AS VARCHAR) AS filename, "
         f"CAST(NULL AS BIGINT) AS file_row_number WHERE false) AS t "
         f"JOIN lake_files AS f ON f.path = t.filename"
@@ -238,6 +251,7 @@ def refresh_catalog(lake: Lake) -> Path:
     connections keep the old one and concurrent refreshes never see a half-built file.
     """
     head = lake.head()
+    live = lake.live_files()
     files: list[tuple[str, str, int, int, str]] = [
         (
             str(lake.storage.path(item.entry["path"])),
@@ -246,15 +260,20 @@ def refresh_catalog(lake: Lake) -> Path:
             item.position,
             item.run_id,
         )
-        for item in lake.live_files()
+        for item in live
     ]
+    # TableScan checks every file's key, so a missing key fails before the catalog is written.
+    scans = {
+        table: TableScan(lake, [item.entry for item in live if item.entry["table"] == table])
+        for table in SCHEMAS
+    }
 
     target = catalog_path(lake)
     # The catalog lists the lake's paths; outside the lake it gets a private folder too.
     make_private_dirs(target.parent)
     temp = target.parent / f".tmp-catalog-{uuid.uuid4().hex}.duckdb"
     try:
-        with duckdb.connect() as connection:
+        with reading.connect(lake) as connection:
             # 16 KiB blocks instead of DuckDB's 256 KiB: the catalog holds views and a
             # small file list, and the default block size made it about 1 MiB on disk.
             connection.execute(
@@ -275,8 +294,8 @@ def refresh_catalog(lake: Lake) -> Path:
                 [head.seq, head.sha256, str(lake.root)],
             )
             for table in SCHEMAS:
-                paths = [path for path, name, *_ in files if name == table]
-                connection.execute(f"CREATE VIEW {table}_rows AS {_rows_view(table, paths)}")
+                rows_view = _rows_view(table, scans[table])
+                connection.execute(f"CREATE VIEW {table}_rows AS {rows_view}")
                 for statement in _view_statements(table):
                     connection.execute(statement)
             for statement in _FILE_VIEWS:
@@ -323,7 +342,7 @@ def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     path = catalog_path(lake)
     if not _catalog_is_current(lake, path):
         refresh_catalog(lake)
-    return duckdb.connect(str(path), read_only=read_only)
+    return reading.connect(lake, str(path), read_only=read_only)
 
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -398,7 +417,8 @@ def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
     path = catalog_path(lake)
     if not _catalog_is_current(lake, path):
         refresh_catalog(lake)
-    connection = duckdb.connect(str(path), read_only=True)
+    # The keys are registered before the configuration is locked below.
+    connection = reading.connect(lake, str(path), read_only=True)
     # The views read Parquet under tables/; every other file, extension and setting is
     # closed, and the lock stops a query from reopening them.
     tables_dir = str(lake.storage.path("tables")) + os.sep
@@ -443,6 +463,11 @@ def run_sql(
             "(`m365lake sql --timeout`, or run_sql's timeout_seconds)",
         ) from error
     except duckdb.Error as error:
+        if reading.may_be_damage(error):
+            entries = [item.entry for item in lake.live_files()]
+            damage = reading.read_error(lake, entries, error)
+            if damage is not error:
+                raise damage from error
         raise _query_error(sql, f"the query failed in DuckDB: {error}") from error
     finally:
         if timer is not None:

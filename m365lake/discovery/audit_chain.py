@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from m365lake.discovery.audit import (
     AUDIT_COMPACTION_PREFIX,
     AUDIT_HEAD_KEY,
     AuditEvent,
     event_hash,
 )
-from m365lake.lake import Lake
+from m365lake.errors import LakeError
+from m365lake.lake import Lake, reading
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,8 @@ def _read_stored(lake: Lake) -> tuple[list[StoredEvent], list[str]]:
                 continue
             path = entry["path"]
             try:
-                rows = pq.read_table(lake.storage.path(path)).to_pylist()
-            except (OSError, ValueError) as error:
+                rows = reading.read_table(lake, entry).to_pylist()
+            except (OSError, ValueError, LakeError) as error:
                 problems.append(
                     f"audit events in {path} (commit {manifest['seq']}) could not be read: {error}"
                 )

@@ -10,7 +10,8 @@ import duckdb
 
 from m365lake.discovery.audit_chain import check_audit_chain
 from m365lake.errors import LakeIntegrityError, LakeKeyError
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 
 # Rows whose content lives in a blob: the hash column, the inline column that is then
 # empty, and the key columns that name the row in a message.
@@ -30,21 +31,20 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
     referenced = 0
     problems = []
     for table, (digest_column, inline_column, keys) in _BLOB_REFERENCES.items():
-        files = [str(path) for path in lake.committed_files(table)]
-        if not files:
+        entries = lake.committed_entries(table)
+        if not entries:
             continue
         query = (
             f"SELECT {digest_column}, any_value(filename), any_value({keys[0]}), "
-            f"any_value({keys[1]}), any_value(captured_at) FROM read_parquet($files, "
-            "union_by_name = true, hive_partitioning = false, filename = true) "
+            f"any_value({keys[1]}), any_value(captured_at) FROM {{source}} "
             f"WHERE {digest_column} IS NOT NULL AND {inline_column} IS NULL "
             f"AND change <> 'deleted' GROUP BY {digest_column}"
         )
-        rows, unreadable = _query_readable_files(query, files)
-        for filename, error in unreadable:
+        options = "union_by_name = true, hive_partitioning = false, filename = true"
+        rows, unreadable = _query_readable_files(lake, query, options, entries)
+        for path, error in unreadable:
             problems.append(
-                f"{lake.storage.relative(Path(filename))} could not be read to check the "
-                f"blobs its rows reference: {error}"
+                f"{path} could not be read to check the blobs its rows reference: {error}"
             )
         referenced += len(rows)
         for digest, filename, container, item, captured_at in rows:
@@ -58,27 +58,43 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
 
 
 def _query_readable_files(
-    query: str, files: list[str]
+    lake: Lake, query: str, options: str, entries: list[dict[str, Any]]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
-    """Run ``query`` over ``files``, leaving out the files DuckDB cannot read.
+    """Run ``query`` with ``{source}`` reading ``entries``, leaving out unreadable files.
 
-    Returns the rows and ``(file, error)`` for each file left out. The files are read one
-    by one only after the query over all of them failed, which is rare.
+    Returns the rows and ``(lake path, error)`` for each file left out, including files
+    whose key is not loaded. The files are read one by one only after the query over
+    all of them failed, which is rare.
     """
-    with duckdb.connect() as db:
+    keyed, unreadable = [], []
+    for entry in entries:
         try:
-            return db.execute(query, {"files": files}).fetchall(), []
+            reading.check_key(lake.keys, entry)
+        except LakeKeyError as error:
+            unreadable.append((entry["path"], str(error)))
+        else:
+            keyed.append(entry)
+
+    def run(selected: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        source = TableScan(lake, selected).sql(options)
+        return db.execute(query.format(source=source)).fetchall()
+
+    with reading.connect(lake) as db:
+        if not keyed:
+            return [], unreadable
+        try:
+            return run(keyed), unreadable
         except duckdb.Error:
             pass
-        readable, unreadable = [], []
-        for file in files:
+        readable = []
+        for entry in keyed:
             try:
-                db.execute(query, {"files": [file]}).fetchall()
+                run([entry])
             except duckdb.Error as error:
-                unreadable.append((file, str(error).splitlines()[0]))
+                unreadable.append((entry["path"], str(error).splitlines()[0]))
             else:
-                readable.append(file)
-        rows = db.execute(query, {"files": readable}).fetchall() if readable else []
+                readable.append(entry)
+        rows = run(readable) if readable else []
     return rows, unreadable
 
 
@@ -200,23 +216,19 @@ def _blobs_referenced_by(lake: Lake, commit: dict[str, Any]) -> tuple[set[str], 
     digests: set[str] = set()
     problems: list[str] = []
     for table, (digest_column, inline_column, _) in _BLOB_REFERENCES.items():
-        files = [
-            str(lake.storage.path(entry["path"]))
-            for entry in commit.get("files", [])
-            if entry.get("table") == table
-        ]
-        if not files:
+        entries = [entry for entry in commit.get("files", []) if entry.get("table") == table]
+        if not entries:
             continue
         query = (
-            f"SELECT DISTINCT {digest_column} FROM read_parquet($files, union_by_name = true, "
-            f"hive_partitioning = false) WHERE {digest_column} IS NOT NULL "
+            f"SELECT DISTINCT {digest_column} FROM {{source}} WHERE {digest_column} IS NOT NULL "
             f"AND {inline_column} IS NULL AND change <> 'deleted'"
         )
-        rows, unreadable = _query_readable_files(query, files)
+        options = "union_by_name = true, hive_partitioning = false"
+        rows, unreadable = _query_readable_files(lake, query, options, entries)
         digests.update(str(row[0]) for row in rows)
         problems.extend(
-            f"{lake.storage.relative(Path(filename))} in commit {commit['seq']} could not be "
-            f"read to find the blobs its rows reference: {error}"
-            for filename, error in unreadable
+            f"{path} in commit {commit['seq']} could not be read to find the blobs its rows "
+            f"reference: {error}"
+            for path, error in unreadable
         )
     return digests, problems

@@ -45,6 +45,7 @@ Entry = Mapping[str, Any]
 """A file's manifest entry: ``path`` (lake-relative), ``sha256``, ``bytes``, ``key_id``…"""
 
 _DECRYPTION_FAILURE = re.compile(r"AES tag|decrypt|encrypted", re.IGNORECASE)
+_DAMAGE_SIGNS = re.compile(r"AES tag|decrypt|encrypted|parquet|thrift|corrupt", re.IGNORECASE)
 
 
 def connect(
@@ -165,6 +166,14 @@ def read_error(lake: Lake, entries: Sequence[Entry], error: Exception) -> Except
     return error
 
 
+def may_be_damage(error: Exception) -> bool:
+    """Return whether a reader's error may come from a damaged table file or a wrong key.
+
+    Callers that read many files check this before ``read_error`` rehashes them all.
+    """
+    return bool(_DAMAGE_SIGNS.search(str(error)))
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -194,6 +203,19 @@ def read_table(lake: Lake, entry: Entry, columns: Sequence[str] | None = None) -
         )
     except (pa.ArrowException, OSError) as error:
         raise read_error(lake, [entry], error) from error
+
+
+def iter_batches(lake: Lake, entry: Entry, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Yield the rows of one committed file in record batches of up to ``batch_size`` rows."""
+    batches = open_parquet(lake, entry).iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as error:
+            raise read_error(lake, [entry], error) from error
+        yield batch
 
 
 def read_metadata(lake: Lake, entry: Entry) -> pq.FileMetaData:

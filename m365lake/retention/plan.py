@@ -33,12 +33,15 @@ import pyarrow.compute as pc
 from m365lake.discovery.coverage import HoldCoverage, ItemKey, ItemVersion, Workload, item_key
 from m365lake.discovery.custodians import site_drive_ids, team_channel_ids
 from m365lake.discovery.query_versions import match_older_versions
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 from m365lake.retention.policies import RetentionPolicy
 
-_SOURCE = (
-    "read_parquet($files, hive_partitioning = false, union_by_name = true, "
-    "filename = true, file_row_number = true)"
+# Stands for the committed files of a table in the statements below, until _scan_sql puts
+# in the read_parquet calls that read them with their keys.
+_SOURCE = "<lake files>"
+_SOURCE_OPTIONS = (
+    "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
 )
 _NEWEST_FIRST = (
     "ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC"
@@ -248,13 +251,18 @@ class _TableVersions:
     rows: pa.Table
 
 
+def _scan_sql(statement: str, scan: TableScan) -> str:
+    return statement.replace(_SOURCE, scan.sql(_SOURCE_OPTIONS))
+
+
 def _read_table_versions(lake: Lake, table: str) -> _TableVersions | None:
-    files = [str(path) for path in lake.committed_files(table)]
-    if not files:
+    scan = TableScan(lake, lake.committed_entries(table))
+    if not scan:
         return None
-    with duckdb.connect() as db:
-        rows = db.sql(_VERSIONS_SQL[table], params={"files": files}).to_arrow_table()
-    return _TableVersions(table, files, rows)
+    with reading.connect(lake) as db, scan.errors():
+        statement = _scan_sql(_VERSIONS_SQL[table], scan)
+        rows = db.sql(statement, params={"files": scan.locations}).to_arrow_table()
+    return _TableVersions(table, scan.locations, rows)
 
 
 def _whole_items(versions: pa.Table, marked: pa.ChunkedArray | pa.Array) -> pa.Table:
@@ -538,8 +546,8 @@ def _attachment_rows(
         gone = {s.sha256 for s in versions if s in purged_set and s.sha256}
         kept = {s.sha256 for s in versions if s not in purged_set and s.sha256}
         orphaned.update((key[1], key[2], digest) for digest in gone - kept)
-    files = [str(path) for path in lake.committed_files("attachments")]
-    if not orphaned or not files:
+    scan = TableScan(lake, lake.committed_entries("attachments"))
+    if not orphaned or not scan:
         return []
     keys = sorted(orphaned)
     wanted = pa.table(
@@ -549,14 +557,14 @@ def _attachment_rows(
             "mime_sha256": pa.array([key[2] for key in keys], pa.string()),
         }
     )
-    with duckdb.connect() as db:
+    with reading.connect(lake) as db, scan.errors():
         db.register("wanted", wanted)
         # The join runs in DuckDB, so only the rows that go reach Python.
-        rows: list[Any] = db.execute(
+        statement = (
             f"SELECT filename, file_row_number FROM {_SOURCE} AS a SEMI JOIN wanted AS w "
-            "USING (mailbox_id, message_id, mime_sha256)",
-            {"files": files},
-        ).fetchall()
+            "USING (mailbox_id, message_id, mime_sha256)"
+        )
+        rows: list[Any] = db.execute(_scan_sql(statement, scan)).fetchall()
     return [(lake.storage.relative(Path(row[0])), int(row[1])) for row in rows]
 
 
@@ -593,10 +601,10 @@ def _part_rows(
             gone_versions -= kept_versions
         else:
             gone_versions = set()
-        files = [str(path) for path in lake.committed_files(table)]
-        if not files or not (gone_items or gone_versions):
+        scan = TableScan(lake, lake.committed_entries(table))
+        if not scan or not (gone_items or gone_versions):
             continue
-        with duckdb.connect() as db:
+        with reading.connect(lake) as db, scan.errors():
             db.register("gone_items", _keys_table(sorted(gone_items), with_time=False))
             db.register("gone_versions", _keys_table(sorted(gone_versions), with_time=True))
             # The joins run in DuckDB, so only the rows that go reach Python.
@@ -608,7 +616,7 @@ def _part_rows(
                 f"v.container_id = p.{container} AND v.item_id = p.{item} "
                 "AND v.captured_at = p.captured_at)"
             )
-            rows: list[Any] = db.execute(statement, {"files": files}).fetchall()
+            rows: list[Any] = db.execute(_scan_sql(statement, scan)).fetchall()
         found.extend(
             PartRow(table, lake.storage.relative(Path(row[0])), int(row[1]), row[2]) for row in rows
         )

@@ -32,16 +32,15 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
-import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from m365lake.discovery import audit
 from m365lake.discovery.commit_loop import commit_with_retry
 from m365lake.discovery.coverage import HoldCoverage
 from m365lake.discovery.records import check_actor, utc_now
-from m365lake.lake import SCHEMAS, BlobStore, Lake, Transaction
+from m365lake.lake import SCHEMAS, BlobStore, Lake, Transaction, reading
 from m365lake.lake.blob_users import DEFAULT_PURGE_WAIT_SECONDS, BlobsInUseError, exclusive_blobs
+from m365lake.lake.reading import TableScan
 from m365lake.retention.plan import PurgePlan, build_plan
 from m365lake.retention.policies import list_policies
 
@@ -172,9 +171,8 @@ def _rewrite_partitions(lake: Lake, tx: Transaction, plan: PurgePlan) -> list[di
 
 def _copy_rows(lake: Lake, tx: Transaction, entry: Mapping[str, Any], dropped: set[int]) -> None:
     partition = _partition_of(entry)
-    source = pq.ParquetFile(lake.storage.path(entry["path"]))
     offset = 0
-    for batch in source.iter_batches(batch_size=READ_BATCH_ROWS):
+    for batch in reading.iter_batches(lake, entry, READ_BATCH_ROWS):
         rows = batch.to_pylist()
         kept = [row for number, row in enumerate(rows, start=offset) if number not in dropped]
         offset += len(rows)
@@ -257,18 +255,19 @@ def referenced_hashes(lake: Lake, candidates: set[str]) -> set[str]:
     if not candidates:
         return set()
     found: set[str] = set()
-    with duckdb.connect() as db:
+    with reading.connect(lake) as db:
         db.register("candidates", pa.table({"digest": sorted(candidates)}))
         for table, columns in _hash_columns().items():
-            files = [str(path) for path in lake.committed_files(table)]
-            if not files:
+            scan = TableScan(lake, lake.committed_entries(table))
+            if not scan:
                 continue
+            source = scan.sql("union_by_name = true, hive_partitioning = false")
             for column in columns:
                 query = (
-                    f'SELECT DISTINCT "{column}" FROM read_parquet($files, union_by_name = '
-                    f'true, hive_partitioning = false) WHERE "{column}" IN '
+                    f'SELECT DISTINCT "{column}" FROM {source} WHERE "{column}" IN '
                     "(SELECT digest FROM candidates)"
                 )
-                rows = db.execute(query, {"files": files}).fetchall()
+                with scan.errors():
+                    rows = db.execute(query).fetchall()
                 found.update(row[0] for row in rows)
     return found

@@ -11,9 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
-
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 from m365lake.lake.transaction import partition_directory
 from m365lake.sources.drive_rows import quickxor_of
 
@@ -37,14 +36,15 @@ class KnownItem:
     content_sha256: str | None
 
 
-def drive_files(lake: Lake, drive_id: str) -> list[str]:
+def drive_files(lake: Lake, drive_id: str) -> TableScan:
     """Return the committed ``drive_items`` files of ``drive_id``."""
-    directory = str(lake.storage.path(partition_directory("drive_items", {"drive_id": drive_id})))
-    return [
-        str(path)
-        for path in lake.committed_files("drive_items")
-        if str(path).startswith(directory + "/")
+    directory = partition_directory("drive_items", {"drive_id": drive_id})
+    entries = [
+        entry
+        for entry in lake.committed_entries("drive_items")
+        if entry["path"].startswith(directory + "/")
     ]
+    return TableScan(lake, entries)
 
 
 # Files are passed in commit order, so the file position and row number order versions
@@ -53,16 +53,15 @@ _NEWEST_FIRST = (
     "QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY captured_at DESC, "
     "list_position($files, filename) DESC, file_row_number DESC) = 1"
 )
-_SOURCE = (
-    "FROM read_parquet($files, hive_partitioning = false, union_by_name = true, "
-    "filename = true, file_row_number = true)"
+_OPTIONS = (
+    "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
 )
 _LATEST = (
     "SELECT item_id, parent_id, name, path, coalesce(is_folder, false), change = 'deleted', "
-    f"etag, ctag, size, quickxor_hash, content_sha256 {_SOURCE} {_NEWEST_FIRST}"
+    f"etag, ctag, size, quickxor_hash, content_sha256 FROM {{source}} {_NEWEST_FIRST}"
 )
 _LATEST_ROWS = (
-    f"SELECT * EXCLUDE (filename, file_row_number) {_SOURCE} "
+    "SELECT * EXCLUDE (filename, file_row_number) FROM {source} "
     f"WHERE list_contains($ids, item_id) {_NEWEST_FIRST}"
 )
 
@@ -72,8 +71,9 @@ def load_drive_state(lake: Lake, drive_id: str) -> dict[str, KnownItem]:
     files = drive_files(lake, drive_id)
     if not files:
         return {}
-    with duckdb.connect() as db:
-        rows = db.execute(_LATEST, {"files": files}).fetchall()
+    query = _LATEST.format(source=files.sql(_OPTIONS))
+    with reading.connect(lake) as db, files.errors():
+        rows = db.execute(query, {"files": files.locations}).fetchall()
     return {
         row[0]: KnownItem(
             parent_id=row[1],
@@ -107,11 +107,14 @@ def latest_rows(lake: Lake, drive_id: str, item_ids: Iterable[str]) -> Iterable[
     files = drive_files(lake, drive_id)
     if not files:
         return
-    with duckdb.connect() as db:
+    query = _LATEST_ROWS.format(source=files.sql(_OPTIONS))
+    with reading.connect(lake) as db:
         for batch in _batches(item_ids):
-            cursor = db.execute(_LATEST_ROWS, {"files": files, "ids": batch})
-            names = [column[0] for column in cursor.description or []]
-            for values in cursor.fetchall():
+            with files.errors():
+                cursor = db.execute(query, {"files": files.locations, "ids": batch})
+                names = [column[0] for column in cursor.description or []]
+                rows = cursor.fetchall()
+            for values in rows:
                 yield dict(zip(names, values, strict=True))
 
 
@@ -123,13 +126,15 @@ def inline_content(lake: Lake, drive_id: str, hashes: Iterable[str]) -> dict[str
         return found
     query = (
         "SELECT content_sha256, any_value(content_inline) "
-        "FROM read_parquet($files, hive_partitioning = false, union_by_name = true) "
+        f"FROM {files.sql('hive_partitioning = false, union_by_name = true')} "
         "WHERE content_inline IS NOT NULL AND list_contains($hashes, content_sha256) "
         "GROUP BY content_sha256"
     )
-    with duckdb.connect() as db:
+    with reading.connect(lake) as db:
         for batch in _batches(hashes):
-            for digest, data in db.execute(query, {"files": files, "hashes": batch}).fetchall():
+            with files.errors():
+                rows = db.execute(query, {"hashes": batch}).fetchall()
+            for digest, data in rows:
                 found[digest] = bytes(data)
     return found
 

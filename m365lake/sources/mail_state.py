@@ -7,11 +7,10 @@ changed, and to turn tombstones and resyncs into deletions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
-import duckdb
-
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 
 
 @dataclass(frozen=True)
@@ -47,20 +46,27 @@ class MailboxState:
         }
 
 
-def _partition_files(lake: Lake, table: str, mailbox_id: str) -> list[str]:
+def _partition_files(lake: Lake, table: str, mailbox_id: str) -> TableScan:
     marker = f"mailbox_id={mailbox_id}"
-    return [str(path) for path in lake.committed_files(table) if marker in Path(path).parts]
+    entries = [
+        entry
+        for entry in lake.committed_entries(table)
+        if marker in PurePosixPath(entry["path"]).parts
+    ]
+    return TableScan(lake, entries)
 
+
+_OPTIONS = "hive_partitioning = false, union_by_name = true"
 
 _LATEST_MESSAGES = """
 SELECT message_id, change_key, folder_id, change = 'deleted'
-FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
+FROM {source}
 QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY captured_at DESC) = 1
 """
 
 _LATEST_FOLDERS = """
 SELECT folder_id, parent_folder_id, display_name, change = 'deleted'
-FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
+FROM {source}
 QUALIFY row_number() OVER (PARTITION BY folder_id ORDER BY captured_at DESC) = 1
 """
 
@@ -68,17 +74,19 @@ QUALIFY row_number() OVER (PARTITION BY folder_id ORDER BY captured_at DESC) = 1
 def load_mailbox_state(lake: Lake, mailbox_id: str) -> MailboxState:
     """Read the latest committed version of every folder and message of ``mailbox_id``."""
     state = MailboxState()
-    with duckdb.connect() as db:
-        folder_files = _partition_files(lake, "folders", mailbox_id)
-        if folder_files:
-            for folder_id, parent, name, deleted in db.execute(
-                _LATEST_FOLDERS, {"files": folder_files}
-            ).fetchall():
+    with reading.connect(lake) as db:
+        folders = _partition_files(lake, "folders", mailbox_id)
+        if folders:
+            query = _LATEST_FOLDERS.format(source=folders.sql(_OPTIONS))
+            with folders.errors():
+                rows = db.execute(query).fetchall()
+            for folder_id, parent, name, deleted in rows:
                 state.folders[folder_id] = KnownFolder(parent, name or "", bool(deleted))
-        message_files = _partition_files(lake, "messages", mailbox_id)
-        if message_files:
-            for message_id, change_key, folder_id, deleted in db.execute(
-                _LATEST_MESSAGES, {"files": message_files}
-            ).fetchall():
+        messages = _partition_files(lake, "messages", mailbox_id)
+        if messages:
+            query = _LATEST_MESSAGES.format(source=messages.sql(_OPTIONS))
+            with messages.errors():
+                rows = db.execute(query).fetchall()
+            for message_id, change_key, folder_id, deleted in rows:
                 state.messages[message_id] = KnownMessage(change_key, folder_id, bool(deleted))
     return state

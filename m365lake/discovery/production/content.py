@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from m365lake.discovery.production.selection import FamilySource
+from m365lake.errors import LakeError
+from m365lake.lake import Lake, reading
 from m365lake.lake.blobs import sha256_hex
 
 WINDOW_FAMILIES = 2_000
@@ -40,7 +42,9 @@ def windows(families: Sequence[FamilySource]) -> Iterator[Sequence[FamilySource]
         yield families[start:]
 
 
-def read_inline(families: Sequence[FamilySource]) -> tuple[dict[int, bytes], dict[int, str]]:
+def read_inline(
+    lake: Lake, families: Sequence[FamilySource]
+) -> tuple[dict[int, bytes], dict[int, str]]:
     """Return the inline content of the families that have it, and why others failed.
 
     Both dictionaries are keyed by ordinal. Each content is checked against the SHA-256
@@ -55,13 +59,16 @@ def read_inline(families: Sequence[FamilySource]) -> tuple[dict[int, bytes], dic
     problems: dict[int, str] = {}
     for (path, column), members in by_file.items():
         members.sort(key=lambda family: family.row_index)
+        entry = members[0].parquet_entry
         try:
-            parquet = pq.ParquetFile(path)
+            parquet = reading.open_parquet(lake, entry)
             try:
                 found.update(_read_rows(parquet, column, members))
             finally:
                 parquet.close()
-        except (OSError, pa.ArrowException) as error:
+        except (OSError, pa.ArrowException, LakeError) as error:
+            if not isinstance(error, LakeError):
+                error = reading.read_error(lake, [entry], error)
             for family in members:
                 problems[family.ordinal] = f"the Parquet file {path} could not be read: {error}"
     for family in families:

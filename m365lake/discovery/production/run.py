@@ -180,7 +180,7 @@ def write_families(
         max_workers=max(1, in_flight), thread_name_prefix="export-text"
     ) as threads:
         for window in windows(families[start:]):
-            inline, problems = read_inline(window)
+            inline, problems = read_inline(lake, window)
             for family in window:
                 if family.ordinal in problems:
                     message = problems[family.ordinal]

@@ -13,12 +13,11 @@ by mailbox folder and date, or by library and path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import duckdb
 import pyarrow as pa
 
 from m365lake.discovery.case_state import CaseDetails
@@ -27,15 +26,15 @@ from m365lake.discovery.errors import CaseNotFoundError, CaseStateError, Invalid
 from m365lake.discovery.lake_rows import latest_rows
 from m365lake.discovery.records import Custodian, SavedSearch
 from m365lake.discovery.search_api import SearchHit, search_hits, validate_kql
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 
 logger = logging.getLogger(__name__)
 
 Workload = Literal["mail", "files"]
 
-_SOURCE = (
-    "read_parquet($files, filename = true, file_row_number = true, "
-    "hive_partitioning = false, union_by_name = true)"
+_OPTIONS = (
+    "filename = true, file_row_number = true, hive_partitioning = false, union_by_name = true"
 )
 _MAIL_COLUMNS = (
     "mailbox_id, message_id, captured_at, run_id, folder_path, internet_message_id, "
@@ -66,9 +65,15 @@ class FamilySource:
     """The mailbox's user principal name, or the library's URL (``drive:<id>`` if unknown)."""
     row: dict[str, Any]
     """The version's columns, without the content itself."""
-    parquet_path: str
+    parquet_entry: Mapping[str, Any]
+    """The manifest entry of the Parquet file that stores the version."""
     row_index: int
     deleted_at: datetime | None
+
+    @property
+    def parquet_path(self) -> str:
+        """Lake-relative path of the Parquet file that stores the version."""
+        return str(self.parquet_entry["path"])
 
     @property
     def container_id(self) -> str:
@@ -174,7 +179,7 @@ def _latest_versions(
 ) -> list[dict[str, Any]]:
     """Return the latest non-deletion version of each hit item, with file and row number."""
     table, container, item, columns = _TABLES[workload]
-    files = [str(path) for path in lake.committed_files(table)]
+    files = TableScan(lake, lake.committed_entries(table))
     if not hits or not files:
         return []
     wanted = pa.table(
@@ -187,7 +192,7 @@ def _latest_versions(
         WITH versions AS (
             SELECT {columns}, change, deleted_at AS row_deleted_at,
                    filename, file_row_number, list_position($files, filename) AS file_pos
-            FROM {_SOURCE} AS t
+            FROM {files.sql(_OPTIONS)} AS t
             SEMI JOIN wanted AS w ON t.{container} = w.container_id AND t.{item} = w.item_id
         ),
         marked AS (
@@ -204,11 +209,15 @@ def _latest_versions(
             PARTITION BY {container}, {item}
             ORDER BY captured_at DESC, file_pos DESC, file_row_number DESC) = 1
     """
-    with duckdb.connect() as connection:
+    with reading.connect(lake) as connection, files.errors():
         connection.register("wanted", wanted)
-        cursor = connection.execute(query, {"files": files})
+        cursor = connection.execute(query, {"files": files.locations})
         names = [column[0] for column in cursor.description or []]
-        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    entries = dict(zip(files.locations, files.entries, strict=True))
+    for row in rows:
+        row["filename"] = entries[row["filename"]]
+    return rows
 
 
 def _locations(lake: Lake) -> dict[tuple[Workload, str], str]:
@@ -303,7 +312,7 @@ def select_families(
                 custodian_label=custodian.label or custodian.custodian_id,
                 location=locations.get((workload, container), f"{workload}:{container}"),
                 row=row,
-                parquet_path=str(row.pop("filename")),
+                parquet_entry=row.pop("filename"),
                 row_index=int(row.pop("file_row_number")),
                 deleted_at=row.pop("deleted_at"),
             )
