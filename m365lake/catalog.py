@@ -23,7 +23,11 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
 - ``contacts`` / ``contact_versions`` / ``contacts_as_of(ts)`` and ``contact_folders`` /
   ``contact_folder_versions`` / ``contact_folders_as_of(ts)``: the same for Outlook
   contacts and their folders;
-- ``mailboxes``, ``attachments``, ``runs``, ``drives``, ``sites``: the latest row per key;
+- ``events`` / ``event_versions`` / ``events_as_of(ts)`` and ``calendars`` /
+  ``calendar_versions`` / ``calendars_as_of(ts)``: the same for calendar events (singles,
+  series masters and their exceptions) and calendars;
+- ``mailboxes``, ``attachments``, ``event_attachments``, ``runs``, ``drives``, ``sites``:
+  the latest row per key;
   ``failures``: every row;
 - ``cases``, ``holds``: the current record per case and per hold, closed cases and
   released holds included; ``case_custodians``, ``case_searches``: the current custodians

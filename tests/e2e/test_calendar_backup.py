@@ -222,3 +222,19 @@ def test_window_covers_whole_numbered_series() -> None:
     start, end = series_window(master, datetime(2024, 1, 1, tzinfo=UTC))
     assert start < datetime(2024, 3, 4, 8, tzinfo=UTC)
     assert end > datetime(2025, 2, 24, 8, tzinfo=UTC)
+
+
+def test_catalog_views_list_events(tenant: Tenant, emulator: EmulatorServer, lake: Lake) -> None:
+    from m365lake.catalog import refresh_catalog, run_sql
+
+    run_backup(emulator, lake)
+    refresh_catalog(lake)
+
+    _, rows = run_sql(lake, "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 1")
+    counts = dict(rows)
+    assert counts["exception"] == len(tenant.users())
+    assert counts["seriesMaster"] == 4 * len(tenant.users())
+    _, calendars = run_sql(lake, "SELECT count(*) FROM calendars")
+    assert calendars[0][0] == 2 * len(tenant.users())
+    _, attachments = run_sql(lake, "SELECT count(*) FROM event_attachments")
+    assert attachments[0][0] == len(tenant.users())
