@@ -1,7 +1,8 @@
 """Produce one family: read its content, decide on duplicates, number it, write natives.
 
 A message family is the message (its native is the archived MIME, as ``.eml``) followed
-by each attachment ``m365lake.sources.mime`` finds in it. A file is a family of one.
+by each attachment ``m365lake.sources.mime`` finds in it. A file is a family of one. An
+event series, a contact and a Teams thread are rendered from Graph's JSON (``rendered``).
 Text extraction comes afterwards, in the export's worker threads (``text``).
 
 Reading from the lake and writing the production fail differently: content that cannot
@@ -35,6 +36,12 @@ from m365lake.discovery.production.mail import (
 )
 from m365lake.discovery.production.names import control_number, native_file_name
 from m365lake.discovery.production.options import ExportOptions
+from m365lake.discovery.production.rendered import (
+    RECORD_TYPES,
+    RENDERERS,
+    THREAD_JSON_RECORD_TYPE,
+    RenderError,
+)
 from m365lake.discovery.production.selection import FamilySource
 from m365lake.discovery.production.text import TextPart, missing_content
 from m365lake.errors import LakeError
@@ -140,6 +147,8 @@ class FamilyWriter:
         try:
             if family.workload == "mail":
                 return self._mail(family, inline, written)
+            if family.workload in RENDERERS:
+                return self._rendered(family, written)
             return self._file(family, inline, written)
         except ContentUnreadableError as error:
             for relative in written:
@@ -318,6 +327,56 @@ class FamilyWriter:
         entry = _base_entry(family, "produced", sha256)
         entry["documents"] = [{"record": record, "native": native}]
         return PreparedFamily(entry, [part])
+
+    def _rendered(self, family: FamilySource, written: list[str]) -> PreparedFamily:
+        """Write the natives an event series, a contact or a Teams thread renders to.
+
+        NOTE: these families have no duplicate hash, so a meeting in the calendars of
+        two custodians is produced once for each.
+        """
+        try:
+            natives = RENDERERS[family.workload](self.lake, family.row)
+        except RenderError as error:
+            raise ContentUnreadableError(str(error)) from error
+        numbers = self.numbering.take(len(natives))
+        family_range = (numbers[0][0], numbers[-1][0])
+        documents = []
+        parts = []
+        for position, ((control, volume), rendered) in enumerate(
+            zip(numbers, natives, strict=True)
+        ):
+            relative = f"{NATIVES_DIR}/{volume}/" + native_file_name(
+                control, rendered.name, extension=rendered.extension, mode=self.options.native_names
+            )
+            written.append(relative)
+            native = self.folder.write_bytes(relative, rendered.content)
+            record = _common(family, control, *family_range, native, volume, None)
+            record |= rendered.fields
+            record |= {
+                "RECORDTYPE": RECORD_TYPES[family.workload],
+                "ATTACHCOUNT": str(len(natives) - 1),
+                "FILENAME": rendered.name,
+                "FILEEXTENSION": rendered.extension.removeprefix("."),
+                "MIMETYPE": rendered.content_type,
+            }
+            if position:
+                record["RECORDTYPE"] = THREAD_JSON_RECORD_TYPE
+                record["ATTACHCOUNT"] = "0"
+                record["PARENTBATES"] = family_range[0]
+                record["SOURCEID"] = f"{family.source_id}#json"
+            documents.append({"record": record, "native": native})
+            parts.append(
+                TextPart(
+                    text_path=_text_path(volume, control),
+                    content=rendered.content,
+                    filename=rendered.name,
+                    content_type=rendered.content_type,
+                    size=len(rendered.content),
+                    header=rendered.header,
+                )
+            )
+        entry = _base_entry(family, "produced") | {"documents": documents}
+        return PreparedFamily(entry, parts)
 
     def _write_native(
         self, relative: str, sha256: str, inline: bytes | None, size: int

@@ -55,9 +55,16 @@ class ProductionCounts:
     last_control: str | None = None
     error_items: list[dict[str, str]] = field(default_factory=list)
     issue_items: list[dict[str, str]] = field(default_factory=list)
+    documents_by_type: dict[str, int] = field(default_factory=dict)
+    """Produced documents per RECORDTYPE (Email, Attachment, File, Meeting, Contact …)."""
 
     def to_json(self) -> dict[str, int]:
-        return {
+        """Return the counts, with ``documents_<record type>`` for each record type found."""
+        by_type = {
+            "documents_" + kind.lower().replace(" ", "_"): count
+            for kind, count in sorted(self.documents_by_type.items())
+        }
+        return by_type | {
             "families_produced": self.families_produced,
             "documents": self.documents,
             "attachments": self.attachments,
@@ -144,6 +151,8 @@ def _write_family(
         record["DUPLICATECOUNT"] = str(len(family_custodians) - 1)
         writer.write(record)
         counts.documents += 1
+        kind = record.get("RECORDTYPE") or "unknown"
+        counts.documents_by_type[kind] = counts.documents_by_type.get(kind, 0) + 1
         counts.attachments += position > 0
         counts.first_control = counts.first_control or record["BEGBATES"]
         counts.last_control = record["BEGBATES"]

@@ -2,12 +2,14 @@
 
 The query runs against the search index, which must be up to date with the lake. Its
 hits are kept when they belong to one of the case's custodians: a mailbox custodian
-contributes its messages, a OneDrive its files, a site the files of its libraries. For
+contributes its messages, events and contacts, a OneDrive its files, a site the files of
+its libraries, a team the messages of its channels (``workload_selection``). For
 each kept hit the latest archived version that is not a deletion is read back from the
 tables, as the index itself chose it, with the file and row that store its content.
 
-Families come out in production order: by custodian label, then mail before files, then
-by mailbox folder and date, or by library and path.
+Families come out in production order: by custodian label, then mail, files, events,
+contacts and Teams threads, then by mailbox folder and date, by library and path, by
+start, by name, or by the time a thread started.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ from m365lake.discovery.case_state import CaseDetails
 from m365lake.discovery.custodians import site_drive_ids
 from m365lake.discovery.errors import CaseNotFoundError, CaseStateError, InvalidRequestError
 from m365lake.discovery.lake_rows import latest_rows
+from m365lake.discovery.production.workload_rows import WORKLOAD_TABLES
+from m365lake.discovery.production.workload_selection import select_workload_families
 from m365lake.discovery.records import Custodian, SavedSearch
 from m365lake.discovery.search_api import SearchHit, search_hits, validate_kql
 from m365lake.lake import Lake, reading
 from m365lake.lake.reading import TableScan
+from m365lake.search.documents import doc_id_of
 
 logger = logging.getLogger(__name__)
 
-Workload = Literal["mail", "files"]
+Workload = Literal["mail", "files", "calendar", "contacts", "teams"]
 
 _OPTIONS = (
     "filename = true, file_row_number = true, hive_partitioning = false, union_by_name = true"
@@ -51,6 +56,14 @@ _TABLES: dict[Workload, tuple[str, str, str, str]] = {
     "mail": ("messages", "mailbox_id", "message_id", _MAIL_COLUMNS),
     "files": ("drive_items", "drive_id", "item_id", _FILE_COLUMNS),
 }
+
+
+def _key_columns(workload: Workload) -> tuple[str, str]:
+    """Return the (container, item) key columns of ``workload``'s table."""
+    if workload in WORKLOAD_TABLES:
+        spec = WORKLOAD_TABLES[workload]
+        return spec.container, spec.item
+    return _TABLES[workload][1], _TABLES[workload][2]
 
 
 @dataclass(frozen=True)
@@ -77,24 +90,27 @@ class FamilySource:
 
     @property
     def container_id(self) -> str:
-        return str(self.row["mailbox_id" if self.workload == "mail" else "drive_id"])
+        return str(self.row[_key_columns(self.workload)[0]])
 
     @property
     def item_id(self) -> str:
-        return str(self.row["message_id" if self.workload == "mail" else "item_id"])
+        return str(self.row[_key_columns(self.workload)[1]])
 
     @property
     def source_id(self) -> str:
-        """The search index's document id, ``mail:<mailbox>:<message>`` or ``file:<drive>:<item>``.
+        """The search index's document id, e.g. ``mail:<mailbox>:<message>``.
 
-        The load file's SOURCEID, which joins a document back to the lake.
+        The load file's SOURCEID, which joins a document back to the lake. Events,
+        series, contacts and threads are named by their (first) item.
         """
-        prefix = "mail" if self.workload == "mail" else "file"
-        return f"{prefix}:{self.container_id}:{self.item_id}"
+        return doc_id_of(self.workload, self.container_id, self.item_id)
 
     @property
     def content_sha256(self) -> str | None:
-        value = self.row["mime_sha256" if self.workload == "mail" else "content_sha256"]
+        if self.workload in WORKLOAD_TABLES:
+            value = self.row.get("json_sha256")
+        else:
+            value = self.row["mime_sha256" if self.workload == "mail" else "content_sha256"]
         return str(value) if value else None
 
     @property
@@ -103,7 +119,13 @@ class FamilySource:
 
     @property
     def source_path(self) -> str:
-        """The mailbox folder path or the library path, led by the mailbox or library."""
+        """The mailbox folder path or the library path, led by the mailbox or library.
+
+        For events, contacts and Teams threads the location already names the calendar,
+        the contacts or the team and channel.
+        """
+        if self.workload in WORKLOAD_TABLES:
+            return self.location
         inner = self.row.get("folder_path" if self.workload == "mail" else "path") or ""
         return f"{self.location}/{inner}" if inner else self.location
 
@@ -256,6 +278,8 @@ def _split_by_scope(
     in_scope: dict[Workload, list[SearchHit]] = {"mail": [], "files": []}
     out_of_scope = 0
     for hit in hits:
+        if hit.workload in WORKLOAD_TABLES:
+            continue
         workload: Workload = "mail" if hit.workload == "mail" else "files"
         if (workload, hit.container_id) in scope:
             in_scope[workload].append(hit)
@@ -291,26 +315,39 @@ def select_families(
                 continue
             rank = ranks[scope[(workload, row[container])].custodian_id]
             ordered.append((_order_key(rank, workload, row), workload, row))
+    rendered = select_workload_families(lake, hits, custodians)
+    out_of_scope += rendered.out_of_scope
+    rendered_by_row = {id(family.row): family for family in rendered.families}
+    for family in rendered.families:
+        ordered.append((family.order, family.workload, family.row))  # type: ignore[arg-type]
     ordered.sort(key=lambda entry: entry[0])
     not_found = sorted(
-        f"{'mail' if hit.workload == 'mail' else 'file'}:{hit.container_id}:{hit.item_id}"
-        for workload, workload_hits in in_scope.items()
-        for hit in workload_hits
-        if (workload, hit.container_id, hit.item_id) not in found
+        [
+            f"{'mail' if hit.workload == 'mail' else 'file'}:{hit.container_id}:{hit.item_id}"
+            for workload, workload_hits in in_scope.items()
+            for hit in workload_hits
+            if (workload, hit.container_id, hit.item_id) not in found
+        ]
+        + rendered.not_found
     )
 
     locations = _locations(lake)
     families = []
     for ordinal, (_key, workload, row) in enumerate(ordered):
-        container = str(row[_TABLES[workload][1]])
-        custodian = scope[(workload, container)]
+        picked = rendered_by_row.get(id(row))
+        if picked is not None:
+            custodian, location = picked.custodian, picked.location
+        else:
+            container = str(row[_TABLES[workload][1]])
+            custodian = scope[(workload, container)]
+            location = locations.get((workload, container), f"{workload}:{container}")
         families.append(
             FamilySource(
                 ordinal=ordinal,
                 workload=workload,
                 custodian_id=custodian.custodian_id,
                 custodian_label=custodian.label or custodian.custodian_id,
-                location=locations.get((workload, container), f"{workload}:{container}"),
+                location=location,
                 row=row,
                 parquet_entry=row.pop("filename"),
                 row_index=int(row.pop("file_row_number")),
