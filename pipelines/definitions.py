@@ -3,6 +3,7 @@
 import dagster as dg
 
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.calendar import calendar_archive, calendar_backup_schedule
 from pipelines.checks import BACKUP_CHECKS
 from pipelines.deployments import resources_for
 from pipelines.integrity_checks import ARCHIVE_INTEGRITY_CHECKS
@@ -24,6 +25,7 @@ defs = dg.Definitions(
     assets=[
         mailbox_archive,
         drive_archive,
+        calendar_archive,
         archive_overview,
         search_index,
         retention_plan,
@@ -36,6 +38,7 @@ defs = dg.Definitions(
     schedules=[
         mailbox_backup_schedule,
         drive_backup_schedule,
+        calendar_backup_schedule,
         retention_schedule,
         search_index_schedule,
         search_index_optimize_schedule,

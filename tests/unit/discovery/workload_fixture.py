@@ -8,7 +8,7 @@ contents are blobs named by ``content_sha256``.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from m365lake.lake import Lake, Transaction
@@ -224,3 +224,193 @@ def seed_teams_directory(lake: Lake) -> None:
     with lake.begin(run_id="seed-teams", kind="teams", container=None) as tx:
         write_teams_directory(tx)
         tx.commit()
+
+
+NOW = T0 + 100 * DAY
+HOUR = timedelta(hours=1)
+
+
+class _Blobs:
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self.digests: dict[str, str] = {}
+
+    def put(self, name: str, data: bytes) -> str:
+        digest = self.lake.blobs.put(data)
+        self.digests[name] = digest
+        return digest
+
+
+def seed_workloads(lake: Lake) -> dict[str, str]:
+    """Commit events, contacts and channel messages beside the mail and files of ``lake``.
+
+    Returns the SHA-256 of each blob written, by name: ``agenda`` (an attachment of
+    Alice's kick-off), ``minutes`` (attached to two of Bob's events), ``big_json`` (the
+    JSON of Alice's all-hands), ``picture`` and ``lobby_picture`` (hosted contents).
+    """
+    stored = _Blobs(lake)
+    agenda = stored.put("agenda", b"%PDF-1.7 agenda of the kick-off " * 64)
+    minutes = stored.put("minutes", b"%PDF-1.7 minutes shared by two events " * 64)
+    big_json = json.dumps(
+        event_json("e-big", "All hands", T0, T0 + HOUR) | {"body": {"content": "x" * 9000}}
+    ).encode()
+    stored.put("big_json", big_json)
+    picture = stored.put("picture", b"\x89PNG picture pasted in General " * 64)
+    lobby_picture = stored.put("lobby_picture", b"\x89PNG picture pasted in Lobby " * 64)
+    with lake.begin(run_id="seed-outlook", kind="calendar", container=None) as tx:
+        tx.write_rows(
+            "events",
+            [
+                event("mb-alice", "e-kickoff", "created", T0, start=T0, end=T0 + HOUR),
+                event("mb-alice", "e-kickoff", "updated", T0 + DAY, start=T0, end=T0 + HOUR),
+                event(
+                    "mb-alice",
+                    "e-big",
+                    "created",
+                    T0,
+                    start=T0,
+                    end=T0 + HOUR,
+                    json_sha256=stored.digests["big_json"],
+                    size=len(big_json),
+                ),
+            ],
+            partition={"mailbox_id": "mb-alice"},
+        )
+        tx.write_rows(
+            "events",
+            [
+                event("mb-bob", "e-review", "created", T0, start=T0, end=T0 + HOUR),
+                event("mb-bob", "e-review", "deleted", T0 + 2 * DAY, start=T0, end=T0 + HOUR),
+                # Planned long ago for a date after NOW: its end has not passed.
+                event("mb-bob", "e-offsite", "created", T0, start=NOW + DAY, end=NOW + DAY + HOUR),
+                event(
+                    "mb-bob",
+                    "e-weekly",
+                    "created",
+                    T0,
+                    start=T0,
+                    end=T0 + HOUR,
+                    event_type="seriesMaster",
+                    recurrence=json.dumps(
+                        {
+                            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+                            "range": {"type": "noEnd", "startDate": "2024-01-01"},
+                        }
+                    ),
+                ),
+                event(
+                    "mb-bob",
+                    "e-sprint",
+                    "created",
+                    T0,
+                    start=T0,
+                    end=T0 + HOUR,
+                    event_type="seriesMaster",
+                    recurrence=json.dumps(
+                        {
+                            "pattern": {"type": "daily", "interval": 1},
+                            "range": {
+                                "type": "endDate",
+                                "startDate": "2024-01-01",
+                                "endDate": "2024-01-12",
+                            },
+                        }
+                    ),
+                ),
+                # Moved from T0 to after NOW: the first version expired, the second not.
+                event("mb-bob", "e-moved", "created", T0, start=T0, end=T0 + HOUR),
+                event(
+                    "mb-bob",
+                    "e-moved",
+                    "updated",
+                    T0 + DAY,
+                    start=NOW + 5 * DAY,
+                    end=NOW + 5 * DAY + HOUR,
+                ),
+            ],
+            partition={"mailbox_id": "mb-bob"},
+        )
+        tx.write_rows(
+            "event_attachments",
+            [
+                event_attachment("mb-alice", "e-kickoff", "a1", T0, agenda, 2048),
+                event_attachment("mb-alice", "e-kickoff", "a1", T0 + DAY, agenda, 2048),
+            ],
+            partition={"mailbox_id": "mb-alice"},
+        )
+        tx.write_rows(
+            "event_attachments",
+            [
+                event_attachment("mb-bob", "e-review", "a2", T0, minutes, 2432),
+                event_attachment("mb-bob", "e-moved", "a3", T0, minutes, 2432),
+            ],
+            partition={"mailbox_id": "mb-bob"},
+        )
+        tx.write_rows(
+            "contacts",
+            [
+                contact("mb-alice", "c-fabrikam", "created", T0),
+                contact("mb-alice", "c-fabrikam", "updated", T0 + DAY, modified_at=T0 + DAY),
+            ],
+            partition={"mailbox_id": "mb-alice"},
+        )
+        tx.write_rows(
+            "contacts",
+            [
+                contact("mb-bob", "c-litware", "created", T0),
+                contact("mb-bob", "c-recent", "created", NOW, modified_at=NOW - DAY),
+            ],
+            partition={"mailbox_id": "mb-bob"},
+        )
+        tx.commit()
+    with lake.begin(run_id="seed-teams", kind="teams", container=None) as tx:
+        write_teams_directory(tx)
+        tx.write_rows(
+            "channel_messages",
+            [
+                channel_message(TEAM_ID, GENERAL, "1700000000001", "created", T0),
+                channel_message(
+                    TEAM_ID,
+                    GENERAL,
+                    "1700000000001",
+                    "updated",
+                    T0 + DAY,
+                    text="Post edited",
+                    edited_at=T0 + DAY,
+                ),
+                channel_message(
+                    TEAM_ID,
+                    GENERAL,
+                    "1700000000002",
+                    "created",
+                    T0,
+                    reply_to_id="1700000000001",
+                ),
+            ],
+            partition={"team_id": TEAM_ID, "channel_id": GENERAL},
+        )
+        tx.write_rows(
+            "channel_messages",
+            [channel_message(TEAM_ID, DESIGN, "1700000000001", "created", T0)],
+            partition={"team_id": TEAM_ID, "channel_id": DESIGN},
+        )
+        tx.write_rows(
+            "channel_messages",
+            [channel_message(OTHER_TEAM_ID, LOBBY, "1700000000009", "created", T0)],
+            partition={"team_id": OTHER_TEAM_ID, "channel_id": LOBBY},
+        )
+        tx.write_rows(
+            "channel_message_parts",
+            [
+                hosted_content(TEAM_ID, GENERAL, "1700000000001", "h1", T0, picture, 1984),
+                hosted_content(TEAM_ID, GENERAL, "1700000000001", "h1", T0 + DAY, picture, 1984),
+            ],
+            partition={"team_id": TEAM_ID, "channel_id": GENERAL},
+        )
+        tx.write_rows(
+            "channel_message_parts",
+            [hosted_content(OTHER_TEAM_ID, LOBBY, "1700000000009", "h9", T0, lobby_picture, 1920)],
+            partition={"team_id": OTHER_TEAM_ID, "channel_id": LOBBY},
+        )
+        tx.commit()
+    return stored.digests
