@@ -11,6 +11,7 @@ import pytest
 
 from m365lake.backup_files import backup_files
 from m365lake.backup_teams import TeamsBackupSummary, backup_teams
+from m365lake.discovery.production.teams_thread import render_thread_html
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
 from m365lake.emulator.samplefiles import png_image
@@ -93,6 +94,18 @@ def test_thread_versions_archived(
 
     # The thread older than delta's eight months came from the full listing.
     assert rows(lake, "channel_messages", f"message_id = '{thread.old_root_id}'")
+
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows(lake, "channel_messages", f"channel_id = '{thread.channel_id}'"):
+        if row["message_id"] == thread.root_id or row["reply_to_id"] == thread.root_id:
+            latest[row["message_id"]] = archived_json(lake, row)
+    page = render_thread_html(list(latest.values())).decode()
+    ordered = sorted(latest.values(), key=lambda item: item["createdDateTime"])
+    positions = [page.index(f'id="message-{item["id"]}"') for item in ordered]
+    assert positions == sorted(positions)
+    assert len(positions) == 5
+    assert page.count("This message was deleted.") == 2
+    assert "Launch on the 28th." in page
 
 
 def test_parts_hosted_content_and_file_link(
