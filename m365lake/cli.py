@@ -207,10 +207,10 @@ def _check_mailboxes(
 )
 @click.option(
     "--workload",
-    type=click.Choice(["all", "mail", "files"]),
+    type=click.Choice(["all", "mail", "files", "calendar"]),
     default="all",
     show_default=True,
-    help="What to archive: mail, OneDrive and SharePoint files, or both.",
+    help="What to archive: mail, OneDrive and SharePoint files, calendars, or all.",
 )
 @_lake_option
 @click.option(
@@ -230,6 +230,7 @@ def backup(
 ) -> None:
     """Archive mail and files incrementally from the tenant named by the AZURE_* variables."""
     from m365lake.backup import backup_mail
+    from m365lake.backup_calendar import backup_calendars
     from m365lake.backup_files import backup_files
     from m365lake.catalog import refresh_catalog
 
@@ -269,6 +270,18 @@ def backup(
             )
             failed.update(files.failed)
             skipped.update(files.skipped)
+        if workload in ("calendar", "all"):
+            started = time.monotonic()
+            calendars = asyncio.run(backup_calendars(settings, lake, users=list(mailboxes) or None))
+            click.echo(
+                f"calendars of {len(calendars.results)} mailboxes archived in "
+                f"{time.monotonic() - started:.1f} s: {calendars.total('events_new')} new, "
+                f"{calendars.total('events_updated')} updated, "
+                f"{calendars.total('events_deleted')} deleted, "
+                f"{calendars.total('failures')} failures"
+            )
+            failed.update({f"calendars of {n}": r for n, r in calendars.failed.items()})
+            skipped.update({f"calendars of {n}": r for n, r in calendars.skipped.items()})
         refresh_catalog(lake)
     for name, reason in skipped.items():
         click.echo(f"skipped {name}: {reason}", err=True)

@@ -238,3 +238,26 @@ def test_catalog_views_list_events(tenant: Tenant, emulator: EmulatorServer, lak
     assert calendars[0][0] == 2 * len(tenant.users())
     _, attachments = run_sql(lake, "SELECT count(*) FROM event_attachments")
     assert attachments[0][0] == len(tenant.users())
+
+
+def test_cli_backup_calendar_workload(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **emulator.environment(), "M365LAKE_LAKE": str(tmp_path / "cli-lake")}
+    backup = subprocess.run(
+        [sys.executable, "-m", "m365lake", "backup", "--workload", "calendar"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert backup.returncode == 0, backup.stderr
+    assert "calendars of 2 mailboxes archived" in backup.stdout
+    lake = Lake.open(tmp_path / "cli-lake")
+    assert latest_rows(lake, "events", ["event_id"], ["event_id"])
+    assert latest_rows(lake, "messages", ["message_id"], ["message_id"]) == []
