@@ -57,7 +57,8 @@ ITEM_TABLES: Mapping[str, tuple[str, str]] = {
 # A version that hides its item from searches, and when that happened, per table. Teams
 # keeps a message that a user deleted, with ``deletedDateTime`` set and its body emptied.
 # Such a version counts as a deletion here, so the document keeps the text of the last
-# version before it and sets ``deleted_at``, as for an item deleted in the tenant.
+# version before it and sets ``deleted_at``, as for an item deleted in the tenant. A
+# message first captured after its deletion is indexed from that version.
 REMOVAL_SQL: Mapping[str, tuple[str, str]] = {
     "channel_messages": (
         "change = 'deleted' OR soft_deleted_at IS NOT NULL",
@@ -253,6 +254,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
         WITH versions AS (
             SELECT {container} AS container_id, {item} AS item_id, captured_at, run_id,
                    ({removed}) AS removed, {removed_at} AS removed_at,
+                   change = 'deleted' AS hard_deleted,
                    {folder} AS is_folder,
                    list_position($files, filename) AS file_pos,
                    file_row_number AS row_index
@@ -268,8 +270,10 @@ def _locate_sql(table: str, keyed: bool) -> str:
             FROM versions
         ),
         live AS (
-            SELECT container_id, item_id, min(newest_rank) AS live_rank
-            FROM numbered WHERE NOT removed GROUP BY ALL
+            SELECT container_id, item_id,
+                   coalesce(min(newest_rank) FILTER (WHERE NOT removed),
+                            min(newest_rank) FILTER (WHERE NOT hard_deleted)) AS live_rank
+            FROM numbered GROUP BY ALL
         )
         SELECT n.container_id, n.item_id,
                any_value(n.file_pos) FILTER (WHERE n.newest_rank = l.live_rank) AS file_pos,
@@ -281,7 +285,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
                         false) AS is_folder,
                CASE WHEN bool_or(n.newest_rank = 1 AND n.removed) THEN
                    arg_max(n.removed_at, n.newest_rank)
-                       FILTER (WHERE n.removed AND n.newest_rank < l.live_rank)
+                       FILTER (WHERE n.removed AND n.newest_rank <= l.live_rank)
                END AS deleted_at
         FROM numbered AS n LEFT JOIN live AS l USING (container_id, item_id)
         GROUP BY n.container_id, n.item_id, l.live_rank

@@ -260,3 +260,27 @@ def _rows(lake: Lake, table: str) -> list[dict[str, Any]]:
     for path in lake.committed_files(table):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
+
+
+def test_message_deleted_before_capture_indexed(tmp_path: Path):
+    lake = Lake.open(tmp_path / "lake")
+    lakes.seed_workloads(lake)
+    deleted = lakes.T0 + lakes.HOUR
+    late_id = "1709543040000"
+    item = lakes.message_json(
+        late_id, "", reply_to=lakes.ROOT, sender=lakes.ALICE_SENDER, deleted=deleted
+    )
+    with lake.begin(run_id="run-teams-3", kind="teams", container=TEAM) as tx:
+        tx.write_rows(
+            "channel_messages",
+            [lakes.message_row(item, lakes.T0 + 4 * lakes.HOUR, lake, address=ALICE)],
+            partition={"team_id": TEAM, "channel_id": CHANNEL},
+        )
+        tx.commit()
+
+    update_index(lake, extractor=InlineExtractor())
+
+    assert doc_ids(lake, "kind:microsoftteams") == MESSAGES | {teams_id(late_id)}
+    [hit] = [hit for hit in search(lake, "kind:microsoftteams").hits if hit.item_id == late_id]
+    assert hit.deleted_at == deleted
+    assert hit.run_id == "run-teams-3"
