@@ -13,11 +13,23 @@ from m365lake.errors import LakeIntegrityError, LakeKeyError
 from m365lake.lake import Lake, reading
 from m365lake.lake.reading import TableScan
 
-# Rows whose content lives in a blob: the hash column, the inline column that is then
-# empty, and the key columns that name the row in a message.
+
+def _stored_apart(inline_column: str) -> str:
+    """Return the condition of a version row whose content is a blob, not inline."""
+    return f"{inline_column} IS NULL AND change <> 'deleted'"
+
+
+# Rows whose content lives in a blob: the hash column, the condition that a row's hash
+# names a blob, and the key columns that name the row in a message. Attachment and part
+# rows have no inline copy, so every hash they carry names a blob.
 _BLOB_REFERENCES = {
-    "messages": ("mime_sha256", "mime_inline", ("mailbox_id", "message_id")),
-    "drive_items": ("content_sha256", "content_inline", ("drive_id", "item_id")),
+    "messages": ("mime_sha256", _stored_apart("mime_inline"), ("mailbox_id", "message_id")),
+    "drive_items": ("content_sha256", _stored_apart("content_inline"), ("drive_id", "item_id")),
+    "events": ("json_sha256", _stored_apart("json_inline"), ("mailbox_id", "event_id")),
+    "event_attachments": ("content_sha256", "true", ("event_id", "attachment_id")),
+    "contacts": ("json_sha256", _stored_apart("json_inline"), ("mailbox_id", "contact_id")),
+    "channel_messages": ("json_sha256", _stored_apart("json_inline"), ("channel_id", "message_id")),
+    "channel_message_parts": ("content_sha256", "true", ("message_id", "part_id")),
 }
 
 
@@ -30,15 +42,14 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
     """
     referenced = 0
     problems = []
-    for table, (digest_column, inline_column, keys) in _BLOB_REFERENCES.items():
+    for table, (digest_column, stored_apart, keys) in _BLOB_REFERENCES.items():
         entries = lake.committed_entries(table)
         if not entries:
             continue
         query = (
             f"SELECT {digest_column}, any_value(filename), any_value({keys[0]}), "
             f"any_value({keys[1]}), any_value(captured_at) FROM {{source}} "
-            f"WHERE {digest_column} IS NOT NULL AND {inline_column} IS NULL "
-            f"AND change <> 'deleted' GROUP BY {digest_column}"
+            f"WHERE {digest_column} IS NOT NULL AND {stored_apart} GROUP BY {digest_column}"
         )
         options = "union_by_name = true, hive_partitioning = false, filename = true"
         rows, unreadable = _query_readable_files(lake, query, options, entries)
@@ -215,13 +226,13 @@ def sample_commit_blobs(
 def _blobs_referenced_by(lake: Lake, commit: dict[str, Any]) -> tuple[set[str], list[str]]:
     digests: set[str] = set()
     problems: list[str] = []
-    for table, (digest_column, inline_column, _) in _BLOB_REFERENCES.items():
+    for table, (digest_column, stored_apart, _) in _BLOB_REFERENCES.items():
         entries = [entry for entry in commit.get("files", []) if entry.get("table") == table]
         if not entries:
             continue
         query = (
             f"SELECT DISTINCT {digest_column} FROM {{source}} WHERE {digest_column} IS NOT NULL "
-            f"AND {inline_column} IS NULL AND change <> 'deleted'"
+            f"AND {stored_apart}"
         )
         options = "union_by_name = true, hive_partitioning = false"
         rows, unreadable = _query_readable_files(lake, query, options, entries)

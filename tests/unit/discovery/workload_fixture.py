@@ -78,7 +78,8 @@ def event(
         row["deleted_at"] = captured
     else:
         body = json.dumps(event_json(event_id, subject, start, end)).encode()
-        row["json_inline"] = body
+        if "json_sha256" not in extra:
+            row["json_inline"] = body
         row["size"] = len(body)
     row.update(extra)
     return row
