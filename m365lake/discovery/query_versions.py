@@ -139,7 +139,9 @@ def _documents(
     from m365lake.search.changes import committed_files, load_directory, read_rows
     from m365lake.search.indexing import build_document
 
-    directory = load_directory(committed_files(lake, lake.manifests()))
+    files = committed_files(lake, lake.manifests())
+    directory = load_directory(lake, files)
+    entries = {file.entry["path"]: file.entry for file in files}
     by_file: dict[str, list[LocatedVersion]] = defaultdict(list)
     for stored in versions:
         by_file[stored.path].append(stored)
@@ -160,10 +162,11 @@ def _documents(
                     path=lake.storage.path(path),
                     row_index=stored.row_index,
                     deleted_at=None,
+                    entry=entries[path],
                 )
                 for stored in located.values()
             ]
-            for version, row in read_rows(wanted):
+            for version, row in read_rows(lake, wanted):
                 while len(pending) >= IN_FLIGHT:
                     yield from _finished(pending)
                 future = pool.submit(build_document, lake, version, row, directory, extractor)

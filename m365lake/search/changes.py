@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import unquote
 
 import duckdb
@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from m365lake.errors import LakeIntegrityError
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 from m365lake.search.documents import (
     ChannelEntry,
     Directory,
@@ -81,6 +81,8 @@ class CommittedFile:
     seq: int
     rows: int
     partition: Mapping[str, str]
+    entry: Mapping[str, Any]
+    """The file's manifest entry, which ``m365lake.lake.reading`` needs to read it."""
     purge_copy: bool = False
     """Listed by a purge commit: a copy of older rows that the purge kept, not new rows."""
 
@@ -105,6 +107,7 @@ def committed_files(lake: Lake, manifests: Sequence[Mapping[str, Any]]) -> list[
             seq=int(manifest["seq"]),
             rows=int(entry.get("rows") or 0),
             partition=dict(entry.get("partition") or {}),
+            entry=entry,
             purge_copy=bool(removed_entries(manifest)),
         )
         for manifest in manifests
@@ -153,13 +156,15 @@ class ItemVersion:
     row_index: int
     deleted_at: Any
     """When the tenant deleted the item after this version (a datetime), or None."""
+    entry: Mapping[str, Any]
+    """The manifest entry of the file at ``path``."""
 
 
 @dataclass(frozen=True)
 class _Located:
     """Located versions of one table in Arrow form, sorted by file and row."""
 
-    files: Sequence[Path]
+    files: Sequence[CommittedFile]
     rows: pa.Table
     """Columns container_id, item_id, file_pos (1-based into ``files``), row_index, and
     captured_at, run_id and deleted_at of the version."""
@@ -225,9 +230,10 @@ class VersionSet:
                         table=self.table,
                         container_id=row["container_id"],
                         item_id=row["item_id"],
-                        path=part.files[row["file_pos"] - 1],
+                        path=part.files[row["file_pos"] - 1].path,
                         row_index=int(row["row_index"]),
                         deleted_at=row["deleted_at"],
+                        entry=part.files[row["file_pos"] - 1].entry,
                     )
                     for row in chunk
                 ]
@@ -258,8 +264,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
                    {folder} AS is_folder,
                    list_position($files, filename) AS file_pos,
                    file_row_number AS row_index
-            FROM read_parquet($files, filename = true, file_row_number = true,
-                              hive_partitioning = false, union_by_name = true)
+            FROM {{source}}
             {key_filter}
         ),
         numbered AS (
@@ -293,32 +298,39 @@ def _locate_sql(table: str, keyed: bool) -> str:
     """
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    connection = duckdb.connect()
+_SOURCE_OPTIONS = (
+    "filename = true, file_row_number = true, hive_partitioning = false, union_by_name = true"
+)
+
+
+def _connect(lake: Lake) -> duckdb.DuckDBPyConnection:
+    connection = reading.connect(lake)
     connection.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
     return connection
 
 
+def _scan(lake: Lake, files: Sequence[CommittedFile]) -> TableScan:
+    return TableScan(lake, [file.entry for file in files])
+
+
 def _locate(
     connection: duckdb.DuckDBPyConnection,
+    scan: TableScan,
     table: str,
-    files: Sequence[Path],
     keys: pa.Table | None = None,
 ) -> pa.Table:
     if keys is not None:
         connection.register("wanted_keys", keys)
     try:
-        sql = _locate_sql(table, keys is not None)
-        params = {"files": [str(path) for path in files]}
-        return connection.sql(sql, params=params).to_arrow_table()
-    except duckdb.Error as exc:
-        raise_read_error(files, exc)
+        sql = _locate_sql(table, keys is not None).format(source=scan.sql(_SOURCE_OPTIONS))
+        with scan.errors():
+            return connection.sql(sql, params={"files": scan.locations}).to_arrow_table()
     finally:
         if keys is not None:
             connection.unregister("wanted_keys")
 
 
-def _split(files: Sequence[Path], located: pa.Table) -> tuple[_Located, pa.Table, int]:
+def _split(files: Sequence[CommittedFile], located: pa.Table) -> tuple[_Located, pa.Table, int]:
     """Split located rows into live versions to index, keys without one, and folder count."""
     has_version = pc.is_valid(located["file_pos"])
     is_folder = located["is_folder"]
@@ -338,7 +350,10 @@ def _split(files: Sequence[Path], located: pa.Table) -> tuple[_Located, pa.Table
 
 
 def changed_versions(
-    table: str, all_files: Sequence[CommittedFile], new_files: Sequence[CommittedFile]
+    lake: Lake,
+    table: str,
+    all_files: Sequence[CommittedFile],
+    new_files: Sequence[CommittedFile],
 ) -> VersionSet:
     """Return the version to index of every item with rows in ``new_files``.
 
@@ -346,17 +361,18 @@ def changed_versions(
     ``new_files`` is its tail that the index has not seen. Items whose chosen version is
     a folder, and items deleted before any version was captured, are left out.
     """
-    new = [file.path for file in new_files if file.table == table]
+    new = [file for file in new_files if file.table == table]
     result = VersionSet(table, [])
     if not new:
         return result
-    with _connect() as connection:
-        found, missing, folders = _split(new, _locate(connection, table, new))
+    with _connect(lake) as connection:
+        found, missing, folders = _split(new, _locate(connection, _scan(lake, new), table))
         result.parts.append(found)
         result.folders_skipped += folders
         if missing.num_rows:
             files = _partition_files(table, all_files, missing)
-            older, gone, folders = _split(files, _locate(connection, table, files, missing))
+            located = _locate(connection, _scan(lake, files), table, missing)
+            older, gone, folders = _split(files, located)
             result.parts.append(older)
             result.folders_skipped += folders
             if gone.num_rows:
@@ -365,7 +381,7 @@ def changed_versions(
 
 
 def container_versions(
-    table: str, all_files: Sequence[CommittedFile], containers: Collection[str]
+    lake: Lake, table: str, all_files: Sequence[CommittedFile], containers: Collection[str]
 ) -> VersionSet:
     """Return the version to index of every item of ``table`` in ``containers``.
 
@@ -374,91 +390,55 @@ def container_versions(
     """
     container_column = ITEM_TABLES[table][0]
     files = [
-        file.path
+        file
         for file in all_files
         if file.table == table and file.partition.get(container_column) in containers
     ]
     result = VersionSet(table, [])
     if files:
-        with _connect() as connection:
-            found, _, _ = _split(files, _locate(connection, table, files))
+        with _connect(lake) as connection:
+            found, _, _ = _split(files, _locate(connection, _scan(lake, files), table))
         result.parts.append(found)
     return result
 
 
-def all_versions(table: str, all_files: Sequence[CommittedFile]) -> VersionSet:
+def all_versions(lake: Lake, table: str, all_files: Sequence[CommittedFile]) -> VersionSet:
     """Return the version to index of every item in ``table`` (for a rebuild)."""
-    return changed_versions(table, all_files, all_files)
+    return changed_versions(lake, table, all_files, all_files)
 
 
-def _partition_files(table: str, all_files: Sequence[CommittedFile], keys: pa.Table) -> list[Path]:
+def _partition_files(
+    table: str, all_files: Sequence[CommittedFile], keys: pa.Table
+) -> list[CommittedFile]:
     """Return the files of ``table`` in the partitions (mailboxes, drives) of ``keys``."""
     container_column = ITEM_TABLES[table][0]
     containers = set(keys["container_id"].to_pylist())
     return [
-        file.path
+        file
         for file in all_files
         if file.table == table and file.partition.get(container_column) in containers
     ]
 
 
-def read_rows(versions: Sequence[ItemVersion]) -> Iterator[tuple[ItemVersion, dict[str, Any]]]:
+def read_rows(
+    lake: Lake, versions: Sequence[ItemVersion]
+) -> Iterator[tuple[ItemVersion, dict[str, Any]]]:
     """Yield each version of one file with its full row, one Parquet row group at a time.
 
     ``versions`` must all be in one file, sorted by row. Memory contains one row group's
-    selected rows at a time.
+    selected rows at a time. A file that a purge deleted meanwhile raises the reader's
+    OSError, so the update can run again; a damaged one raises LakeIntegrityError.
     """
     if not versions:
         return
-    path = versions[0].path
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise_read_error([path], exc)
+    entry = versions[0].entry
+    parquet = reading.open_parquet(lake, entry)
     try:
         yield from _read_file_rows(parquet, versions)
     except (pa.ArrowException, OSError) as exc:
-        raise_read_error([path], exc)
+        raise reading.read_error(lake, [entry], exc) from exc
     finally:
         parquet.close()
-
-
-def raise_read_error(files: Sequence[Path], exc: Exception) -> NoReturn:
-    """Raise the error for a failed read of ``files``: damaged, or missing after a purge.
-
-    A purge that commits during an index update deletes the files it replaced, so a
-    missing file propagates as it is, and the update asks to be run again. Only a file
-    that is still there is reported as damaged.
-    """
-    if any(not Path(path).exists() for path in files):
-        raise exc
-    raise damaged_file_error(files, exc) from exc
-
-
-def damaged_file_error(files: Sequence[Path], exc: Exception) -> LakeIntegrityError:
-    """Return the error for a lake table file among ``files`` that DuckDB or Arrow failed to read.
-
-    When the reader's message does not name the file, the first file whose Parquet footer
-    fails to read is named.
-    """
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    damaged = next((path for path in files if str(path) in str(exc)), None)
-    if damaged is None:
-        damaged = next((path for path in files if not _footer_readable(path)), None)
-    name = str(damaged) if damaged is not None else f"one of {len(files)} table files"
-    return LakeIntegrityError(
-        f"failed to read the lake file {name} ({reason}). The file is damaged or missing: "
-        "run `m365lake verify` to list every damaged file, restore each one from a copy "
-        "of the lake, then run the command again"
-    )
-
-
-def _footer_readable(path: Path) -> bool:
-    try:
-        pq.read_metadata(path)
-    except (pa.ArrowException, OSError):
-        return False
-    return True
 
 
 def _read_file_rows(
@@ -484,8 +464,7 @@ def _read_file_rows(
 
 _LATEST_SQL = """
     SELECT * EXCLUDE (filename, file_row_number)
-    FROM read_parquet($files, filename = true, file_row_number = true,
-                      hive_partitioning = false, union_by_name = true)
+    FROM {source}
     QUALIFY row_number() OVER (
         PARTITION BY {key}
         ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC
@@ -494,27 +473,26 @@ _LATEST_SQL = """
 
 
 def _latest_rows(
-    connection: duckdb.DuckDBPyConnection, files: Sequence[Path], key: str
+    connection: duckdb.DuckDBPyConnection, scan: TableScan, key: str
 ) -> list[dict[str, Any]]:
-    if not files:
+    if not scan:
         return []
-    try:
+    with scan.errors():
         cursor = connection.execute(
-            _LATEST_SQL.format(key=key), {"files": [str(path) for path in files]}
+            _LATEST_SQL.format(key=key, source=scan.sql(_SOURCE_OPTIONS)),
+            {"files": scan.locations},
         )
         names = [column[0] for column in cursor.description or []]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    except duckdb.Error as exc:
-        raise_read_error(files, exc)
 
 
-def load_directory(all_files: Sequence[CommittedFile]) -> Directory:
+def load_directory(lake: Lake, all_files: Sequence[CommittedFile]) -> Directory:
     """Read the latest row of every mailbox, drive, site, team and channel from the files."""
 
-    def paths(table: str) -> list[Path]:
-        return [file.path for file in all_files if file.table == table]
+    def paths(table: str) -> TableScan:
+        return _scan(lake, [file for file in all_files if file.table == table])
 
-    with _connect() as connection:
+    with _connect(lake) as connection:
         mailboxes = {
             row["mailbox_id"]: MailboxEntry(
                 user_principal_name=row["user_principal_name"] or row["mailbox_id"],

@@ -463,16 +463,16 @@ class _Updater:
         # NOTE: a mailbox, drive or site renamed after its items were indexed keeps its old
         # name in those items' custodian and location until they change again or the
         # index is rebuilt.
-        directory = load_directory(files_so_far)
+        directory = load_directory(self.lake, files_so_far)
         index.reload()
         searcher = index.searcher()
         for table in ITEM_TABLES:
-            versions = changed_versions(table, files_so_far, new_files)
+            versions = changed_versions(self.lake, table, files_so_far, new_files)
             self.update.folders_skipped += versions.folders_skipped
             self._write(versions, directory, writer, searcher)
             if table in purged:
                 recheck = recheck_containers(
-                    table, files_so_far, purged[table], versions, searcher, index.schema
+                    self.lake, table, files_so_far, purged[table], versions, searcher, index.schema
                 )
                 self._write(recheck.versions, directory, writer, searcher)
                 for doc_id in recheck.removed:

@@ -266,7 +266,7 @@ def index_documents(
     ) as pool:
         pending: dict[concurrent.futures.Future[fields.SearchDocument], int] = {}
         for group in versions.versions():
-            for version, row in read_rows(group):
+            for version, row in read_rows(lake, group):
                 size = max(int(row.get("size") or 0), 0)
                 while pending and (
                     len(pending) >= in_flight or sum(pending.values()) + size > in_flight_bytes

@@ -21,6 +21,7 @@ from typing import Any
 
 import tantivy
 
+from m365lake.lake import Lake
 from m365lake.search import fields
 from m365lake.search.changes import (
     CommittedFile,
@@ -86,6 +87,7 @@ class Recheck:
 
 
 def recheck_containers(
+    lake: Lake,
     table: str,
     files: Sequence[CommittedFile],
     containers: Collection[str],
@@ -102,7 +104,7 @@ def recheck_containers(
     workload = TABLE_WORKLOADS[table]
     indexed = indexed_versions(searcher, schema, workload, containers)
     changed_ids = {doc_id_of(workload, *key) for key in changed.keys_in(containers)}
-    located = container_versions(table, files, containers)
+    located = container_versions(lake, table, files, containers)
     live_ids = {
         doc_id_of(workload, row["container_id"], row["item_id"]) for row in located.identities()
     }
