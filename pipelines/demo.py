@@ -26,6 +26,7 @@ from m365lake.search.hits import search
 from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.calendar import calendar_archive
 from pipelines.deployments import resources_for
 from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.search import search_index
@@ -55,6 +56,7 @@ async def list_directory(settings: GraphSettings) -> list[str]:
 
 MAIL_COUNTS = ("messages_new", "messages_updated", "messages_deleted", "failures")
 FILE_COUNTS = ("items_new", "items_updated", "items_deleted", "failures")
+CALENDAR_COUNTS = ("events_new", "exceptions", "cancelled_occurrences", "failures")
 INDEX_COUNTS = ("documents_added", "documents_replaced", "partially_indexed", "seconds")
 # Matches messages in the generated tenant and in the Enron corpus.
 EXAMPLE_SEARCH = "budget OR forecast"
@@ -135,6 +137,9 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         for number, user in enumerate(users, start=1):
             click.echo(f"[{number}/{len(users)}] materializing mailbox_archive[{user}]…")
             _materialize(mailbox_archive, user, instance, resources, MAIL_COUNTS)
+        for number, user in enumerate(users, start=1):
+            click.echo(f"[{number}/{len(users)}] materializing calendar_archive[{user}]…")
+            _materialize(calendar_archive, user, instance, resources, CALENDAR_COUNTS)
         drives = asyncio.run(list_drive_partitions(GraphSettings.from_env()))
         instance.add_dynamic_partitions(drive_partitions.name, [key for key, _ in drives])
         for number, (drive_id, label) in enumerate(drives, start=1):
@@ -164,6 +169,11 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         f"{blobs} blobs, {failures} failures; {_disk_usage(lake.root):,} bytes on disk; "
         f"{time.monotonic() - started:.1f} s"
     )
+    _, calendar_totals = run_sql(
+        lake, "SELECT (SELECT count(*) FROM calendars), (SELECT count(*) FROM events)"
+    )
+    calendars, events = calendar_totals[0]
+    click.echo(f"  {calendars} calendars with {events} live events (singles, series, exceptions)")
     click.echo("")
     click.echo('Example: top senders (m365lake sql "…")')
     columns, rows = run_sql(lake, EXAMPLE_QUERY)
