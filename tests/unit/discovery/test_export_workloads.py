@@ -195,3 +195,24 @@ def test_contacts_only_production(lake: Lake, tmp_path: Path):
     assert [row["FILENAME"] for row in rows] == ["Kenji Sato.vcf", "Lucía Ortega.vcf"]
     assert result.counts["documents_contact"] == 2
     assert verify_production(tmp_path / "out").ok
+
+
+def test_teams_only_production(lake: Lake, tmp_path: Path):
+    renderer("teams_thread", "render_thread_json")
+    out = tmp_path / "out"
+
+    result = export(lake, out, [("team", TEAM_NAME)], f'"{lakes.REPLY_PHRASE}"')
+
+    page, as_json = parse_dat(out / DAT_FILE)
+    thread = json.loads(read_bytes(out, as_json["NATIVELINK"]))
+    assert [message["id"] for message in thread["messages"]] == [
+        lakes.ROOT,
+        lakes.REPLY_ONE,
+        lakes.REPLY_TWO,
+        lakes.REPLY_DELETED,
+    ]
+    assert thread["rootMessageId"] == lakes.ROOT
+    assert page["FILEEXTENSION"] == "html"
+    assert page["ATTACHCOUNT"] == "1"
+    assert result.counts["documents_teams_thread"] == 1
+    assert verify_production(out).ok
