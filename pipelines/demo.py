@@ -26,6 +26,7 @@ from m365lake.search.hits import search
 from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.contacts import contacts_archive
 from pipelines.calendar import calendar_archive
 from pipelines.deployments import resources_for
 from pipelines.partitions import drive_partitions, mailbox_partitions
@@ -56,6 +57,7 @@ async def list_directory(settings: GraphSettings) -> list[str]:
 
 MAIL_COUNTS = ("messages_new", "messages_updated", "messages_deleted", "failures")
 FILE_COUNTS = ("items_new", "items_updated", "items_deleted", "failures")
+CONTACT_COUNTS = ("contacts_new", "contacts_updated", "contacts_deleted", "failures")
 CALENDAR_COUNTS = ("events_new", "exceptions", "cancelled_occurrences", "failures")
 INDEX_COUNTS = ("documents_added", "documents_replaced", "partially_indexed", "seconds")
 # Matches messages in the generated tenant and in the Enron corpus.
@@ -137,6 +139,8 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         for number, user in enumerate(users, start=1):
             click.echo(f"[{number}/{len(users)}] materializing mailbox_archive[{user}]…")
             _materialize(mailbox_archive, user, instance, resources, MAIL_COUNTS)
+            click.echo(f"[{number}/{len(users)}] materializing contacts_archive[{user}]…")
+            _materialize(contacts_archive, user, instance, resources, CONTACT_COUNTS)
         for number, user in enumerate(users, start=1):
             click.echo(f"[{number}/{len(users)}] materializing calendar_archive[{user}]…")
             _materialize(calendar_archive, user, instance, resources, CALENDAR_COUNTS)
@@ -157,15 +161,16 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         "SELECT (SELECT count(*) FROM mailboxes), (SELECT count(*) FROM messages), "
         "(SELECT coalesce(sum(size), 0) FROM messages), (SELECT count(*) FROM failures), "
         "(SELECT count(*) FROM drives), (SELECT count(*) FROM files), "
-        "(SELECT coalesce(sum(size), 0) FROM files)",
+        "(SELECT coalesce(sum(size), 0) FROM files), (SELECT count(*) FROM contacts)",
     )
-    mailboxes, messages, message_bytes, failures, drive_count, files, file_bytes = totals[0]
+    mailboxes, messages, message_bytes, failures, drive_count, files, file_bytes = totals[0][:7]
+    contacts = totals[0][7]
     blobs = sum(1 for path in (lake.root / "blobs").rglob("*") if path.is_file())
     click.echo("")
     click.echo(f"Lake: {lake.root}")
     click.echo(
         f"  {mailboxes} mailboxes, {messages} live messages, {message_bytes:,} bytes of MIME; "
-        f"{drive_count} drives, {files} files, {file_bytes:,} bytes; "
+        f"{drive_count} drives, {files} files, {file_bytes:,} bytes; {contacts} contacts; "
         f"{blobs} blobs, {failures} failures; {_disk_usage(lake.root):,} bytes on disk; "
         f"{time.monotonic() - started:.1f} s"
     )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -192,3 +195,36 @@ def test_expired_tokens_resync_without_duplicates(tenant, first_upn, run_contact
     assert summary.total("contacts_deleted") == 1
     assert _latest_contacts(lake)[gone]["change"] == "deleted"
     assert _archived(lake) == _live(tenant)
+
+
+def test_cli_contacts_workload(tenant, first_upn, emulator: EmulatorServer, tmp_path):
+    environment = {
+        **os.environ,
+        **emulator.environment(),
+        "M365LAKE_LAKE": str(tmp_path / "cli-lake"),
+    }
+
+    def m365lake(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "m365lake", *args],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    backup = m365lake("backup", "--workload", "contacts")
+    count = m365lake("sql", "--format", "json", "SELECT count(*) AS n FROM contacts")
+    folders = m365lake(
+        "sql",
+        "--format",
+        "json",
+        "SELECT folder_path FROM contact_folders WHERE display_name ILIKE 'contacts' "
+        "ORDER BY folder_path",
+    )
+
+    assert backup.returncode == 0, backup.stderr
+    assert "contacts of 2 mailboxes archived" in backup.stdout
+    assert json.loads(count.stdout) == [{"n": len(_live(tenant))}]
+    paths = [row["folder_path"] for row in json.loads(folders.stdout)]
+    assert paths == ["Contacts", "Contacts", "Contacts/contacts"]

@@ -100,6 +100,7 @@ def test_invalid_backup_cron_names_variable(monkeypatch: pytest.MonkeyPatch) -> 
 SCHEDULE_CRON_VARIABLES = {
     "mailbox_backup_schedule": "M365LAKE_BACKUP_CRON",
     "drive_backup_schedule": "M365LAKE_BACKUP_CRON",
+    "contacts_backup_schedule": "M365LAKE_BACKUP_CRON",
     "search_index_schedule": "M365LAKE_SEARCH_INDEX_CRON",
     "search_index_optimize_schedule": "M365LAKE_SEARCH_OPTIMIZE_CRON",
     "retention_schedule": "M365LAKE_RETENTION_CRON",
@@ -151,6 +152,7 @@ def test_schedule_crons_default_when_unset() -> None:
     assert crons == {
         "mailbox_backup_schedule": DEFAULT_BACKUP_CRON,
         "drive_backup_schedule": DEFAULT_BACKUP_CRON,
+        "contacts_backup_schedule": DEFAULT_BACKUP_CRON,
         "search_index_schedule": SEARCH_INDEX_CRON,
         "search_index_optimize_schedule": SEARCH_INDEX_OPTIMIZE_CRON,
         "retention_schedule": RETENTION_CRON,
