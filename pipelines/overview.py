@@ -1,4 +1,4 @@
-"""An archive-wide report asset: growth over time and volume per custodian."""
+"""An archive-wide report asset: growth over time, volume per custodian and per workload."""
 
 import dagster as dg
 
@@ -8,6 +8,7 @@ from m365lake.archive_stats import (
     custodian_volume,
     growth_markdown,
 )
+from m365lake.workload_stats import workload_markdown, workload_totals
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.cron import cron_from_env
 from pipelines.resources import LakeResource
@@ -23,7 +24,9 @@ OVERVIEW_CRON_VARIABLE = "M365LAKE_OVERVIEW_CRON"
     kinds={"duckdb"},
     description=(
         "Figures about the whole archive, read from the catalog: versions and bytes "
-        "archived per day, and the live volume of each mailbox, OneDrive and site."
+        "archived per day, the live volume of each mailbox, OneDrive and site, and what "
+        "each workload (mail, files, calendar, contacts, teams) contains, with its open "
+        "coverage gaps."
     ),
 )
 def archive_overview(lake: LakeResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
@@ -31,6 +34,7 @@ def archive_overview(lake: LakeResource) -> dg.MaterializeResult:  # type: ignor
     growth = archive_growth(archive)
     volumes = custodian_volume(archive)
     last = growth[-1] if growth else None
+    workloads = workload_totals(archive)
     return dg.MaterializeResult(
         metadata={
             "versions": last.total_versions if last else 0,
@@ -41,6 +45,8 @@ def archive_overview(lake: LakeResource) -> dg.MaterializeResult:  # type: ignor
             "live_bytes": dg.MetadataValue.int(sum(volume.bytes for volume in volumes)),
             "archive_growth": dg.MetadataValue.md(growth_markdown(growth)),
             "custodian_volume": dg.MetadataValue.md(custodian_markdown(volumes)),
+            "workloads": dg.MetadataValue.md(workload_markdown(workloads)),
+            "open_coverage_gaps": sum(total.open_gaps for total in workloads),
         }
     )
 

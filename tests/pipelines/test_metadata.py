@@ -132,6 +132,9 @@ def test_drive_metadata_and_overview(tenant: Tenant, lake_path: Path) -> None:
     assert overview["version_bytes"] == metadata["version_bytes"]
     assert f"onedrive: {user}" in overview["custodian_volume"]
     assert datetime.now(UTC).date().isoformat() in overview["archive_growth"]
+    assert f"| files | 1 | {len(files):,} | 0 |" in overview["workloads"]
+    assert "| teams | 0 | 0 | 0 | 0 |" in overview["workloads"]
+    assert overview["open_coverage_gaps"] == 0
 
 
 def test_markdown_bars_scale_to_largest() -> None:

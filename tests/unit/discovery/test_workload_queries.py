@@ -11,6 +11,7 @@ from m365lake import catalog
 from m365lake.discovery import add_custodians, create_case, place_hold
 from m365lake.lake import Lake
 from m365lake.sources.rows import failure_row
+from m365lake.workload_stats import workload_markdown, workload_totals
 from tests.unit.discovery.lake_fixture import ALICE, T0
 from tests.unit.discovery.workload_fixture import (
     GENERAL,
@@ -59,7 +60,25 @@ def test_archived_per_workload_empty_lake(tmp_path: Path) -> None:
     assert {row["versions"] for row in rows} == {0}
 
 
-def test_coverage_gaps_per_workload(seeded: Lake) -> None:
+def test_overview_totals_match_query(seeded: Lake) -> None:
+    add_failures(seeded)
+    queried = run_query(seeded, "archived_per_workload")
+
+    totals = workload_totals(seeded)
+
+    assert [total.workload for total in totals] == [row["workload"] for row in queried]
+    for total, row in zip(totals, queried, strict=True):
+        assert total.containers == row["containers"], total.workload
+        assert total.live_items == row["live_items"], total.workload
+        assert total.versions == row["versions"], total.workload
+        assert total.version_bytes == row["version_bytes"], total.workload
+    gaps = {total.workload: total.open_gaps for total in totals}
+    assert gaps == {"mail": 0, "files": 0, "calendar": 0, "contacts": 1, "teams": 1}
+    assert "| teams | 3 | 5 | 0 | 6 |" in workload_markdown(totals)
+
+
+def add_failures(lake: Lake) -> None:
+    """Commit two open gaps (a Teams message, a contact) and one gap a later run closed."""
     failures = [
         failure_row(
             workload="teams",
@@ -97,7 +116,7 @@ def test_coverage_gaps_per_workload(seeded: Lake) -> None:
             detail="the contact JSON could not be parsed",
         ),
     ]
-    with seeded.begin(run_id="failures", kind="teams", container=None) as tx:
+    with lake.begin(run_id="failures", kind="teams", container=None) as tx:
         tx.write_rows("failures", failures, partition={})
         tx.write_rows(
             "channel_messages",
@@ -105,6 +124,10 @@ def test_coverage_gaps_per_workload(seeded: Lake) -> None:
             partition={"team_id": TEAM_ID, "channel_id": GENERAL},
         )
         tx.commit()
+
+
+def test_coverage_gaps_per_workload(seeded: Lake) -> None:
+    add_failures(seeded)
 
     gaps = {(row["workload"], row["location"]): row for row in run_query(seeded, "coverage_gaps")}
 
