@@ -1,0 +1,92 @@
+"""Query holds over events, contacts and channel messages, resolved through the real index."""
+
+from __future__ import annotations
+
+import pytest
+
+from m365lake.discovery import add_custodians, create_case, place_hold
+from m365lake.lake import Lake
+from m365lake.retention import add_policy, plan_purge, purge
+from m365lake.retention.plan import versions_by_item
+from m365lake.search import update_index
+from tests.e2e.test_search_index import InlineExtractor
+from tests.unit.discovery.lake_fixture import ALICE, DAY, T0
+from tests.unit.discovery.workload_fixture import (
+    DESIGN,
+    NOW,
+    TEAM_ID,
+    channel_message,
+    seed_workloads,
+)
+
+EDITED = "1700000000004"
+
+
+@pytest.fixture
+def indexed(lake: Lake) -> Lake:
+    """Seed every workload, edit a phrase out of a Teams post, index, and expire everything."""
+    seed_workloads(lake)
+    with lake.begin(run_id="teams-edit", kind="teams", container=TEAM_ID) as tx:
+        tx.write_rows(
+            "channel_messages",
+            [
+                channel_message(
+                    TEAM_ID, DESIGN, EDITED, "created", T0, text="Falcon merger terms attached"
+                ),
+                channel_message(
+                    TEAM_ID,
+                    DESIGN,
+                    EDITED,
+                    "updated",
+                    T0 + DAY,
+                    text="see the chat instead",
+                    edited_at=T0 + DAY,
+                ),
+            ],
+            partition={"team_id": TEAM_ID, "channel_id": DESIGN},
+        )
+        tx.commit()
+    update_index(lake, extractor=InlineExtractor())
+    create_case(lake, "Matter", actor="carol", case_id="C")
+    for workload in ("calendar", "contacts", "teams"):
+        add_policy(lake, actor="erin", name=workload, workload=workload, action="delete", days=0)
+    return lake
+
+
+def held_workloads(lake: Lake) -> dict[str, set[str]]:
+    plan = plan_purge(lake, now=NOW + 365 * DAY)
+    found: dict[str, set[str]] = {}
+    for stored in plan.held:
+        found.setdefault(stored.version.workload, set()).add(stored.version.item_id)
+    return found
+
+
+def test_kind_meetings_holds_events_only(indexed: Lake) -> None:
+    place_hold(indexed, "C", actor="carol", kql="kind:meetings", all_locations=True)
+
+    held = held_workloads(indexed)
+
+    assert set(held) == {"calendar"}
+    assert held["calendar"] >= {"e-kickoff", "e-big", "e-review", "e-moved"}
+
+
+def test_custodian_query_hold_limited_to_mailbox(indexed: Lake) -> None:
+    add_custodians(indexed, "C", [("mailbox", ALICE)], actor="carol")
+    place_hold(indexed, "C", actor="carol", kql="kind:contacts")
+
+    assert held_workloads(indexed) == {"contacts": {"c-fabrikam"}}
+
+
+def test_phrase_edited_out_keeps_message(indexed: Lake) -> None:
+    place_hold(indexed, "C", actor="carol", kql='"falcon merger"', all_locations=True)
+
+    purge(indexed, actor="erin", apply=True, now=NOW + 365 * DAY)
+
+    remaining = versions_by_item(indexed)
+    assert len(remaining[("teams", DESIGN, EDITED)]) == 2
+    # A series without an end never expires, so e-weekly stays without a hold.
+    assert set(remaining) == {
+        *(key for key in remaining if key[0] in ("mail", "files")),
+        ("calendar", "mb-bob", "e-weekly"),
+        ("teams", DESIGN, EDITED),
+    }
