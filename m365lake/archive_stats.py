@@ -14,11 +14,19 @@ from typing import Literal
 from m365lake.catalog import connect
 from m365lake.lake import Lake
 
-Workload = Literal["mail", "files"]
+Workload = Literal["mail", "files", "teams"]
 
 # Views and key column per workload; folders are left out of the file figures.
-_LIVE = {"mail": ("messages", "mailbox_id"), "files": ("files", "drive_id")}
-_VERSIONS = {"mail": ("message_versions", "mailbox_id"), "files": ("file_versions", "drive_id")}
+_LIVE = {
+    "mail": ("messages", "mailbox_id"),
+    "files": ("files", "drive_id"),
+    "teams": ("channel_messages", "team_id"),
+}
+_VERSIONS = {
+    "mail": ("message_versions", "mailbox_id"),
+    "files": ("file_versions", "drive_id"),
+    "teams": ("channel_message_versions", "team_id"),
+}
 
 _GROWTH = """
 WITH versions AS (

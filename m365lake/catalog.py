@@ -26,6 +26,11 @@ Views (columns are the table schemas from ``m365lake.lake.tables``):
 - ``events`` / ``event_versions`` / ``events_as_of(ts)`` and ``calendars`` /
   ``calendar_versions`` / ``calendars_as_of(ts)``: the same for calendar events (singles,
   series masters and their exceptions) and calendars;
+- ``channel_messages`` / ``channel_message_versions`` / ``channel_messages_as_of(ts)`` and
+  ``channels`` / ``channel_versions`` / ``channels_as_of(ts)``: the same for Teams channel
+  messages (root posts and replies) and channels; ``teams`` and ``channel_message_parts``
+  (hosted contents and file links of the latest version of each message): the latest row
+  per key;
 - ``mailboxes``, ``attachments``, ``event_attachments``, ``runs``, ``drives``, ``sites``:
   the latest row per key;
   ``failures``: every row;
@@ -104,6 +109,10 @@ _KEYS = {
     "retention_policies": ("policy_id",),
     "contacts": ("mailbox_id", "contact_id"),
     "contact_folders": ("mailbox_id", "folder_id"),
+    "teams": ("team_id",),
+    "channels": ("team_id", "channel_id"),
+    "channel_messages": ("team_id", "channel_id", "message_id"),
+    "channel_message_parts": ("team_id", "channel_id", "message_id", "part_id"),
 }
 # Keyed tables whose current view leaves out records that a change ended; their history
 # stays in ``<table>_rows``.
@@ -118,6 +127,8 @@ _VERSIONED = {
     "drive_items": "drive_item",
     "contacts": "contact",
     "contact_folders": "contact_folder",
+    "channels": "channel",
+    "channel_messages": "channel_message",
 }
 # Views over drive_items restricted to files, under the names analysts look for.
 _FILE_VIEWS = (

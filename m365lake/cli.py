@@ -206,11 +206,17 @@ def _check_mailboxes(
     help="Graph drive id to archive (repeatable). Default: every OneDrive and site library.",
 )
 @click.option(
+    "--team",
+    "teams",
+    multiple=True,
+    help="Team (group) id whose channels to archive (repeatable). Default: every team.",
+)
+@click.option(
     "--workload",
-    type=click.Choice(["all", "mail", "files", "calendar", "contacts"]),
+    type=click.Choice(["all", "mail", "files", "calendar", "teams"]),
     default="all",
     show_default=True,
-    help="What to archive: mail, files, calendars, Outlook contacts, or all.",
+    help="What to archive: mail, OneDrive and SharePoint files, calendars, or all.",
 )
 @_lake_option
 @click.option(
@@ -224,15 +230,16 @@ def _check_mailboxes(
 def backup(
     mailboxes: tuple[str, ...],
     drives: tuple[str, ...],
+    teams: tuple[str, ...],
     workload: str,
     lake_location: str | None,
     checkpoint_messages: int,
 ) -> None:
-    """Archive mail, files, calendars and contacts incrementally from the AZURE_* tenant."""
+    """Archive mail and files incrementally from the tenant named by the AZURE_* variables."""
     from m365lake.backup import backup_mail
     from m365lake.backup_calendar import backup_calendars
-    from m365lake.backup_contacts import backup_contacts
     from m365lake.backup_files import backup_files
+    from m365lake.backup_teams import backup_teams
     from m365lake.catalog import refresh_catalog
 
     try:
@@ -283,18 +290,18 @@ def backup(
             )
             failed.update({f"calendars of {n}": r for n, r in calendars.failed.items()})
             skipped.update({f"calendars of {n}": r for n, r in calendars.skipped.items()})
-        if workload in ("contacts", "all"):
+        if workload in ("teams", "all"):
             started = time.monotonic()
-            contacts = asyncio.run(backup_contacts(settings, lake, users=list(mailboxes) or None))
+            archived = asyncio.run(backup_teams(settings, lake, teams=list(teams) or None))
             click.echo(
-                f"contacts of {len(contacts.results)} mailboxes archived in "
-                f"{time.monotonic() - started:.1f} s: {contacts.total('contacts_new')} new, "
-                f"{contacts.total('contacts_updated')} updated, "
-                f"{contacts.total('contacts_deleted')} deleted, "
-                f"{contacts.total('failures')} failures"
+                f"{len(archived.results)} teams archived in {time.monotonic() - started:.1f} s: "
+                f"{archived.total('messages_new')} new, "
+                f"{archived.total('messages_updated')} updated, "
+                f"{archived.total('messages_deleted')} deleted, "
+                f"{archived.total('failures')} failures"
             )
-            failed.update({f"contacts of {n}": r for n, r in contacts.failed.items()})
-            skipped.update({f"contacts of {n}": r for n, r in contacts.skipped.items()})
+            failed.update({f"team {n}": r for n, r in archived.failed.items()})
+            skipped.update({f"team {n}": r for n, r in archived.skipped.items()})
         refresh_catalog(lake)
     for name, reason in skipped.items():
         click.echo(f"skipped {name}: {reason}", err=True)

@@ -43,6 +43,7 @@ def test_definitions_load():
     assert {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()} == {
         "mailbox_archive",
         "drive_archive",
+        "teams_archive",
         "contacts_archive",
         "calendar_archive",
         "archive_overview",
