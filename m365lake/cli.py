@@ -213,10 +213,10 @@ def _check_mailboxes(
 )
 @click.option(
     "--workload",
-    type=click.Choice(["all", "mail", "files", "calendar", "teams"]),
+    type=click.Choice(["all", "mail", "files", "calendar", "contacts", "teams"]),
     default="all",
     show_default=True,
-    help="What to archive: mail, OneDrive and SharePoint files, calendars, or all.",
+    help="What to archive: mail, files, calendars, Outlook contacts, or all.",
 )
 @_lake_option
 @click.option(
@@ -235,9 +235,10 @@ def backup(
     lake_location: str | None,
     checkpoint_messages: int,
 ) -> None:
-    """Archive mail and files incrementally from the tenant named by the AZURE_* variables."""
+    """Archive mail, files, calendars and contacts incrementally from the AZURE_* tenant."""
     from m365lake.backup import backup_mail
     from m365lake.backup_calendar import backup_calendars
+    from m365lake.backup_contacts import backup_contacts
     from m365lake.backup_files import backup_files
     from m365lake.backup_teams import backup_teams
     from m365lake.catalog import refresh_catalog
@@ -290,6 +291,18 @@ def backup(
             )
             failed.update({f"calendars of {n}": r for n, r in calendars.failed.items()})
             skipped.update({f"calendars of {n}": r for n, r in calendars.skipped.items()})
+        if workload in ("contacts", "all"):
+            started = time.monotonic()
+            contacts = asyncio.run(backup_contacts(settings, lake, users=list(mailboxes) or None))
+            click.echo(
+                f"contacts of {len(contacts.results)} mailboxes archived in "
+                f"{time.monotonic() - started:.1f} s: {contacts.total('contacts_new')} new, "
+                f"{contacts.total('contacts_updated')} updated, "
+                f"{contacts.total('contacts_deleted')} deleted, "
+                f"{contacts.total('failures')} failures"
+            )
+            failed.update({f"contacts of {n}": r for n, r in contacts.failed.items()})
+            skipped.update({f"contacts of {n}": r for n, r in contacts.skipped.items()})
         if workload in ("teams", "all"):
             started = time.monotonic()
             archived = asyncio.run(backup_teams(settings, lake, teams=list(teams) or None))

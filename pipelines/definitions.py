@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.calendar import calendar_archive, calendar_backup_schedule
 from pipelines.checks import BACKUP_CHECKS
+from pipelines.contacts import contacts_archive, contacts_backup_schedule
 from pipelines.deployments import resources_for
 from pipelines.integrity_checks import ARCHIVE_INTEGRITY_CHECKS
 from pipelines.overview import archive_overview, archive_overview_job, archive_overview_schedule
@@ -27,6 +28,7 @@ defs = dg.Definitions(
         mailbox_archive,
         drive_archive,
         teams_archive,
+        contacts_archive,
         calendar_archive,
         archive_overview,
         search_index,
@@ -41,6 +43,7 @@ defs = dg.Definitions(
         mailbox_backup_schedule,
         drive_backup_schedule,
         teams_backup_schedule,
+        contacts_backup_schedule,
         calendar_backup_schedule,
         retention_schedule,
         search_index_schedule,
