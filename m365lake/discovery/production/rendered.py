@@ -122,6 +122,10 @@ def render_series(lake: Lake, head: Mapping[str, Any]) -> list[RenderedNative]:
     if not members:
         members = [dict(head)]
     items = [item_json(lake, row) for row in members]
+    cancelled = members[0].get("cancelled_occurrences")
+    if cancelled:
+        # Graph v1.0 JSON does not list them; the backup derived them for the master row.
+        items[0]["cancelledOccurrences"] = list(cancelled)
     content = _renderer("ics", "render_ics")(items)
     first, row = items[0], members[0]
     subject = row.get("subject") or first.get("subject") or ""
