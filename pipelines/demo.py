@@ -25,12 +25,14 @@ from m365lake.query_output import terminal_safe
 from m365lake.search.hits import search
 from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
+from m365lake.sources.teams_list import list_teams
 from pipelines.assets import drive_archive, mailbox_archive
-from pipelines.contacts import contacts_archive
 from pipelines.calendar import calendar_archive
+from pipelines.contacts import contacts_archive
 from pipelines.deployments import resources_for
 from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.search import search_index
+from pipelines.teams import team_partitions, teams_archive
 
 EXAMPLE_QUERY = """
 SELECT from_address, count(*) AS messages, sum(size) AS bytes
@@ -59,6 +61,7 @@ MAIL_COUNTS = ("messages_new", "messages_updated", "messages_deleted", "failures
 FILE_COUNTS = ("items_new", "items_updated", "items_deleted", "failures")
 CONTACT_COUNTS = ("contacts_new", "contacts_updated", "contacts_deleted", "failures")
 CALENDAR_COUNTS = ("events_new", "exceptions", "cancelled_occurrences", "failures")
+TEAMS_COUNTS = ("channels", "messages_new", "soft_deleted", "parts", "failures")
 INDEX_COUNTS = ("documents_added", "documents_replaced", "partially_indexed", "seconds")
 # Matches messages in the generated tenant and in the Enron corpus.
 EXAMPLE_SEARCH = "budget OR forecast"
@@ -71,6 +74,14 @@ async def list_drive_partitions(settings: GraphSettings) -> list[tuple[str, str]
     return [
         (drive.drive_id, f"{drive.owner_name or drive.owner_id} / {drive.name}") for drive in drives
     ]
+
+
+async def list_team_partitions(settings: GraphSettings) -> list[tuple[str, str]]:
+    """Return (team id, display name) for every team."""
+    async with GraphClient(settings) as graph:
+        return [
+            (team.team_id, team.display_name or team.team_id) for team in await list_teams(graph)
+        ]
 
 
 def _materialize(
@@ -149,6 +160,12 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
         for number, (drive_id, label) in enumerate(drives, start=1):
             click.echo(f"[{number}/{len(drives)}] materializing drive_archive[{label}]…")
             _materialize(drive_archive, drive_id, instance, resources, FILE_COUNTS)
+        # After the drives, so that file links in messages resolve to archived items.
+        teams = asyncio.run(list_team_partitions(GraphSettings.from_env()))
+        instance.add_dynamic_partitions(team_partitions.name, [key for key, _ in teams])
+        for number, (team_id, name) in enumerate(teams, start=1):
+            click.echo(f"[{number}/{len(teams)}] materializing teams_archive[{name}]…")
+            _materialize(teams_archive, team_id, instance, resources, TEAMS_COUNTS)
         click.echo("Materializing search_index…")
         _materialize(search_index, None, instance, resources, INDEX_COUNTS)
     finally:
@@ -179,6 +196,11 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
     )
     calendars, events = calendar_totals[0]
     click.echo(f"  {calendars} calendars with {events} live events (singles, series, exceptions)")
+    _, teams_totals = run_sql(
+        lake, "SELECT (SELECT count(*) FROM teams), (SELECT count(*) FROM channel_messages)"
+    )
+    team_count, channel_messages = teams_totals[0]
+    click.echo(f"  {team_count} teams with {channel_messages} live channel messages")
     click.echo("")
     click.echo('Example: top senders (m365lake sql "…")')
     columns, rows = run_sql(lake, EXAMPLE_QUERY)

@@ -9,6 +9,7 @@ import platformdirs
 
 from m365lake.emulator.app import EmulatorOptions
 from m365lake.emulator.generator import generate_tenant
+from m365lake.emulator.generator_teams import generate_teams
 from m365lake.emulator.loaders import load_corpus
 from m365lake.emulator.model import Tenant
 from m365lake.emulator.server import EmulatorServer
@@ -27,7 +28,10 @@ def build_tenant(corpus: Path | None = None) -> Tenant:
     """Build the tenant from ``corpus`` when given, else from the deterministic generator."""
     seed = load_corpus(corpus) if corpus is not None else generate_tenant()
     log.info("emulated tenant: %d users, %d messages", len(seed.users), len(seed.messages))
-    return Tenant.from_seed(seed)
+    tenant = Tenant.from_seed(seed)
+    # A corpus has no Teams content, so generated teams are added to either tenant.
+    generate_teams(tenant)
+    return tenant
 
 
 class RunningEmulator:
