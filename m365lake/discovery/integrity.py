@@ -157,15 +157,28 @@ def verify_archive(
     return counts
 
 
-def newest_commit(manifests: list[dict[str, Any]], container: str) -> dict[str, Any] | None:
-    """Return the newest manifest a backup of ``container`` (mailbox or drive id) wrote."""
+def newest_commit(
+    manifests: list[dict[str, Any]], container: str, kind: str | None = None
+) -> dict[str, Any] | None:
+    """Return the newest manifest a backup of ``container`` wrote, of ``kind`` when given.
+
+    A mailbox is the container of mail, calendar and contacts backups, so ``kind``
+    (``mail``, ``calendar``, ``contacts``, ``files`` or ``teams``) picks one workload's.
+    """
     return next(
-        (manifest for manifest in reversed(manifests) if manifest.get("container") == container),
+        (
+            manifest
+            for manifest in reversed(manifests)
+            if manifest.get("container") == container
+            and (kind is None or manifest.get("kind") == kind)
+        ),
         None,
     )
 
 
-def check_container_chain(lake: Lake, container: str) -> tuple[dict[str, int], list[str]]:
+def check_container_chain(
+    lake: Lake, container: str, kind: str | None = None
+) -> tuple[dict[str, int], list[str]]:
     """Check the whole manifest chain and the files of ``container``'s newest commit.
 
     Reads every manifest to check the hash links between them, then rehashes each file the
@@ -173,7 +186,7 @@ def check_container_chain(lake: Lake, container: str) -> tuple[dict[str, int], l
     when the container has no commit, and ``files``) and one message per problem.
     """
     manifests, problems = lake.check_chain()
-    commit = newest_commit(manifests, container)
+    commit = newest_commit(manifests, container, kind)
     files = 0
     if commit is not None:
         files, file_problems = lake.check_commit_files(commit, manifests)
@@ -187,7 +200,7 @@ def check_container_chain(lake: Lake, container: str) -> tuple[dict[str, int], l
 
 
 def sample_commit_blobs(
-    lake: Lake, container: str, *, sample: int, seed: int | None = None
+    lake: Lake, container: str, *, sample: int, seed: int | None = None, kind: str | None = None
 ) -> tuple[dict[str, int], list[str]]:
     """Read back up to ``sample`` random blobs that rows of ``container``'s newest commit reference.
 
@@ -202,7 +215,7 @@ def sample_commit_blobs(
         seed = random.SystemRandom().randrange(2**31)
     counts = {"commit_seq": 0, "blobs_referenced": 0, "blobs_checked": 0, "blob_seed": seed}
     try:
-        commit = newest_commit(lake.manifests(), container)
+        commit = newest_commit(lake.manifests(), container, kind)
     except LakeIntegrityError as error:
         return counts, [f"the newest commit could not be found: {error}"]
     if commit is None:

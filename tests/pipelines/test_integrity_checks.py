@@ -15,8 +15,11 @@ from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import DEFAULT_INLINE_THRESHOLD, Lake
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.calendar import calendar_archive
 from pipelines.deployments import resources_for
 from pipelines.integrity_checks import (
+    calendar_blob_sample,
+    calendar_manifest_chain,
     drive_blob_sample,
     drive_manifest_chain,
     mailbox_blob_sample,
@@ -203,3 +206,32 @@ def test_drive_checks_pass_after_backup(
     assert blobs.metadata["blobs_checked"].value >= 1
     lake = Lake.open(lake_root, create=False)
     assert blobs.metadata["commit_seq"].value == lake.head().seq
+
+
+def test_mailbox_checks_read_their_own_workload(
+    lake_root: Path, instance: dg.DagsterInstance, user: str
+) -> None:
+    mail = _back_up(instance, user)
+    calendar = dg.materialize(
+        [calendar_archive, calendar_manifest_chain, calendar_blob_sample],
+        partition_key=user,
+        instance=instance,
+        resources=resources_for("emulator"),
+    )
+    mail_seq = mail.asset_materializations_for_node("mailbox_archive")[0].metadata["commit_seq"]
+    calendar_seq = calendar.asset_materializations_for_node("calendar_archive")[0].metadata[
+        "commit_seq"
+    ]
+
+    mailbox = _check_only(instance, user)
+    evaluations = _evaluations(calendar)
+
+    assert calendar_seq.value > mail_seq.value
+    # The calendar commit is newer, but the mailbox checks still read the mail commit.
+    assert mailbox["mailbox_blob_sample"].metadata["commit_seq"].value == mail_seq.value
+    assert mailbox["mailbox_blob_sample"].metadata["blobs_referenced"].value == 1
+    assert mailbox["mailbox_manifest_chain"].metadata["commit_seq"].value == mail_seq.value
+    assert evaluations["calendar_manifest_chain"].passed
+    assert evaluations["calendar_manifest_chain"].metadata["commit_seq"].value == calendar_seq.value
+    assert evaluations["calendar_blob_sample"].passed
+    assert evaluations["calendar_blob_sample"].metadata["commit_seq"].value == calendar_seq.value
