@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from m365lake.discovery.errors import CustodianNotFoundError, InvalidRequestError
 from m365lake.discovery.lake_rows import latest_rows
 from m365lake.discovery.records import CUSTODIAN_KINDS, CustodianKind
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 
 _LIST_HINTS: dict[CustodianKind, str] = {
     "mailbox": 'm365lake sql "SELECT mailbox_id, user_principal_name FROM mailboxes"',
@@ -160,8 +161,12 @@ def team_channel_ids(lake: Lake, team_ids: set[str]) -> dict[str, str]:
         return {}
     found = {}
     for table in ("channels", "channel_messages"):
-        rows = latest_rows(lake, table, ["channel_id"], ["channel_id", "team_id"])
-        for row in rows:
-            if row["team_id"] in team_ids:
-                found[row["channel_id"]] = row["team_id"]
+        scan = TableScan(lake, lake.committed_entries(table))
+        if not scan:
+            continue
+        # A channel never moves to another team, so any row names its team.
+        with reading.connect(lake) as db, scan.errors():
+            source = scan.sql("hive_partitioning = false, union_by_name = true", connection=db)
+            rows = db.execute(f"SELECT DISTINCT channel_id, team_id FROM {source}").fetchall()
+        found.update({channel: team for channel, team in rows if team in team_ids})
     return found
