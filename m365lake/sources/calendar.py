@@ -42,6 +42,7 @@ from m365lake.recurrence import (
 )
 from m365lake.sources import calendar_rows
 from m365lake.sources.calendar_state import CalendarState, load_calendar_state
+from m365lake.sources.mail import mailbox_key
 from m365lake.sources.mailboxes import Mailbox
 from m365lake.sources.rows import failure_row, now_utc, parse_graph_time
 
@@ -417,6 +418,14 @@ class _CalendarRun:
 
     def finish(self) -> dict[str, Any]:
         self.result.finished_at = now_utc()
+        # The mailbox's directory entry makes the custodian resolvable (holds, restores)
+        # in an archive that holds no mail of it.
+        directory_entry = self.mailbox.row()
+        key = mailbox_key(self.mailbox.mailbox_id)
+        if self.lake.state(key) != directory_entry:
+            captured = {"captured_at": self.result.finished_at, "run_id": self.result.run_id}
+            self.tx.write_rows("mailboxes", [{**directory_entry, **captured}], partition={})
+            self.tx.set_state(key, directory_entry)
         self.tx.write_rows("runs", [_run_row(self.result)], partition={})
         manifest = self.tx.commit(counts=self.result.counts())
         self.result.commit_seq = manifest.get("seq")
