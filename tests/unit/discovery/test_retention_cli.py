@@ -12,6 +12,7 @@ from m365lake import catalog
 from m365lake.discovery.cli import register
 from m365lake.lake import Lake
 from m365lake.retention import list_policies
+from tests.unit.discovery.workload_fixture import OTHER_TEAM_ID, OTHER_TEAM_NAME, seed_workloads
 
 
 @pytest.fixture
@@ -109,3 +110,43 @@ def test_purge_without_index_fails_clearly(run) -> None:  # type: ignore[no-unty
     assert result.exit_code == 1
     assert "Error:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_team_policy_purges_messages(run, lake: Lake) -> None:  # type: ignore[no-untyped-def]
+    seed_workloads(lake)
+    added = run(
+        "retention",
+        "add-policy",
+        "lobby chatter",
+        "--workload",
+        "teams",
+        "--action",
+        "delete",
+        "--days",
+        "30",
+        "--team",
+        OTHER_TEAM_NAME,
+    )
+    mailbox_scope = run(
+        "retention",
+        "add-policy",
+        "wrong scope",
+        "--workload",
+        "teams",
+        "--action",
+        "delete",
+        "--days",
+        "30",
+        "--mailbox",
+        "mb-bob",
+    )
+    applied = run("retention", "purge", "--apply")
+
+    assert added.exit_code == 0, added.output
+    [policy] = list_policies(lake)
+    assert policy.locations == (f"team:{OTHER_TEAM_ID}",)
+    assert mailbox_scope.exit_code == 1
+    assert "a teams policy cannot apply to a mailbox location" in mailbox_scope.output
+    assert applied.exit_code == 0, applied.output
+    assert "purged: 1 versions" in applied.stderr
+    assert "1 event attachment and message part rows" in applied.stderr
