@@ -48,11 +48,22 @@ ITEM_TABLES: Mapping[str, tuple[str, str]] = {
     "events": ("mailbox_id", "event_id"),
     "contacts": ("mailbox_id", "contact_id"),
     # Graph's channel ids ("19:…@thread.tacv2") are unique in the tenant, and message ids
-    # are unique in their channel, so the channel is the container. Files are partitioned
-    # by team and channel, so a purge names the channel of every file it replaced.
+    # are unique in their channel, so the channel is the container.
     "channel_messages": ("channel_id", "message_id"),
 }
 """The tables whose items become documents, with their (container, item) key columns."""
+
+PARTITION_COLUMNS: Mapping[str, str] = {"channel_messages": "team_id"}
+"""The column that partitions a table's files, where it is not the container column.
+
+The Teams backup writes one partition per team, while a document's container is the
+channel, so a purge names the team and every channel of it is checked again."""
+
+
+def partition_column(table: str) -> str:
+    """Return the partition column of an item table's files."""
+    return PARTITION_COLUMNS.get(table, ITEM_TABLES[table][0])
+
 
 # A version that hides its item from searches, and when that happened, per table. Teams
 # keeps a message that a user deleted, with ``deletedDateTime`` set and its body emptied.
@@ -117,13 +128,17 @@ def committed_files(lake: Lake, manifests: Sequence[Mapping[str, Any]]) -> list[
 
 
 def purged_containers(manifest: Mapping[str, Any]) -> set[tuple[str, str]]:
-    """Return (table, container id) of each item partition whose files a purge commit replaced."""
+    """Return (table, partition value) of each item partition whose files a purge replaced.
+
+    The value is the container id (mailbox, drive), or the team id for channel messages
+    (see ``partition_column``).
+    """
     found = set()
     for entry in removed_entries(manifest):
         table = str(entry.get("table"))
         if table not in ITEM_TABLES:
             continue
-        container = _partition_values(entry).get(ITEM_TABLES[table][0])
+        container = _partition_values(entry).get(partition_column(table))
         if container is not None:
             found.add((table, container))
     return found
@@ -261,6 +276,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
             SELECT {container} AS container_id, {item} AS item_id, captured_at, run_id,
                    ({removed}) AS removed, {removed_at} AS removed_at,
                    change = 'deleted' AS hard_deleted,
+                   {partition_column(table)} AS partition_id,
                    {folder} AS is_folder,
                    list_position($files, filename) AS file_pos,
                    file_row_number AS row_index
@@ -280,7 +296,7 @@ def _locate_sql(table: str, keyed: bool) -> str:
                             min(newest_rank) FILTER (WHERE NOT hard_deleted)) AS live_rank
             FROM numbered GROUP BY ALL
         )
-        SELECT n.container_id, n.item_id,
+        SELECT n.container_id, n.item_id, any_value(n.partition_id) AS partition_id,
                any_value(n.file_pos) FILTER (WHERE n.newest_rank = l.live_rank) AS file_pos,
                any_value(n.row_index) FILTER (WHERE n.newest_rank = l.live_rank) AS row_index,
                any_value(n.captured_at) FILTER (WHERE n.newest_rank = l.live_rank)
@@ -322,7 +338,9 @@ def _locate(
     if keys is not None:
         connection.register("wanted_keys", keys)
     try:
-        sql = _locate_sql(table, keys is not None).format(source=scan.sql(_SOURCE_OPTIONS))
+        sql = _locate_sql(table, keys is not None).format(
+            source=scan.sql(_SOURCE_OPTIONS, connection=connection)
+        )
         with scan.errors():
             return connection.sql(sql, params={"files": scan.locations}).to_arrow_table()
     finally:
@@ -336,7 +354,9 @@ def _split(files: Sequence[CommittedFile], located: pa.Table) -> tuple[_Located,
     is_folder = located["is_folder"]
     found = located.filter(pc.and_(has_version, pc.invert(is_folder)))
     folders = located.filter(pc.and_(has_version, is_folder)).num_rows
-    missing = located.filter(pc.invert(has_version)).select(["container_id", "item_id"])
+    missing = located.filter(pc.invert(has_version)).select(
+        ["container_id", "item_id", "partition_id"]
+    )
     columns = [
         "container_id",
         "item_id",
@@ -385,10 +405,11 @@ def container_versions(
 ) -> VersionSet:
     """Return the version to index of every item of ``table`` in ``containers``.
 
-    ``containers`` are mailbox ids or drive ids; every file of their partitions among
-    ``all_files`` is read. Folders and items without a live version are left out.
+    ``containers`` are values of the table's ``partition_column``: mailbox, drive or team
+    ids. Every file of their partitions among ``all_files`` is read. Folders and items
+    without a live version are left out.
     """
-    container_column = ITEM_TABLES[table][0]
+    container_column = partition_column(table)
     files = [
         file
         for file in all_files
@@ -410,9 +431,9 @@ def all_versions(lake: Lake, table: str, all_files: Sequence[CommittedFile]) -> 
 def _partition_files(
     table: str, all_files: Sequence[CommittedFile], keys: pa.Table
 ) -> list[CommittedFile]:
-    """Return the files of ``table`` in the partitions (mailboxes, drives) of ``keys``."""
-    container_column = ITEM_TABLES[table][0]
-    containers = set(keys["container_id"].to_pylist())
+    """Return the files of ``table`` in the partitions (mailboxes, drives, teams) of ``keys``."""
+    container_column = partition_column(table)
+    containers = set(keys["partition_id"].to_pylist())
     return [
         file
         for file in all_files
@@ -479,7 +500,7 @@ def _latest_rows(
         return []
     with scan.errors():
         cursor = connection.execute(
-            _LATEST_SQL.format(key=key, source=scan.sql(_SOURCE_OPTIONS)),
+            _LATEST_SQL.format(key=key, source=scan.sql(_SOURCE_OPTIONS, connection=connection)),
             {"files": scan.locations},
         )
         names = [column[0] for column in cursor.description or []]

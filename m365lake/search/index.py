@@ -472,7 +472,16 @@ class _Updater:
             self._write(versions, directory, writer, searcher)
             if table in purged:
                 recheck = recheck_containers(
-                    self.lake, table, files_so_far, purged[table], versions, searcher, index.schema
+                    self.lake,
+                    table,
+                    files_so_far,
+                    purged[table],
+                    versions,
+                    searcher,
+                    index.schema,
+                    partition_of={
+                        channel: entry.team_id for channel, entry in directory.channels.items()
+                    },
                 )
                 self._write(recheck.versions, directory, writer, searcher)
                 for doc_id in recheck.removed:

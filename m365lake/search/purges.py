@@ -1,6 +1,6 @@
 """Follow purges in the index: rewrite or delete the documents of items a purge changed.
 
-A purge commit replaces every file of each mailbox, drive or channel partition that held a
+A purge commit replaces every file of each mailbox, drive or team partition that held a
 purged row with files of the rows it kept (see ``m365lake.retention.purging``), and deletes the
 replaced files. The removed files cannot be read afterwards, so the items they contained
 are not known by name. Instead, every item of a purged partition is located again in the
@@ -24,9 +24,11 @@ import tantivy
 from m365lake.lake import Lake
 from m365lake.search import fields
 from m365lake.search.changes import (
+    ITEM_TABLES,
     CommittedFile,
     VersionSet,
     container_versions,
+    partition_column,
     purged_containers,
 )
 from m365lake.search.documents import (
@@ -94,17 +96,26 @@ def recheck_containers(
     changed: VersionSet,
     searcher: tantivy.Searcher,
     schema: tantivy.Schema,
+    partition_of: Mapping[str, str] | None = None,
 ) -> Recheck:
     """Compare the items of the purged ``containers`` with their documents.
 
-    ``files`` are the live files up to the end of the purge's chunk. ``changed`` contains
-    the versions the update already writes for this chunk, so their items are skipped
-    here. ``searcher`` shows the index as it was before this chunk.
+    ``containers`` are the purged partitions (see ``changes.partition_column``). When they
+    are not the documents' containers, as teams hold channels, ``partition_of`` maps
+    each known document container to its partition. ``files`` are the live files up to
+    the end of the purge's chunk. ``changed`` contains the versions the update already
+    writes for this chunk, so their items are skipped here. ``searcher`` shows the index
+    as it was before this chunk.
     """
     workload = TABLE_WORKLOADS[table]
-    indexed = indexed_versions(searcher, schema, workload, containers)
-    changed_ids = {doc_id_of(workload, *key) for key in changed.keys_in(containers)}
     located = container_versions(lake, table, files, containers)
+    documents_in = set(containers)
+    if partition_column(table) != ITEM_TABLES[table][0]:
+        known = partition_of or {}
+        documents_in = {item for item, partition in known.items() if partition in containers}
+        documents_in |= {row["container_id"] for row in located.identities()}
+    indexed = indexed_versions(searcher, schema, workload, documents_in)
+    changed_ids = {doc_id_of(workload, *key) for key in changed.keys_in(documents_in)}
     live_ids = {
         doc_id_of(workload, row["container_id"], row["item_id"]) for row in located.identities()
     }

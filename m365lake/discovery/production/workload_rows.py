@@ -34,9 +34,7 @@ class WorkloadTable:
 WORKLOAD_TABLES: Mapping[str, WorkloadTable] = {
     "calendar": WorkloadTable("events", "mailbox_id", "event_id", ("mailbox_id",)),
     "contacts": WorkloadTable("contacts", "mailbox_id", "contact_id", ("mailbox_id",)),
-    "teams": WorkloadTable(
-        "channel_messages", "channel_id", "message_id", ("team_id", "channel_id")
-    ),
+    "teams": WorkloadTable("channel_messages", "channel_id", "message_id", ("team_id",)),
 }
 """The workloads whose items are produced from Graph's JSON through a renderer."""
 
@@ -83,7 +81,7 @@ def latest_versions(
         WITH versions AS (
             SELECT * EXCLUDE (deleted_at), deleted_at AS row_deleted_at,
                    list_position($files, filename) AS file_pos
-            FROM {scan.sql(_OPTIONS)} AS t
+            FROM {{source}} AS t
             {key_join}
             WHERE {where}
         ),
@@ -110,7 +108,10 @@ def latest_versions(
                 }
             )
             connection.register("wanted", wanted)
-        cursor = connection.execute(query, {"files": scan.locations, **(parameters or {})})
+        source = scan.sql(_OPTIONS, connection=connection)
+        cursor = connection.execute(
+            query.replace("{source}", source), {"files": scan.locations, **(parameters or {})}
+        )
         names = [column[0] for column in cursor.description or []]
         rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     entries = dict(zip(scan.locations, scan.entries, strict=True))
@@ -150,9 +151,9 @@ def thread_members(lake: Lake, root: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = latest_versions(
         lake,
         "teams",
-        partition={"team_id": str(root["team_id"]), "channel_id": str(root["channel_id"])},
-        where="message_id = $root OR reply_to_id = $root",
-        parameters={"root": root_id},
+        partition={"team_id": str(root["team_id"])},
+        where="channel_id = $channel AND (message_id = $root OR reply_to_id = $root)",
+        parameters={"root": root_id, "channel": str(root["channel_id"])},
     )
     rows.sort(
         key=lambda row: (

@@ -243,7 +243,7 @@ def test_purge_of_channel_partition_removes_document(lake: Lake):
     ]
     with lake.begin(run_id="purge-1", kind="purge", container=None) as tx:
         tx.remove_files(entries)
-        tx.write_rows("channel_messages", kept, partition={"team_id": TEAM, "channel_id": CHANNEL})
+        tx.write_rows("channel_messages", kept, partition={"team_id": TEAM})
         tx.commit()
 
     update = update_index(lake, extractor=InlineExtractor())
@@ -274,7 +274,7 @@ def test_message_deleted_before_capture_indexed(tmp_path: Path):
         tx.write_rows(
             "channel_messages",
             [lakes.message_row(item, lakes.T0 + 4 * lakes.HOUR, lake, address=ALICE)],
-            partition={"team_id": TEAM, "channel_id": CHANNEL},
+            partition={"team_id": TEAM},
         )
         tx.commit()
 

@@ -460,7 +460,7 @@ def seed_channel(lake: Lake) -> None:
         tx.write_rows(
             "channel_messages",
             [message_row(item, T0, lake, address=_address_of(item)) for item in thread_messages()],
-            partition={"team_id": TEAM, "channel_id": CHANNEL},
+            partition={"team_id": TEAM},
         )
         tx.commit()
 
@@ -473,6 +473,6 @@ def delete_reply(lake: Lake) -> None:
         tx.write_rows(
             "channel_messages",
             [message_row(item, T0 + 3 * HOUR, lake, address=BOB, change="updated")],
-            partition={"team_id": TEAM, "channel_id": CHANNEL},
+            partition={"team_id": TEAM},
         )
         tx.commit()

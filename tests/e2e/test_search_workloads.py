@@ -1,0 +1,147 @@
+"""Search and productions of calendars, contacts and Teams archived from the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from m365lake.backup import backup_mail
+from m365lake.backup_calendar import backup_calendars
+from m365lake.backup_contacts import backup_contacts
+from m365lake.backup_teams import backup_teams
+from m365lake.discovery import add_custodians, create_case
+from m365lake.discovery.production import export_production, verify_production
+from m365lake.discovery.production.folder import DAT_FILE
+from m365lake.emulator import EmulatorServer, Tenant
+from m365lake.emulator.generator import generate_tenant
+from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
+from m365lake.lake import Lake, reading
+from m365lake.search import search
+from m365lake.search.index import update_index
+from tests.unit.discovery.test_export_fixtures import InlineExtractor, parse_dat, read_bytes
+
+REPLY_PHRASE = "the quarterly ledger closes on thursday"
+ACTOR = "counsel@firm.example"
+
+
+@dataclass(frozen=True)
+class Archived:
+    lake: Lake
+    thread: GeneratedThread
+    reply_id: str
+    team_name: str
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    return Tenant.from_seed(generate_tenant(seed=5, users=3, messages_per_user=2))
+
+
+@pytest.fixture
+def archived(tenant: Tenant, emulator_state: Path, tmp_path: Path) -> Iterator[Archived]:
+    thread = generate_teams(tenant)
+    assert thread is not None
+    users = [info.user.user_principal_name for info in tenant.users() if info.has_mailbox]
+    reply_id = tenant.post_channel_message(
+        thread.team_id,
+        thread.channel_id,
+        users[1],
+        f"<p>Reminder: {REPLY_PHRASE.capitalize()}.</p>",
+        reply_to=thread.root_id,
+    )
+    team = tenant.team_info(thread.team_id)
+    assert team is not None
+    lake = Lake.open(tmp_path / "lake")
+    with EmulatorServer(tenant, emulator_state) as emulator:
+        settings = emulator.settings()
+        assert not asyncio.run(backup_mail(settings, lake)).failed
+        assert not asyncio.run(backup_calendars(settings, lake)).failed
+        assert not asyncio.run(backup_contacts(settings, lake)).failed
+        assert not asyncio.run(backup_teams(settings, lake)).failed
+    update_index(lake, extractor=InlineExtractor())
+    yield Archived(lake, thread, reply_id, team.display_name)
+
+
+def archived_event_keys(lake: Lake) -> set[tuple[str, str]]:
+    """Return (mailbox, event) of every event with a version that is not a deletion."""
+    scan = reading.TableScan(lake, lake.committed_entries("events"))
+    with reading.connect(lake) as connection, scan.errors():
+        rows = connection.execute(
+            f"SELECT DISTINCT mailbox_id, event_id FROM {scan.sql('union_by_name = true')} "
+            "WHERE change <> 'deleted'"
+        ).fetchall()
+    return {(str(mailbox), str(event)) for mailbox, event in rows}
+
+
+def test_phrase_only_in_teams_reply(archived: Archived):
+    result = search(archived.lake, f'"{REPLY_PHRASE}"')
+
+    assert [(hit.workload, hit.item_id) for hit in result.hits] == [("teams", archived.reply_id)]
+    assert result.hits[0].container_id == archived.thread.channel_id
+    assert result.hits[0].custodian == archived.team_name
+
+
+def test_kind_meetings_returns_events_only(archived: Archived):
+    expected = archived_event_keys(archived.lake)
+
+    result = search(archived.lake, "kind:meetings", limit=10_000)
+
+    assert expected
+    assert {hit.workload for hit in result.hits} == {"calendar"}
+    assert {(hit.container_id, hit.item_id) for hit in result.hits} == expected
+    assert result.total == len(expected)
+
+
+def test_kinds_partition_the_index(archived: Archived):
+    total = search(archived.lake, "kind:email OR NOT kind:email", limit=0).total
+    per_kind = {
+        kind: search(archived.lake, f"kind:{kind}", limit=0).total
+        for kind in ("email", "docs", "meetings", "contacts", "microsoftteams")
+    }
+
+    assert per_kind["contacts"] > 0
+    assert per_kind["microsoftteams"] > 0
+    assert sum(per_kind.values()) == total
+
+
+def test_deleted_teams_reply_found_with_deleted_at(archived: Archived):
+    hits = [
+        hit
+        for hit in search(archived.lake, "kind:microsoftteams", limit=1000).hits
+        if hit.item_id == archived.thread.deleted_reply_id
+    ]
+
+    assert len(hits) == 1
+    assert hits[0].deleted_at is not None
+
+
+def test_production_shows_thread_in_order(archived: Archived, tmp_path: Path):
+    pytest.importorskip("m365lake.discovery.production.teams_thread")
+    lake = archived.lake
+    create_case(lake, "Ledger matter", actor=ACTOR, case_id="L")
+    add_custodians(lake, "L", [("team", archived.team_name)], actor=ACTOR)
+    out = tmp_path / "production"
+
+    result = export_production(
+        lake, "L", out, actor=ACTOR, kql=f'"{REPLY_PHRASE}"', extractor=InlineExtractor()
+    )
+
+    page, as_json = parse_dat(out / DAT_FILE)
+    assert page["RECORDTYPE"] == "Teams Thread"
+    assert as_json["PARENTBATES"] == page["BEGBATES"]
+    thread = json.loads(read_bytes(out, as_json["NATIVELINK"]))
+    ids = [message["id"] for message in thread["messages"]]
+    assert ids[0] == archived.thread.root_id
+    assert ids[-1] == archived.reply_id
+    assert archived.thread.deleted_reply_id in ids
+    created = [message["createdDateTime"] for message in thread["messages"]]
+    assert created == sorted(created)
+    text = read_bytes(out, page["TEXTLINK"]).decode("utf-8-sig")
+    assert text.index("Kick-off on Monday") < text.index(REPLY_PHRASE.capitalize())
+    assert result.counts["documents_teams_thread"] == 1
+    assert verify_production(out).ok
