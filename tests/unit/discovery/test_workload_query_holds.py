@@ -8,7 +8,7 @@ from m365lake.discovery import add_custodians, create_case, place_hold
 from m365lake.lake import Lake
 from m365lake.retention import add_policy, plan_purge, purge
 from m365lake.retention.plan import versions_by_item
-from m365lake.search import update_index
+from m365lake.search import search, update_index
 from tests.e2e.test_search_index import InlineExtractor
 from tests.unit.discovery.lake_fixture import ALICE, DAY, T0
 from tests.unit.discovery.workload_fixture import (
@@ -90,3 +90,8 @@ def test_phrase_edited_out_keeps_message(indexed: Lake) -> None:
         ("calendar", "mb-bob", "e-weekly"),
         ("teams", DESIGN, EDITED),
     }
+    update_index(indexed, extractor=InlineExtractor())
+    teams_hits = search(indexed, "kind:microsoftteams", limit=100, include_deleted=True).hits
+    assert [(hit.container_id, hit.item_id) for hit in teams_hits] == [(DESIGN, EDITED)]
+    meeting_hits = search(indexed, "kind:meetings", limit=100, include_deleted=True).hits
+    assert [hit.item_id for hit in meeting_hits] == ["e-weekly"]
