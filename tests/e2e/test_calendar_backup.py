@@ -261,3 +261,54 @@ def test_cli_backup_calendar_workload(
     lake = Lake.open(tmp_path / "cli-lake")
     assert latest_rows(lake, "events", ["event_id"], ["event_id"])
     assert latest_rows(lake, "messages", ["message_id"], ["message_id"]) == []
+
+
+def test_failed_instances_recorded_and_retried(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    # 400 is not retried by the client, so the request fails for this run only.
+    emulator.inject(path_pattern=r"/instances$", status=400, times=1)
+
+    first = run_backup(emulator, lake)
+
+    assert first.total("failures") == 1
+    failures = latest_rows(
+        lake, "failures", ["run_id", "item_id"], ["workload", "stage", "outcome", "item_id"]
+    )
+    assert [(f["workload"], f["stage"], f["outcome"]) for f in failures] == [
+        ("calendar", "fetch", "failed")
+    ]
+    missing = failures[0]["item_id"]
+    assert missing not in latest_events(lake)
+
+    second = run_backup(emulator, lake)
+
+    assert second.total("failures") == 0
+    assert second.total("events_new") >= 1
+    assert latest_events(lake)[missing]["event_type"] == "seriesMaster"
+
+
+def test_checkpoints_end_in_same_archive(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, tmp_path: Path
+) -> None:
+    from m365lake.graph import GraphClient
+    from m365lake.sources.calendar import backup_calendars_of
+    from m365lake.sources.mailboxes import get_mailbox
+
+    upn = sorted(info.user.user_principal_name for info in tenant.users())[0]
+
+    async def scenario() -> int:
+        async with GraphClient(emulator.settings()) as graph:
+            mailbox = await get_mailbox(graph, upn)
+            result = await backup_calendars_of(
+                graph, lake, mailbox, run_id="run-checkpoints", checkpoint_events=1
+            )
+            return result.commits
+
+    commits = asyncio.run(scenario())
+
+    assert commits == 3  # after each of the two calendars, then the final commit
+    uid = tenant.user_id(upn)
+    live = {v.id for v in tenant.calendar_events(uid, None)}
+    archived = {e for e, row in latest_events(lake).items() if row["event_type"] != "exception"}
+    assert archived == live
