@@ -15,6 +15,7 @@ from m365lake.backup_calendar import backup_calendars
 from m365lake.backup_contacts import backup_contacts
 from m365lake.backup_teams import backup_teams
 from m365lake.discovery import add_custodians, create_case
+from m365lake.discovery.lake_rows import latest_rows
 from m365lake.discovery.production import export_production, verify_production
 from m365lake.discovery.production.folder import DAT_FILE
 from m365lake.emulator import EmulatorServer, Tenant
@@ -67,15 +68,16 @@ def archived(tenant: Tenant, emulator_state: Path, tmp_path: Path) -> Iterator[A
     yield Archived(lake, thread, reply_id, team.display_name)
 
 
-def archived_event_keys(lake: Lake) -> set[tuple[str, str]]:
-    """Return (mailbox, event) of every event with a version that is not a deletion."""
+def archived_events(lake: Lake) -> dict[tuple[str, str], str]:
+    """Return (mailbox, event) → event type of every event with a live version."""
     scan = reading.TableScan(lake, lake.committed_entries("events"))
     with reading.connect(lake) as connection, scan.errors():
         rows = connection.execute(
-            f"SELECT DISTINCT mailbox_id, event_id FROM {scan.sql('union_by_name = true')} "
-            "WHERE change <> 'deleted'"
+            f"SELECT mailbox_id, event_id, any_value(event_type) "
+            f"FROM {scan.sql('union_by_name = true')} "
+            "WHERE change <> 'deleted' GROUP BY ALL"
         ).fetchall()
-    return {(str(mailbox), str(event)) for mailbox, event in rows}
+    return {(str(mailbox), str(event)): str(kind) for mailbox, event, kind in rows}
 
 
 def test_phrase_only_in_teams_reply(archived: Archived):
@@ -87,7 +89,7 @@ def test_phrase_only_in_teams_reply(archived: Archived):
 
 
 def test_kind_meetings_returns_events_only(archived: Archived):
-    expected = archived_event_keys(archived.lake)
+    expected = set(archived_events(archived.lake))
 
     result = search(archived.lake, "kind:meetings", limit=10_000)
 
@@ -144,4 +146,41 @@ def test_production_shows_thread_in_order(archived: Archived, tmp_path: Path):
     text = read_bytes(out, page["TEXTLINK"]).decode("utf-8-sig")
     assert text.index("Kick-off on Monday") < text.index(REPLY_PHRASE.capitalize())
     assert result.counts["documents_teams_thread"] == 1
+    assert verify_production(out).ok
+
+
+def test_production_gives_each_series_one_ics(archived: Archived, tmp_path: Path):
+    pytest.importorskip("m365lake.discovery.production.ics")
+    lake = archived.lake
+    mailboxes = latest_rows(
+        lake, "mailboxes", ["mailbox_id"], ["mailbox_id", "user_principal_name"]
+    )
+    mailbox = min(mailboxes, key=lambda row: row["user_principal_name"])
+    create_case(lake, "Calendar matter", actor=ACTOR, case_id="M")
+    add_custodians(lake, "M", [("mailbox", mailbox["user_principal_name"])], actor=ACTOR)
+    out = tmp_path / "production"
+
+    result = export_production(
+        lake, "M", out, actor=ACTOR, kql="kind:meetings", extractor=InlineExtractor()
+    )
+
+    rows = parse_dat(out / DAT_FILE)
+    heads = {
+        key
+        for key, event_type in archived_events(lake).items()
+        if key[0] == mailbox["mailbox_id"] and event_type in ("singleInstance", "seriesMaster")
+    }
+    assert len(rows) == len(heads)
+    assert {row["RECORDTYPE"] for row in rows} == {"Meeting"}
+    assert {row["SOURCEID"] for row in rows} == {
+        f"event:{container}:{item}" for container, item in heads
+    }
+    series = [
+        read_bytes(out, row["NATIVELINK"])
+        for row in rows
+        if b"RRULE" in read_bytes(out, row["NATIVELINK"])
+    ]
+    assert series
+    assert any(b"RECURRENCE-ID" in native for native in series)
+    assert result.counts["documents_meeting"] == len(heads)
     assert verify_production(out).ok
