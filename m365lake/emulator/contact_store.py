@@ -252,6 +252,12 @@ class ContactStoreMixin:
             book.contact_log.setdefault(folder_id, []).append(LogEntry(seq, contact_id))
             return _contact_info(contact)
 
+    def remove_contact(self, user_id: str, contact_id: str) -> None:
+        """Delete a contact by id (Graph DELETE); raises KeyError when it is not there."""
+        with self._lock:
+            book = self._contacts_of(user_id)
+            self._remove_contact(book, self._contact_record(book, contact_id))
+
     def add_contact_folder(self, upn: str, path: tuple[str, ...]) -> str:
         """Return the id of the folder at ``path`` below the default folder, creating it.
 

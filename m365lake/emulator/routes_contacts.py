@@ -317,6 +317,17 @@ async def create_default_contact(request: Request) -> Response:
     return await _create_contact(request, user, default.id)
 
 
+async def delete_contact(request: Request) -> Response:
+    user = contact_user(request, write=True)
+    try:
+        context.tenant_of(request).remove_contact(user.id, request.path_params["contact"])
+    except KeyError:
+        raise GraphHTTPError(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        ) from None
+    return Response(status_code=204)
+
+
 def _variants(path: str) -> list[str]:
     """Return ``path`` and its lower-case-segment twin: Graph segment names ignore case."""
     lowered = path.replace("contactFolders", "contactfolders").replace(
@@ -346,4 +357,5 @@ routes = [
     *_routes(_USER + "/contacts", list_default_contacts),
     *_routes(_USER + "/contacts", create_default_contact, "POST"),
     *_routes(_USER + "/contacts/{contact}", get_contact),
+    *_routes(_USER + "/contacts/{contact}", delete_contact, "DELETE"),
 ]

@@ -78,6 +78,15 @@ def _check_folder(_ctx: click.Context, _param: click.Parameter, value: str | Non
 )
 @click.option("--path", default=None, help="Drive path prefix, e.g. '/Documents/Reports'.")
 @click.option(
+    "--workload",
+    "workloads",
+    multiple=True,
+    type=click.Choice(["mail", "files", "contacts"]),
+    help="Restore only this workload (repeatable). Default: mail and files; contacts are "
+    "restored only when named, with --folder matching contact folders such as "
+    "'Contacts/Clients'.",
+)
+@click.option(
     "--drive", "drive_id", default=None, help="Only this drive id (a OneDrive or a library)."
 )
 @click.option(
@@ -142,6 +151,7 @@ def restore_command(
     custodian: str | None,
     folder: str | None,
     path: str | None,
+    workloads: tuple[str, ...],
     drive_id: str | None,
     as_of: datetime | None,
     to_mailbox: str | None,
@@ -179,6 +189,7 @@ def restore_command(
             path=path,
             drive_id=drive_id,
             as_of=as_of,
+            workloads=workloads,
         )
         check_selection(selection)
         try:

@@ -21,6 +21,12 @@ from m365lake.discovery.commit_loop import new_run_id
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.lake.blob_users import blob_user_async
+from m365lake.restore.contacts import (
+    plan_contacts_restore,
+    run_contacts_restore,
+    select_contacts,
+    verify_contacts_restore,
+)
 from m365lake.restore.files import plan_files_restore, run_files_restore, verify_files_restore
 from m365lake.restore.ledger import RestoreLedger
 from m365lake.restore.mail import plan_mail_restore, run_mail_restore, verify_mail_restore
@@ -80,7 +86,7 @@ class WorkloadFunctions:
 
 
 def workload_functions(name: str, selection: Selection | None = None) -> WorkloadFunctions:
-    """Return the restore functions of ``mail`` or ``files``.
+    """Return the restore functions of ``mail``, ``files`` or ``contacts``.
 
     A selection by mail folder recreates the whole archived folder tree below it, empty
     folders included, which the message rows alone do not show.
@@ -93,7 +99,11 @@ def workload_functions(name: str, selection: Selection | None = None) -> Workloa
         return WorkloadFunctions(
             "files", plan_files_restore, run_files_restore, verify_files_restore
         )
-    raise ValueError(f"unknown restore workload {name!r}; expected mail or files")
+    if name == "contacts":
+        return WorkloadFunctions(
+            "contacts", plan_contacts_restore, run_contacts_restore, verify_contacts_restore
+        )
+    raise ValueError(f"unknown restore workload {name!r}; expected mail, files or contacts")
 
 
 @dataclass
@@ -132,6 +142,7 @@ def _parameters(selection: Selection, target: RestoreTarget, run: RestoreRun) ->
         "target_mailbox": target.mailbox_id,
         "target_drive": target.drive_id,
         "restore_folder": target.restore_folder,
+        "workloads": list(selection.workloads),
     }
 
 
@@ -157,12 +168,15 @@ async def restore(
     chosen_target = target or RestoreTarget()
     messages = select_messages(lake, selection)
     files = select_files(lake, selection)
-    require_some(messages, files, selection)
+    contacts = select_contacts(lake, selection)
+    if not contacts:
+        require_some(messages, files, selection)
     chosen = list(workloads) if workloads is not None else []
     if workloads is None:
         chosen += [workload_functions("mail", selection)] if messages else []
         chosen += [workload_functions("files", selection)] if files else []
-    rows_of = {"mail": messages, "files": files}
+        chosen += [workload_functions("contacts", selection)] if contacts else []
+    rows_of = {"mail": messages, "files": files, "contacts": contacts}
 
     restore_id = new_run_id("restore")
     report = RestoreReport(restore_id, dry_run=dry_run, policy=policy)

@@ -47,6 +47,9 @@ class Selection:
     """Only this drive (a OneDrive or a document library)."""
     as_of: datetime | None = None
     """Restore the state at this time; None means the newest archived versions."""
+    workloads: tuple[str, ...] = ()
+    """Restore only these workloads (``mail``, ``files``, ``contacts``). Empty: mail and
+    files as the other criteria allow; contacts are restored only when named here."""
 
     def __post_init__(self) -> None:
         if self.as_of is not None and self.as_of.tzinfo is None:
@@ -68,11 +71,12 @@ class Selection:
 
     @property
     def wants_mail(self) -> bool:
-        return self.path is None and self.drive_id is None
+        named = not self.workloads or "mail" in self.workloads
+        return named and self.path is None and self.drive_id is None
 
     @property
     def wants_files(self) -> bool:
-        return self.folder is None
+        return (not self.workloads or "files" in self.workloads) and self.folder is None
 
 
 def parse_point_in_time(text: str) -> datetime:
@@ -97,7 +101,7 @@ def check_selection(selection: Selection) -> None:
             "the restore selects nothing: give a KQL query, item ids, a custodian, a mail "
             "folder or a drive path (a whole tenant is never restored by default)"
         )
-    if not selection.wants_mail and not selection.wants_files:
+    if selection.folder is not None and (selection.path or selection.drive_id):
         raise SelectionError(
             "a mail folder and a drive path or drive id cannot be combined: a folder selects "
             "mail and a path selects files. Run two restores instead"
@@ -115,6 +119,11 @@ def _under(path: str | None, prefix: str) -> bool:
     text = _trimmed(path).casefold()
     wanted = _trimmed(prefix).casefold()
     return not wanted or text == wanted or text.startswith(wanted + "/")
+
+
+def mailbox_of(lake: Lake, custodian: str) -> str | None:
+    """Return the archived mailbox id of a user principal name or id, or None."""
+    return _container(lake, "mailbox", custodian)
 
 
 def _container(lake: Lake, kind: str, reference: str) -> str | None:

@@ -31,6 +31,7 @@ from m365lake.sources.contact_state import (
     KnownContactFolder,
     load_contact_state,
 )
+from m365lake.sources.mail import mailbox_key
 from m365lake.sources.mailboxes import Mailbox
 from m365lake.sources.rows import failure_row, now_utc
 
@@ -412,7 +413,16 @@ class _ContactsRun:
         self.result.failures += 1
 
     def finish(self) -> None:
+        """Write the mailbox's directory entry when it changed, the run row, and commit."""
         self.result.finished_at = now_utc()
+        # The same entry and state key as the mail backup, so a lake holding only
+        # contacts still knows the mailbox as a custodian.
+        directory_entry = self.mailbox.row()
+        key = mailbox_key(self.mailbox.mailbox_id)
+        if self.lake.state(key) != directory_entry:
+            row = {**directory_entry, "captured_at": self.result.finished_at}
+            self.tx.write_rows("mailboxes", [{**row, "run_id": self.result.run_id}], partition={})
+            self.tx.set_state(key, directory_entry)
         self.tx.write_rows("runs", [_run_row(self.result)], partition={})
         manifest = self.tx.commit(counts=self.result.counts())
         self.result.commit_seq = manifest.get("seq")
