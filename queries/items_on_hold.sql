@@ -11,7 +11,8 @@
 -- its libraries, and a team the messages of all its channels. A date range limits a hold
 -- to versions dated inside it (received time for mail, modified time for files and
 -- contacts, the end of an event or of a series' recurrence range, creation time for
--- channel messages), and a version without a date is held. Query holds match items through the
+-- channel messages), and a version without a date is held. A team hold also keeps the
+-- archived files its messages link to; file_items does not count those. Query holds match items through the
 -- search index, which SQL cannot read, so their counts are NULL here. The purge's dry run
 -- (`m365lake retention purge`) and m365lake.discovery.HoldCoverage apply them.
 --

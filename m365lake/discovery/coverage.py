@@ -3,7 +3,9 @@
 A hold covers item versions, and it covers every version of an item it covers, whether
 the tenant still has the item or deleted it. Custodian holds resolve through the lake's
 tables: a mailbox holds its messages, calendar events and contacts, a OneDrive its drive
-items, a site the items of its drives, and a team the messages of its channels.
+items, a site the items of its drives, and a team the messages of its channels and the
+archived files those messages link to (Teams stores a shared file in SharePoint or
+OneDrive, where no other custodian of the case may cover it).
 
 A query hold covers an item when any archived version of it, dated inside the hold's
 date range, matches the query; it then covers every version of the item. The search
@@ -21,7 +23,7 @@ from datetime import datetime
 from typing import Literal
 
 from m365lake.discovery.case_state import active_holds
-from m365lake.discovery.custodians import site_drive_ids, team_channel_ids
+from m365lake.discovery.custodians import linked_files, site_drive_ids, team_channel_ids
 from m365lake.discovery.records import Hold
 from m365lake.discovery.search_api import search_hits
 from m365lake.lake import Lake
@@ -58,6 +60,8 @@ class _Scope:
     mailboxes: set[str] = field(default_factory=set)
     drives: set[str] = field(default_factory=set)
     channels: set[str] = field(default_factory=set)
+    linked_files: set[tuple[str, str]] = field(default_factory=set)
+    """(drive id, item id) of archived files that messages of ``channels`` link to."""
     everywhere: bool = False
 
     def contains(self, version: ItemVersion) -> bool:
@@ -67,7 +71,10 @@ class _Scope:
             return version.container_id in self.mailboxes
         if version.workload == "teams":
             return version.container_id in self.channels
-        return version.container_id in self.drives
+        return (
+            version.container_id in self.drives
+            or (version.container_id, version.item_id) in self.linked_files
+        )
 
 
 ItemKey = tuple[str, str, str]
@@ -164,6 +171,7 @@ class HoldCoverage:
             if custodian_id.startswith("team:")
         }
         channels_of_teams = team_channel_ids(lake, team_ids)
+        files_of_channels = linked_files(lake, set(channels_of_teams))
         resolved = []
         for hold in holds:
             scope = _Scope(everywhere=hold.custodian_ids is None)
@@ -178,11 +186,14 @@ class HoldCoverage:
                         drive for drive, site in drives_of_sites.items() if site == container_id
                     )
                 elif kind == "team":
-                    scope.channels.update(
+                    channels = {
                         channel
                         for channel, team in channels_of_teams.items()
                         if team == container_id
-                    )
+                    }
+                    scope.channels.update(channels)
+                    for channel in channels:
+                        scope.linked_files.update(files_of_channels.get(channel, ()))
             resolved_hold = _ResolvedHold(hold, scope, None)
             if hold.kql is not None:
                 resolved_hold.index_hits = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from m365lake.discovery.errors import CustodianNotFoundError, InvalidRequestError
 from m365lake.discovery.lake_rows import latest_rows
 from m365lake.discovery.records import CUSTODIAN_KINDS, CustodianKind
@@ -169,4 +171,28 @@ def team_channel_ids(lake: Lake, team_ids: set[str]) -> dict[str, str]:
             source = scan.sql("hive_partitioning = false, union_by_name = true", connection=db)
             rows = db.execute(f"SELECT DISTINCT channel_id, team_id FROM {source}").fetchall()
         found.update({channel: team for channel, team in rows if team in team_ids})
+    return found
+
+
+def linked_files(lake: Lake, channel_ids: set[str]) -> dict[str, set[tuple[str, str]]]:
+    """Return channel id → (drive id, item id) of the archived files its messages link to.
+
+    A link is a ``channel_message_parts`` row that the Teams backup resolved to an
+    archived drive item; a link to a file whose drive was not archived has no ids.
+    """
+    if not channel_ids:
+        return {}
+    scan = TableScan(lake, lake.committed_entries("channel_message_parts"))
+    if not scan:
+        return {}
+    with reading.connect(lake) as db, scan.errors():
+        db.register("wanted", pa.table({"channel_id": sorted(channel_ids)}))
+        source = scan.sql("hive_partitioning = false, union_by_name = true", connection=db)
+        rows = db.execute(
+            f"SELECT DISTINCT channel_id, drive_id, item_id FROM {source} SEMI JOIN wanted "
+            "USING (channel_id) WHERE drive_id IS NOT NULL AND item_id IS NOT NULL"
+        ).fetchall()
+    found: dict[str, set[tuple[str, str]]] = {}
+    for channel, drive, item in rows:
+        found.setdefault(channel, set()).add((drive, item))
     return found

@@ -79,7 +79,7 @@ def test_mailbox_and_team_holds_survive_purge(
     create_case(lake, "Matter", actor="carol", case_id="C")
     add_custodians(lake, "C", [("mailbox", held_upn), ("team", thread.team_id)], actor="carol")
     place_hold(lake, "C", actor="carol")
-    for workload in ("calendar", "contacts", "teams"):
+    for workload in ("calendar", "contacts", "teams", "files"):
         add_policy(lake, actor="erin", name=workload, workload=workload, action="delete", days=0)
     # Far enough ahead that every generated meeting has ended.
     later = utc_now() + timedelta(days=3650)
@@ -99,5 +99,11 @@ def test_mailbox_and_team_holds_survive_purge(
     for digest, channel in hosted.items():
         assert lake.blobs.exists(digest) == (channel in held_channels), digest
     assert after[("mail", held_box)] == before[("mail", held_box)]
+    # The file a held message links to is held with it; other files go.
+    remaining = versions_by_item(lake)
+    assert ("files", thread.file_drive_id, thread.file_item_id) in remaining
+    files_before = sum(count for key, count in before.items() if key[0] == "files")
+    files_after = sum(count for key, count in after.items() if key[0] == "files")
+    assert files_after < files_before
     assert held_versions_in_plan(lake, plan_purge(lake, now=later)) == {}
     verify_archive(lake, blob_sample=0)

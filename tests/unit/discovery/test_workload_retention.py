@@ -193,3 +193,35 @@ def test_keep_policy_outlasts_contact_delete(lake: Lake, blobs: Blobs) -> None:
 
     assert plan.purge == []
     assert plan.protected == 3
+
+
+def test_team_hold_keeps_linked_file(lake: Lake, blobs: Blobs) -> None:
+    with lake.begin(run_id="teams-link", kind="teams", container=TEAM_ID) as tx:
+        tx.write_rows(
+            "channel_message_parts",
+            [
+                {
+                    "team_id": TEAM_ID,
+                    "channel_id": GENERAL,
+                    "message_id": "1700000000002",
+                    "part_id": "link-1",
+                    "captured_at": T0,
+                    "kind": "reference",
+                    "name": "f1",
+                    "content_url": "https://contoso-my.sharepoint.com/personal/alice/f1",
+                    "drive_id": "d-alice",
+                    "item_id": "f1",
+                }
+            ],
+            partition={"team_id": TEAM_ID, "channel_id": GENERAL},
+        )
+        tx.commit()
+    hold_custodian(lake, "team", TEAM_ID)
+    delete_after(lake, "files", 30)
+
+    plan = plan_purge(lake, now=NOW)
+
+    held_files = {s.version.item_id for s in plan.held if s.version.workload == "files"}
+    purged_files = {s.version.item_id for s in plan.purge if s.version.workload == "files"}
+    assert held_files == {"f1"}
+    assert purged_files == {"f2"}
