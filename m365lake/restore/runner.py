@@ -41,6 +41,12 @@ from m365lake.restore.model import (
     planned_outcome,
 )
 from m365lake.restore.selection import Selection, require_some, select_files, select_messages
+from m365lake.restore.teams import (
+    plan_teams_restore,
+    run_teams_restore,
+    select_channel_messages,
+    verify_teams_restore,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +109,11 @@ def workload_functions(name: str, selection: Selection | None = None) -> Workloa
         return WorkloadFunctions(
             "contacts", plan_contacts_restore, run_contacts_restore, verify_contacts_restore
         )
-    raise ValueError(f"unknown restore workload {name!r}; expected mail, files or contacts")
+    if name == "teams":
+        return WorkloadFunctions(
+            "teams", plan_teams_restore, run_teams_restore, verify_teams_restore
+        )
+    raise ValueError(f"unknown restore workload {name!r}; expected mail, files, contacts or teams")
 
 
 @dataclass
@@ -169,14 +179,18 @@ async def restore(
     messages = select_messages(lake, selection)
     files = select_files(lake, selection)
     contacts = select_contacts(lake, selection)
-    if not contacts:
+    # Teams messages cannot be restored, but a selection that picks them gets a plan
+    # line per message saying so, rather than a silent skip.
+    channel_messages = select_channel_messages(lake, selection)
+    if not contacts and not channel_messages:
         require_some(messages, files, selection)
     chosen = list(workloads) if workloads is not None else []
     if workloads is None:
         chosen += [workload_functions("mail", selection)] if messages else []
         chosen += [workload_functions("files", selection)] if files else []
         chosen += [workload_functions("contacts", selection)] if contacts else []
-    rows_of = {"mail": messages, "files": files, "contacts": contacts}
+        chosen += [workload_functions("teams", selection)] if channel_messages else []
+    rows_of = {"mail": messages, "files": files, "contacts": contacts, "teams": channel_messages}
 
     restore_id = new_run_id("restore")
     report = RestoreReport(restore_id, dry_run=dry_run, policy=policy)
