@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from m365lake.errors import GraphError, ItemNotFoundError
@@ -230,7 +231,7 @@ async def _verify_one(
     graph: GraphClient,
     item: ContactPlannedItem,
     result: ItemResult,
-    folders: dict[tuple[str, str | None], str | None],
+    folders: Mapping[tuple[str, str | None], str],
 ) -> list[VerifyFinding]:
     mailbox = item.target_container
 
