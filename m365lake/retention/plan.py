@@ -54,11 +54,12 @@ _NEWEST_LIVE = (
     f"{_NEWEST_FIRST}) = 1"
 )
 _DELETED = "change = 'deleted'"
+_DELETED_AT = "coalesce(deleted_at, captured_at)"
 _VERSION_COLUMNS = (
     "list_position($files, filename) AS file_pos, file_row_number AS row_index, "
     "{container} AS container_id, {item} AS item_id, captured_at, "
     "change = 'deleted' AS tombstone, {item_date} AS item_date, "
-    "first_value(CASE WHEN change = 'deleted' THEN coalesce(deleted_at, captured_at) END) "
+    "first_value(CASE WHEN ({removed}) THEN {removed_at} END) "
     f"OVER (PARTITION BY {{container}}, {{item}} {_NEWEST_FIRST}) AS item_deleted_at, "
     "size, {sha256} AS sha256, "
     f"{_NEWEST_LIVE.format(key='{container}, {item}', removed='{removed}')} AS newest_live"
@@ -85,6 +86,7 @@ _VERSIONS_SQL = {
             item_date="coalesce(received_at, sent_at)",
             sha256="mime_sha256",
             removed=_DELETED,
+            removed_at=_DELETED_AT,
         )
         + f" FROM {_SOURCE}"
     ),
@@ -96,6 +98,7 @@ _VERSIONS_SQL = {
             item_date="modified_at",
             sha256="content_sha256",
             removed=_DELETED,
+            removed_at=_DELETED_AT,
         )
         + f" FROM {_SOURCE} WHERE NOT coalesce(is_folder, false)"
     ),
@@ -107,6 +110,7 @@ _VERSIONS_SQL = {
             item_date=_EVENT_END,
             sha256="json_sha256",
             removed=_DELETED,
+            removed_at=_DELETED_AT,
         )
         + f" FROM {_SOURCE}"
     ),
@@ -118,6 +122,7 @@ _VERSIONS_SQL = {
             item_date="coalesce(modified_at, created_at)",
             sha256="json_sha256",
             removed=_DELETED,
+            removed_at=_DELETED_AT,
         )
         + f" FROM {_SOURCE}"
     ),
@@ -129,6 +134,7 @@ _VERSIONS_SQL = {
             item_date="created_at",
             sha256="json_sha256",
             removed=f"{_DELETED} OR soft_deleted_at IS NOT NULL",
+            removed_at="coalesce(deleted_at, soft_deleted_at, captured_at)",
         )
         + f" FROM {_SOURCE}"
     ),
@@ -142,7 +148,9 @@ _WORKLOADS: dict[str, Workload] = {
 }
 # Rows stored per captured version of an item, whose content is a blob: the table, its
 # (container, item) key columns, and whether a row follows one version (matched by
-# ``captured_at``) or only the whole item.
+# ``captured_at``) or only the whole item. NOTE: the calendar backup stamps an event
+# attachment row with its own capture time, not its event version's, so those rows stay
+# until the whole event goes.
 _PART_TABLES: dict[str, tuple[str, str, str, bool]] = {
     "event_attachments": ("calendar", "mailbox_id", "event_id", False),
     "channel_message_parts": ("teams", "channel_id", "message_id", True),
@@ -162,7 +170,8 @@ class StoredVersion:
     version: ItemVersion
     tombstone: bool
     item_deleted_at: datetime | None
-    """When the tenant deleted the item, if the newest archived row is its deletion."""
+    """When the tenant deleted the item, if the newest archived row is its deletion (for
+    Teams also a message a user deleted, which Graph still returns)."""
     size: int | None
     sha256: str | None
     newest_live: bool = False

@@ -56,26 +56,37 @@ class CalendarState:
 def load_calendar_state(lake: Lake, mailbox_id: str) -> CalendarState:
     """Read the latest committed version of every calendar and event of a mailbox."""
     state = CalendarState()
-    partition = {"mailbox_id": mailbox_id}
+    # NOTE: latest_rows reads the table of every mailbox and the rows are filtered here;
+    # reading only the mailbox's partition would scale better on a large tenant.
     calendars = latest_rows(
         lake,
         "calendars",
-        ["calendar_id"],
-        ["calendar_id", "change_key", "name", "change"],
-        partition=partition,
+        ["mailbox_id", "calendar_id"],
+        ["mailbox_id", "calendar_id", "change_key", "name", "change"],
     )
     for row in calendars:
+        if row["mailbox_id"] != mailbox_id:
+            continue
         state.calendars[row["calendar_id"]] = KnownCalendar(
             row["change_key"], row["name"] or "", row["change"] == "deleted"
         )
     events = latest_rows(
         lake,
         "events",
-        ["event_id"],
-        ["event_id", "change_key", "calendar_id", "event_type", "series_master_id", "change"],
-        partition=partition,
+        ["mailbox_id", "event_id"],
+        [
+            "mailbox_id",
+            "event_id",
+            "change_key",
+            "calendar_id",
+            "event_type",
+            "series_master_id",
+            "change",
+        ],
     )
     for row in events:
+        if row["mailbox_id"] != mailbox_id:
+            continue
         state.events[row["event_id"]] = KnownEvent(
             row["change_key"],
             row["calendar_id"],
