@@ -50,6 +50,8 @@ class _Contact:
     modified_at: datetime
     created_seq: int
     modified_seq: int
+    entered_seq: int
+    """Sequence number at which the contact entered its current folder."""
 
 
 @dataclass
@@ -246,7 +248,7 @@ class ContactStoreMixin:
             seq = self._counter.next()
             now = datetime.now(UTC)
             contact = _Contact(
-                contact_id, folder_id, copy.deepcopy(dict(properties)), now, now, seq, seq
+                contact_id, folder_id, copy.deepcopy(dict(properties)), now, now, seq, seq, seq
             )
             book.contacts[contact_id] = contact
             book.contact_log.setdefault(folder_id, []).append(LogEntry(seq, contact_id))
@@ -298,6 +300,37 @@ class ContactStoreMixin:
             contact.modified_seq = self._counter.next()
             contact.modified_at = datetime.now(UTC)
             book.contact_log.setdefault(contact.folder_id, []).append(
+                LogEntry(contact.modified_seq, contact.id)
+            )
+
+    def move_contact(
+        self, upn: str, contact_id: str, folder_path_or_id: tuple[str, ...] | str
+    ) -> None:
+        """Move a contact to another folder, keeping its id as ``IdType="ImmutableId"`` does.
+
+        The old folder's delta reports a tombstone and the new folder's an upsert.
+        """
+        with self._lock:
+            user_id = self._contact_user(upn)
+            book = self._contacts_of(user_id)
+            contact = self._contact_record(book, contact_id)
+            if isinstance(folder_path_or_id, str):
+                target = folder_path_or_id
+            else:
+                target = self.add_contact_folder(upn, folder_path_or_id)
+            if target not in book.folders:
+                raise KeyError(f"no contact folder {target!r} in {upn!r}")
+            if target == contact.folder_id:
+                return
+            seq = self._counter.next()
+            tombstone = Tombstone(seq, contact.id, contact.id, contact.entered_seq)
+            book.contact_log.setdefault(contact.folder_id, []).append(
+                LogEntry(seq, contact.id, tombstone)
+            )
+            contact.folder_id = target
+            contact.modified_seq = contact.entered_seq = self._counter.next()
+            contact.modified_at = datetime.now(UTC)
+            book.contact_log.setdefault(target, []).append(
                 LogEntry(contact.modified_seq, contact.id)
             )
 
@@ -411,7 +444,7 @@ class ContactStoreMixin:
 
     def _remove_contact(self, book: _ContactBook, contact: _Contact) -> None:
         seq = self._counter.next()
-        tombstone = Tombstone(seq, contact.id, contact.id, contact.created_seq)
+        tombstone = Tombstone(seq, contact.id, contact.id, contact.entered_seq)
         book.contact_log.setdefault(contact.folder_id, []).append(
             LogEntry(seq, contact.id, tombstone)
         )

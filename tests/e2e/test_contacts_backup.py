@@ -228,3 +228,73 @@ def test_cli_contacts_workload(tenant, first_upn, emulator: EmulatorServer, tmp_
     assert json.loads(count.stdout) == [{"n": len(_live(tenant))}]
     paths = [row["folder_path"] for row in json.loads(folders.stdout)]
     assert paths == ["Contacts", "Contacts", "Contacts/contacts"]
+
+
+def test_moved_contact_is_one_contact(tenant, first_upn, run_contacts, lake: Lake):
+    run_contacts()
+    moved = sorted(
+        cid
+        for cid, contact in tenant.live_contacts(first_upn).items()
+        if contact.folder_path == ("Contacts",)
+    )[0]
+    tenant.move_contact(first_upn, moved, ("contacts",))
+
+    summary = run_contacts()
+
+    assert summary.total("contacts_deleted") == 0
+    assert summary.total("contacts_updated") == 1
+    latest = _latest_contacts(lake)[moved]
+    assert latest["change"] == "updated"
+    assert latest["folder_path"] == "Contacts/contacts"
+    assert _archived(lake) == _live(tenant)
+
+
+def test_throttled_delta_is_retried(tenant, emulator: EmulatorServer, run_contacts, lake: Lake):
+    emulator.inject(path_pattern=r"/contacts/delta", status=429, times=3, retry_after="0.2")
+
+    summary = run_contacts()
+
+    assert not summary.failed
+    assert summary.graph is not None
+    assert summary.graph.throttled >= 3
+    assert _archived(lake) == _live(tenant)
+
+
+def test_folder_gone_mid_run_is_a_failure_row(
+    tenant, first_upn, emulator: EmulatorServer, run_contacts, lake: Lake
+):
+    clients = tenant.add_contact_folder(first_upn, ("Clients",))
+    emulator.inject(
+        path_pattern=f"/contactFolders/{clients}/contacts/delta",
+        status=404,
+        code="ErrorItemNotFound",
+    )
+
+    summary = run_contacts()
+
+    assert summary.total("failures") == 1
+    failures = latest_rows(
+        lake,
+        "failures",
+        ["run_id", "container_id"],
+        ["workload", "container_id", "stage", "outcome", "reason"],
+    )
+    assert failures == [
+        {
+            "workload": "contacts",
+            "container_id": clients,
+            "stage": "list",
+            "outcome": "skipped",
+            "reason": "ErrorItemNotFound",
+        }
+    ]
+    in_clients = {
+        cid
+        for cid, contact in tenant.live_contacts(first_upn).items()
+        if contact.folder_id == clients
+    }
+    assert in_clients
+    assert not in_clients & set(_archived(lake))
+
+    run_contacts()
+    assert _archived(lake) == _live(tenant)

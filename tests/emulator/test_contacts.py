@@ -125,6 +125,34 @@ def test_contact_delta_rounds_and_tombstones(contacts_tenant: Tenant) -> None:
     run(scenario())
 
 
+def test_moved_contact_leaves_a_tombstone(contacts_tenant: Tenant) -> None:
+    async def scenario() -> None:
+        async with graph(contacts_tenant) as client:
+            default = contacts_tenant.add_contact_folder(ALICE, ())
+            clients = contacts_tenant.add_contact_folder(ALICE, ("Clients",))
+            urls = [
+                f"{_user(contacts_tenant)}/contactFolders/{folder}/contacts/delta"
+                for folder in (default, clients)
+            ]
+            links = [(await follow_delta(client, url))[1] for url in urls]
+            anna = next(
+                cid
+                for cid, c in contacts_tenant.live_contacts(ALICE).items()
+                if c.properties.get("givenName") == "Anna"
+            )
+
+            contacts_tenant.move_contact(ALICE, anna, ("Clients",))
+
+            old_pages, _ = await follow_delta(client, links[0])
+            new_pages, _ = await follow_delta(client, links[1])
+            assert old_pages == [[{"id": anna, "@removed": {"reason": "deleted"}}]]
+            moved = [item for page in new_pages for item in page]
+            assert [item["id"] for item in moved] == [anna]
+            assert moved[0]["parentFolderId"] == clients
+
+    run(scenario())
+
+
 def test_contact_delta_select_and_page_cap(contacts_tenant: Tenant) -> None:
     for index in range(DELTA_MAX_PAGE + 5):
         contacts_tenant.add_contact(ALICE, ("Bulk",), {"displayName": f"Bulk {index}"})
@@ -253,10 +281,11 @@ def test_contact_writes_check_the_body(contacts_tenant: Tenant) -> None:
                 rejected = await _post(client, f"{user}/contacts", bad)
                 assert rejected.status_code == 400, bad
                 assert rejected.json()["error"]["code"] == "RequestBodyRead"
+            deleted = await client.delete(f"{user}/contacts/{contact['id']}")
+            assert deleted.status_code == 204
+            gone = await client.delete(f"{user}/contacts/{contact['id']}")
+            assert gone.status_code == 404
             live = contacts_tenant.live_contacts(BOB)
-            assert sorted(c.folder_path for c in live.values()) == [
-                ("Contacts",),
-                ("Contacts", "Restored"),
-            ]
+            assert sorted(c.folder_path for c in live.values()) == [("Contacts",)]
 
     run(scenario())
