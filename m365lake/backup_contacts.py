@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from m365lake.backup import MAILBOX_CONCURRENCY, new_run_id
+from m365lake.catalog import connect
 from m365lake.config import GraphSettings
 from m365lake.errors import CommitConflictError, ItemNotFoundError, MailboxNotEnabledError
 from m365lake.graph import GraphClient, GraphStats
@@ -21,6 +22,27 @@ log = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 3
 """Tries of one mailbox while concurrent runs of the same mailbox keep committing first."""
+
+
+def contact_totals(lake: Lake, mailbox_id: str) -> dict[str, int]:
+    """Return the live contacts, archived contact versions and their JSON bytes of a mailbox.
+
+    Reads the catalog, so refresh it after a commit first.
+    """
+    with connect(lake) as db:
+        live = db.execute(
+            "SELECT count(*) FROM contacts WHERE mailbox_id = ?", [mailbox_id]
+        ).fetchone()
+        versions = db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM contact_versions WHERE mailbox_id = ?",
+            [mailbox_id],
+        ).fetchone()
+    assert live is not None and versions is not None
+    return {
+        "live_contacts": int(live[0]),
+        "contact_versions": int(versions[0]),
+        "contact_version_bytes": int(versions[1]),
+    }
 
 
 def lease_name(mailbox_id: str) -> str:

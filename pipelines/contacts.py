@@ -4,7 +4,7 @@ import asyncio
 
 import dagster as dg
 
-from m365lake.backup_contacts import backup_contacts
+from m365lake.backup_contacts import backup_contacts, contact_totals
 from m365lake.catalog import refresh_catalog
 from pipelines.assets import GRAPH_POOL
 from pipelines.metadata import graph_metadata
@@ -38,6 +38,7 @@ def contacts_archive(
         raise dg.Failure(description=f"contacts of {user} were not archived: {reason}")
     result = summary.results[0]
     refresh_catalog(archive)
+    totals = contact_totals(archive, result.mailbox.mailbox_id)
     return dg.MaterializeResult(
         metadata={
             "mailbox_id": result.mailbox.mailbox_id,
@@ -52,6 +53,9 @@ def contacts_archive(
             "bytes_archived": dg.MetadataValue.int(result.bytes_archived),
             "blobs_written": result.blobs_written,
             **graph_metadata(summary.graph),
+            "live_contacts": totals["live_contacts"],
+            "contact_versions": totals["contact_versions"],
+            "contact_version_bytes": dg.MetadataValue.int(totals["contact_version_bytes"]),
             "lake": dg.MetadataValue.path(str(archive.root)),
         }
     )

@@ -48,6 +48,8 @@ def test_contacts_asset_materializes(
     assert expected > 0
     assert metadata["contacts_new"].value == expected
     assert metadata["failures"].value == 0
+    assert metadata["live_contacts"].value == expected
+    assert metadata["contact_versions"].value == expected
     lake = Lake.open(tmp_path / "lake")
     assert run_sql(lake, "SELECT count(*) FROM contacts")[1][0][0] == expected
     secret = emulator.environment()["AZURE_CLIENT_SECRET"]
