@@ -81,10 +81,11 @@ def _check_folder(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "--workload",
     "workloads",
     multiple=True,
-    type=click.Choice(["mail", "files", "contacts"]),
+    type=click.Choice(["mail", "files", "contacts", "teams"]),
     help="Restore only this workload (repeatable). Default: mail and files; contacts are "
     "restored only when named, with --folder matching contact folders such as "
-    "'Contacts/Clients'.",
+    "'Contacts/Clients'. Teams messages are listed as unrestorable, with the export to "
+    "use instead.",
 )
 @click.option(
     "--drive", "drive_id", default=None, help="Only this drive id (a OneDrive or a library)."

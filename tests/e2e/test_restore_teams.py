@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -14,6 +15,7 @@ from m365lake.lake import Lake
 from m365lake.restore.model import Outcome
 from m365lake.restore.runner import restore
 from m365lake.restore.selection import Selection
+from tests.e2e.test_cli import m365lake
 
 
 @pytest.fixture
@@ -76,3 +78,20 @@ def test_mail_selection_leaves_teams_out(
     selection = Selection(item_ids=(thread.root_id,), workloads=("mail",))
     with pytest.raises(Exception, match="matches no archived item"):
         asyncio.run(restore(lake, emulator.settings(), selection, actor="officer"))
+
+
+def test_restore_command_lists_teams_reason(
+    emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    env = {**emulator.environment(), "M365LAKE_LAKE": str(lake.root)}
+    result = m365lake(
+        "restore", "--id", thread.root_id, "--workload", "teams", "--format", "json", env=env
+    )
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    document = json.loads(result.stdout)
+    lines = document["items"]
+    assert len(lines) == 1
+    assert lines[0]["workload"] == "teams"
+    assert lines[0]["outcome"] == "unrestorable"
+    assert "migration mode" in lines[0]["reason"]

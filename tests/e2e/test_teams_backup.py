@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -12,7 +13,7 @@ import pytest
 from m365lake.backup_files import backup_files
 from m365lake.backup_teams import TeamsBackupSummary, backup_teams
 from m365lake.discovery.production.teams_thread import render_thread_html
-from m365lake.emulator import EmulatorServer, Tenant
+from m365lake.emulator import EmulatorOptions, EmulatorServer, Tenant
 from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
 from m365lake.emulator.samplefiles import png_image
 from m365lake.lake import Lake
@@ -200,3 +201,21 @@ def test_new_post_with_image_archived(
     assert again.total("messages_new") == 1
     hosted = rows(lake, "channel_message_parts", f"message_id = '{new_root}'")
     assert lake.blobs.read(hosted[0]["content_sha256"]) == hosted_image
+
+
+def test_backup_honours_teams_throttling(
+    tenant: Tenant, emulator_state: Path, lake: Lake, thread: GeneratedThread
+) -> None:
+    # Below Graph's real limit of 4 per second per app and channel, because a channel of
+    # the generated tenant needs only a few requests.
+    options = EmulatorOptions(teams_channel_requests_per_second=1)
+    with EmulatorServer(tenant, emulator_state, options=options) as server:
+        summary = asyncio.run(backup_teams(server.settings(), lake, concurrency=1))
+        statuses = [record.status for record in server.requests]
+
+    assert summary.failed == {}
+    assert 429 in statuses
+    assert summary.graph is not None
+    assert summary.graph.throttled > 0
+    root = rows(lake, "channel_messages", f"message_id = '{thread.root_id}'")
+    assert len(root) == 1
