@@ -5,13 +5,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from m365lake.discovery.errors import CustodianNotFoundError, InvalidRequestError
 from m365lake.discovery.lake_rows import latest_rows
 from m365lake.discovery.records import CUSTODIAN_KINDS, CustodianKind
-from m365lake.lake import Lake, reading
-from m365lake.lake.reading import TableScan
+from m365lake.lake import Lake
 
 _LIST_HINTS: dict[CustodianKind, str] = {
     "mailbox": 'm365lake sql "SELECT mailbox_id, user_principal_name FROM mailboxes"',
@@ -163,14 +160,10 @@ def team_channel_ids(lake: Lake, team_ids: set[str]) -> dict[str, str]:
         return {}
     found = {}
     for table in ("channels", "channel_messages"):
-        scan = TableScan(lake, lake.committed_entries(table))
-        if not scan:
-            continue
         # A channel never moves to another team, so any row names its team.
-        with reading.connect(lake) as db, scan.errors():
-            source = scan.sql("hive_partitioning = false, union_by_name = true", connection=db)
-            rows = db.execute(f"SELECT DISTINCT channel_id, team_id FROM {source}").fetchall()
-        found.update({channel: team for channel, team in rows if team in team_ids})
+        for row in latest_rows(lake, table, ["channel_id"], ["channel_id", "team_id"]):
+            if row["team_id"] in team_ids:
+                found[row["channel_id"]] = row["team_id"]
     return found
 
 
@@ -182,17 +175,9 @@ def linked_files(lake: Lake, channel_ids: set[str]) -> dict[str, set[tuple[str, 
     """
     if not channel_ids:
         return {}
-    scan = TableScan(lake, lake.committed_entries("channel_message_parts"))
-    if not scan:
-        return {}
-    with reading.connect(lake) as db, scan.errors():
-        db.register("wanted", pa.table({"channel_id": sorted(channel_ids)}))
-        source = scan.sql("hive_partitioning = false, union_by_name = true", connection=db)
-        rows = db.execute(
-            f"SELECT DISTINCT channel_id, drive_id, item_id FROM {source} SEMI JOIN wanted "
-            "USING (channel_id) WHERE drive_id IS NOT NULL AND item_id IS NOT NULL"
-        ).fetchall()
+    keys = ["channel_id", "drive_id", "item_id"]
     found: dict[str, set[tuple[str, str]]] = {}
-    for channel, drive, item in rows:
-        found.setdefault(channel, set()).add((drive, item))
+    for row in latest_rows(lake, "channel_message_parts", keys, keys):
+        if row["channel_id"] in channel_ids and row["drive_id"] and row["item_id"]:
+            found.setdefault(row["channel_id"], set()).add((row["drive_id"], row["item_id"]))
     return found

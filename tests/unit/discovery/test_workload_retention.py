@@ -20,6 +20,7 @@ from tests.unit.discovery.workload_fixture import (
     OTHER_TEAM_ID,
     TEAM_ID,
     TEAM_NAME,
+    channel_message,
     seed_workloads,
 )
 
@@ -225,3 +226,45 @@ def test_team_hold_keeps_linked_file(lake: Lake, blobs: Blobs) -> None:
     purged_files = {s.version.item_id for s in plan.purge if s.version.workload == "files"}
     assert held_files == {"f1"}
     assert purged_files == {"f2"}
+
+
+def test_deleted_teams_message_ages_from_deletion(lake: Lake, blobs: Blobs) -> None:
+    with lake.begin(run_id="teams-delete", kind="teams", container=TEAM_ID) as tx:
+        tx.write_rows(
+            "channel_messages",
+            [
+                channel_message(
+                    TEAM_ID,
+                    GENERAL,
+                    "1700000000002",
+                    "updated",
+                    NOW - 40 * DAY,
+                    text="",
+                    soft_deleted_at=NOW - 40 * DAY,
+                ),
+            ],
+            partition={"team_id": TEAM_ID, "channel_id": GENERAL},
+        )
+        tx.write_rows(
+            "channel_messages",
+            [
+                channel_message(
+                    TEAM_ID,
+                    DESIGN,
+                    "1700000000001",
+                    "updated",
+                    NOW - 10 * DAY,
+                    text="",
+                    soft_deleted_at=NOW - 10 * DAY,
+                ),
+            ],
+            partition={"team_id": TEAM_ID, "channel_id": DESIGN},
+        )
+        tx.commit()
+    delete_after(lake, "teams", 30, basis="deleted")
+
+    plan = plan_purge(lake, now=NOW)
+
+    purged = {(s.version.container_id, s.version.item_id) for s in plan.purge}
+    assert purged == {(GENERAL, "1700000000002")}
+    assert len(plan.purge) == 2
