@@ -8,7 +8,8 @@ event and the creation time of a Teams channel message. An event counts from its
 that a meeting planned far ahead is not purged before it happens; a series master counts
 from the end of its recurrence range. A contact counts from its last change because it
 stays in use however old it is, and a channel message from its creation, as Teams
-retention does. A ``delete`` policy
+retention does. A Teams message that a user deleted counts as deleted from then, though
+Graph still returns it with its body emptied. A ``delete`` policy
 makes versions older than its ``days`` eligible for purge. A ``keep`` policy protects
 versions younger than its ``days`` from every delete policy, so the longest retention
 wins. Active legal holds protect versions regardless of any policy.
