@@ -5,14 +5,15 @@ locations or in listed ones (mailboxes, OneDrives, sites, teams). It measures ag
 the version's own date or from the time the tenant deleted the item. The own date is the
 received time of mail, the modified time of files and contacts, the end of a calendar
 event and the creation time of a Teams channel message. An event counts from its end so
-that a meeting planned far ahead is not purged before it happens; a series master counts
+that a meeting planned far ahead is not purged before it happens, and a series master
 from the end of its recurrence range. A contact counts from its last change because it
-stays in use however old it is, and a channel message from its creation, as Teams
-retention does. A Teams message that a user deleted counts as deleted from then, though
-Graph still returns it with its body emptied. A ``delete`` policy
-makes versions older than its ``days`` eligible for purge. A ``keep`` policy protects
-versions younger than its ``days`` from every delete policy, so the longest retention
-wins. Active legal holds protect versions regardless of any policy.
+stays in use however old it is. A channel message counts from its creation, so all its
+edits expire together. A Teams message that a user deleted counts as deleted from then,
+although Graph still returns it with its body emptied.
+
+A ``delete`` policy makes versions older than its ``days`` eligible for purge. A ``keep``
+policy protects versions younger than its ``days`` from every delete policy, so the
+longest retention wins. Active legal holds protect versions regardless of any policy.
 
 Policies are stored like cases: each under a lake state key ``retention/policy/<id>``,
 each change appended to the ``retention_policies`` table and to the audit trail in the
