@@ -1,7 +1,10 @@
 """Select archived contacts for a restore and plan it: folders by id mapping, collisions.
 
 Folders are mapped by id and parent, never by path alone. The archived default folder
-maps to the target mailbox's default Contacts folder (or to the restore folder below it).
+(recorded by the backup) maps to the target mailbox's default Contacts folder, or to the
+restore folder below it. Graph creates contact folders only below the default folder, so
+an archived folder beside it (created by Outlook at the top of the mailbox) comes back
+as a child of the default folder.
 Any other archived folder that is still live (same id, same mailbox) is reused. One that
 is gone is looked up among the children of its mapped parent by name, so a second restore
 finds what the first created, and is otherwise created. ``Contacts`` and its child
@@ -29,6 +32,7 @@ from m365lake.lake import Lake
 from m365lake.restore.ledger import RestoreLedger
 from m365lake.restore.model import ConflictPolicy, PlannedItem, RestoreTarget
 from m365lake.restore.selection import Selection, check_selection, mailbox_of
+from m365lake.sources.contacts import default_folder_key
 
 logger = logging.getLogger(__name__)
 
@@ -198,13 +202,17 @@ def _ordered(archived: dict[str, dict[str, Any]], used: set[str]) -> list[str]:
     return sorted(needed, key=lambda folder_id: (depth(folder_id), folder_id))
 
 
-def _sibling_names(needed: Sequence[str], archived: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Give archived siblings that share a name in any case distinct names, as Exchange needs."""
+def _sibling_names(
+    needed: Sequence[str], archived: dict[str, dict[str, Any]], parents: dict[str, str | None]
+) -> dict[str, str]:
+    """Give folders that end up siblings with a name in common (any case) distinct names.
+
+    Exchange rejects such siblings, and creating one would find the other and merge them.
+    """
     groups: dict[tuple[str | None, str], list[str]] = defaultdict(list)
     for folder_id in needed:
-        folder = archived[folder_id]
-        name = folder.get("display_name") or "Restored folder"
-        groups[(folder.get("parent_folder_id"), name.casefold())].append(folder_id)
+        name = archived[folder_id].get("display_name") or "Restored folder"
+        groups[(parents[folder_id], name.casefold())].append(folder_id)
     names: dict[str, str] = {}
     for members in groups.values():
         for rank, folder_id in enumerate(sorted(members)):
@@ -241,10 +249,24 @@ def _folder_item(
     )
 
 
+def archived_default(lake: Lake, source: str, archived: dict[str, dict[str, Any]]) -> str | None:
+    """Return the archived id of the source mailbox's default Contacts folder, if known.
+
+    Lakes written before the backup recorded it fall back to the only folder without an
+    archived parent, when there is exactly one.
+    """
+    recorded = lake.state(default_folder_key(source))
+    if recorded is not None:
+        return str(recorded)
+    roots = [key for key, row in archived.items() if row.get("parent_folder_id") not in archived]
+    return roots[0] if len(roots) == 1 else None
+
+
 def _plan_folders(
     source: str,
     target_mailbox: str,
     archived: dict[str, dict[str, Any]],
+    default_key: str | None,
     used: set[str],
     live: LiveContactBook,
     target: RestoreTarget,
@@ -253,14 +275,24 @@ def _plan_folders(
     plan = _FolderPlan()
     same_place = target_mailbox == source and target.restore_folder is None
     needed = _ordered(archived, used)
-    names = _sibling_names(needed, archived)
+    needed.sort(key=lambda folder_id: folder_id != default_key)  # stable: default first
+    # A folder beside the default one (Outlook can create them at the top of the
+    # mailbox) comes back below the default folder: Graph creates contact folders only
+    # there. None stands for the target's top folder when the default is not archived.
+    parents: dict[str, str | None] = {}
+    for folder_id in needed:
+        parent = archived[folder_id].get("parent_folder_id")
+        parents[folder_id] = parent if parent in archived else default_key
+    # The default folder is not a child of itself: its name never clashes with its
+    # children's, which is what keeps Contacts/contacts apart from Contacts.
+    names = _sibling_names([f for f in needed if f != default_key], archived, parents)
     taken: set[str] = set()
     default_name = live.folders[live.default_id][1]
     for folder_id in needed:
         folder = archived[folder_id]
-        parent = folder.get("parent_folder_id")
+        parent = parents[folder_id]
         source_path = folder.get("folder_path") or ""
-        if parent not in archived:
+        if folder_id == default_key:
             # The archived default folder maps to the target's default folder, or to the
             # restore folder created below it. A parent key of None means the live default.
             if target.restore_folder is None:
@@ -279,7 +311,8 @@ def _plan_folders(
             )
             continue
         name = names[folder_id]
-        path = f"{plan.paths[parent]}/{name}"
+        parent_path = plan.paths[parent] if parent is not None else _top_path(live, target)
+        path = f"{parent_path}/{name}"
         plan.paths[folder_id] = path
         live_id = None
         if same_place and folder_id in live.folders:
@@ -287,7 +320,7 @@ def _plan_folders(
         remembered = ledger.find(WORKLOAD, source, folder_id, FOLDER_VERSION, target_mailbox)
         if live_id is None and remembered in live.folders:
             live_id = remembered
-        parent_live = plan.live_ids.get(parent)
+        parent_live = plan.live_ids.get(parent) if parent is not None else _top_live(live, target)
         if live_id is None and parent_live is not None:
             live_id = live.child_named(parent_live, name, taken)
         if live_id is not None:
@@ -299,6 +332,19 @@ def _plan_folders(
             )
         )
     return plan
+
+
+def _top_path(live: LiveContactBook, target: RestoreTarget) -> str:
+    default_name = live.folders[live.default_id][1]
+    if target.restore_folder is None:
+        return default_name
+    return f"{default_name}/{target.restore_folder}"
+
+
+def _top_live(live: LiveContactBook, target: RestoreTarget) -> str | None:
+    if target.restore_folder is None:
+        return live.default_id
+    return live.child_named(live.default_id, target.restore_folder, set())
 
 
 def _first_address(contact: dict[str, Any]) -> str:
@@ -393,8 +439,14 @@ async def plan_contacts_restore(
         target_mailbox = target.mailbox_id or source
         live = await read_live_book(graph, target_mailbox)
         archived = archived_folders(lake, source, as_of)
+        default_key = archived_default(lake, source, archived)
         used = {row["folder_id"] for row in mailbox_rows if row.get("folder_id")}
-        folders = _plan_folders(source, target_mailbox, archived, used, live, target, ledger)
+        if default_key in archived:
+            # Mapped first, so folders beside it can be placed below its target.
+            used.add(default_key)
+        folders = _plan_folders(
+            source, target_mailbox, archived, default_key, used, live, target, ledger
+        )
         plan += folders.items
         for row in mailbox_rows:
             plan.append(await _plan_contact(graph, row, target_mailbox, folders, live, ledger))

@@ -56,6 +56,11 @@ def contacts_delta_key(mailbox_id: str, folder_id: str) -> str:
     return f"contacts/{mailbox_id}/contacts/{folder_id}/delta"
 
 
+def default_folder_key(mailbox_id: str) -> str:
+    """Return the state key that records the id of the mailbox's default Contacts folder."""
+    return f"contacts/{mailbox_id}/default-folder"
+
+
 @dataclass
 class ContactsBackupResult:
     """Counts of one mailbox's contacts run, as committed."""
@@ -205,6 +210,10 @@ class _ContactsRun:
         current[default["id"]] = KnownContactFolder(
             default.get("parentFolderId"), default.get("displayName") or "Contacts", False
         )
+        # A restore maps this folder onto the target's default folder, which no other
+        # folder without an archived parent is.
+        if self.lake.state(default_folder_key(self.mailbox.mailbox_id)) != default["id"]:
+            self.tx.set_state(default_folder_key(self.mailbox.mailbox_id), default["id"])
         self.folders = current
         deleted = set(known_live) - set(current)
         for folder_id in deleted:
