@@ -49,6 +49,11 @@ class RestoreConfig(dg.Config):
         default=ConflictPolicy.SKIP.value,
         description="Live item of the same name in the way: skip, rename or replace.",
     )
+    workloads: list[str] = Field(
+        default=[],
+        description="Restore only these workloads (mail, files, calendar, contacts, teams). "
+        "Empty: mail and files; calendar and contacts only when named.",
+    )
     dry_run: bool = Field(default=True, description="Only plan; set false to write to the tenant.")
     verify: bool = Field(default=True, description="Read restored items back and compare them.")
 
@@ -85,6 +90,7 @@ def restore_op(
         path=config.path,
         drive_id=config.drive_id,
         as_of=parse_point_in_time(config.as_of) if config.as_of else None,
+        workloads=tuple(config.workloads),
     )
     try:
         policy = ConflictPolicy(config.conflict)

@@ -81,8 +81,9 @@ def _check_folder(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "--workload",
     "workloads",
     multiple=True,
-    type=click.Choice(["mail", "files", "contacts", "teams"]),
-    help="Restore only this workload (repeatable). Default: mail and files; contacts are "
+    type=click.Choice(["mail", "files", "calendar", "contacts", "teams"]),
+    help="Restore only this workload (repeatable). Default: mail and files; calendar "
+    "events (whole series) and contacts are "
     "restored only when named, with --folder matching contact folders such as "
     "'Contacts/Clients'. Teams messages are listed as unrestorable, with the export to "
     "use instead.",

@@ -21,6 +21,12 @@ from m365lake.discovery.commit_loop import new_run_id
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.lake.blob_users import blob_user_async
+from m365lake.restore.calendar import (
+    plan_calendar_restore,
+    run_calendar_restore,
+    select_events,
+    verify_calendar_restore,
+)
 from m365lake.restore.contacts import (
     plan_contacts_restore,
     run_contacts_restore,
@@ -105,6 +111,10 @@ def workload_functions(name: str, selection: Selection | None = None) -> Workloa
         return WorkloadFunctions(
             "files", plan_files_restore, run_files_restore, verify_files_restore
         )
+    if name == "calendar":
+        return WorkloadFunctions(
+            "calendar", plan_calendar_restore, run_calendar_restore, verify_calendar_restore
+        )
     if name == "contacts":
         return WorkloadFunctions(
             "contacts", plan_contacts_restore, run_contacts_restore, verify_contacts_restore
@@ -113,7 +123,9 @@ def workload_functions(name: str, selection: Selection | None = None) -> Workloa
         return WorkloadFunctions(
             "teams", plan_teams_restore, run_teams_restore, verify_teams_restore
         )
-    raise ValueError(f"unknown restore workload {name!r}; expected mail, files, contacts or teams")
+    raise ValueError(
+        f"unknown restore workload {name!r}; expected mail, files, calendar, contacts or teams"
+    )
 
 
 @dataclass
@@ -179,18 +191,26 @@ async def restore(
     messages = select_messages(lake, selection)
     files = select_files(lake, selection)
     contacts = select_contacts(lake, selection)
+    events = select_events(lake, selection)
     # Teams messages cannot be restored, but a selection that picks them gets a plan
     # line per message saying so, rather than a silent skip.
     channel_messages = select_channel_messages(lake, selection)
-    if not contacts and not channel_messages:
+    if not contacts and not channel_messages and not events:
         require_some(messages, files, selection)
     chosen = list(workloads) if workloads is not None else []
     if workloads is None:
         chosen += [workload_functions("mail", selection)] if messages else []
         chosen += [workload_functions("files", selection)] if files else []
         chosen += [workload_functions("contacts", selection)] if contacts else []
+        chosen += [workload_functions("calendar", selection)] if events else []
         chosen += [workload_functions("teams", selection)] if channel_messages else []
-    rows_of = {"mail": messages, "files": files, "contacts": contacts, "teams": channel_messages}
+    rows_of = {
+        "mail": messages,
+        "files": files,
+        "contacts": contacts,
+        "teams": channel_messages,
+        "calendar": events,
+    }
 
     restore_id = new_run_id("restore")
     report = RestoreReport(restore_id, dry_run=dry_run, policy=policy)

@@ -204,3 +204,46 @@ def test_attachment_restored_from_blob(
 
     restored = tenant.calendar_box(uid).events[str(results[0].target_item_id)]
     assert [a.content for a in restored.attachments] == [content]
+
+
+def test_restore_command_brings_series_back(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    upn = owner(tenant)
+    uid = tenant.user_id(upn)
+    series = weekly(tenant, upn)
+    before = shape(tenant, upn, series.id)
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    tenant.delete_event(uid, series.id)
+    env = {**os.environ, **emulator.environment(), "M365LAKE_LAKE": str(lake.root)}
+    command = [sys.executable, "-m", "m365lake", "restore", "--workload", "calendar"]
+    command += ["--id", series.id, "--execute"]
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    assert "calendar" in done.stdout
+    masters = [v for v in tenant.calendar_events(uid, None) if v.kind == "seriesMaster"]
+    restored = next(
+        v for v in masters if v.master.properties["subject"] == series.master.properties["subject"]
+    )
+    assert [(kind, start) for kind, start, _ in shape(tenant, upn, restored.id)] == [
+        (kind, start) for kind, start, _ in before
+    ]
+
+
+def test_mail_restore_by_custodian_leaves_events_alone(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    from m365lake.restore.calendar import select_events
+
+    upn = owner(tenant)
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    refresh_catalog(lake)
+
+    assert select_events(lake, Selection(custodian=upn)) == []
+    assert select_events(lake, Selection(custodian=upn, workloads=("calendar",)))
