@@ -6,8 +6,8 @@ app registration's ``protected_apis_approved`` switch gates them with a 403.
 
 Paging and delta tokens are opaque base64url JSON. A delta token contains the channel
 (``t``, ``c``), the watermark ``w`` of the last round, the upper bound ``p`` of the
-current one, the offset ``o``, the page size ``n``, ``$expand=replies`` as ``e`` and the
-``$filter`` time ``f``.
+current one, the offset ``o``, the page size ``n``, ``$expand=replies`` as ``e``, the
+``$filter`` time ``f`` and the tenant's Teams sync generation ``g``.
 """
 
 from __future__ import annotations
@@ -315,6 +315,12 @@ def _delta_state(request: Request, channel: ChannelInfo, tenant: Tenant) -> dict
         state = decode_token(skip if skip is not None else str(delta), name=name)
         if (state.get("t"), state.get("c")) != (channel.team_id, channel.id):
             raise GraphHTTPError(400, "BadRequest", f"The {name} belongs to another channel.")
+        if state.get("g") != tenant.teams_delta_generation():
+            # NOTE: Graph's chatMessage delta page names no error for a dead token; this
+            # is the generic delta answer (410 Gone, resyncRequired).
+            raise GraphHTTPError(
+                410, "resyncRequired", "The delta token is no longer valid; start a new sync."
+            )
         if delta is not None:
             # A new round: changes after the last round's upper bound, up to now.
             state = {**state, "w": state["p"], "p": tenant.current_teams_seq(), "o": 0}
@@ -343,6 +349,7 @@ def _delta_state(request: Request, channel: ChannelInfo, tenant: Tenant) -> dict
         "n": parse_top(params.get("$top"), maximum=MESSAGE_MAX_PAGE, default=MESSAGE_DEFAULT_PAGE),
         "e": _expand_replies(request),
         "f": since.isoformat() if since else None,
+        "g": tenant.teams_delta_generation(),
     }
 
 

@@ -163,6 +163,7 @@ class TeamsTenantMixin:
     def _init_teams(self) -> None:
         self._teams_seq = records.SeqCounter()
         self._teams: dict[str, _Team] = {}
+        self._teams_generation = 1
 
     # ---- teams and channels ------------------------------------------------------------
 
@@ -416,6 +417,15 @@ class TeamsTenantMixin:
             ]
         changed = [info for info in found if after_seq < info.thread_seq <= upto_seq]
         return sorted(changed, key=lambda info: info.thread_seq)
+
+    def expire_teams_delta(self) -> None:
+        """Invalidate every channel message delta and next link issued so far."""
+        with self._lock:
+            self._teams_generation += 1
+
+    def teams_delta_generation(self) -> int:
+        with self._lock:
+            return self._teams_generation
 
     def current_teams_seq(self) -> int:
         with self._lock:

@@ -219,3 +219,29 @@ def test_backup_honours_teams_throttling(
     assert summary.graph.throttled > 0
     root = rows(lake, "channel_messages", f"message_id = '{thread.root_id}'")
     assert len(root) == 1
+
+
+def test_expired_delta_lists_again_without_duplicates(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    first = run_teams(emulator, lake)
+    assert first.failed == {}
+    before = len(rows(lake, "channel_messages"))
+    tenant.expire_teams_delta()
+    tenant.edit_channel_message(
+        thread.team_id, thread.channel_id, thread.root_id, "<p>Kick-off moved to Tuesday.</p>"
+    )
+
+    second = run_teams(emulator, lake)
+
+    assert second.failed == {}
+    channels = sum(result.channels for result in second.results)
+    assert second.total("resyncs") == channels
+    assert second.total("full_listings") == channels
+    assert second.total("messages_new") == 0
+    assert second.total("messages_updated") == 1
+    assert second.total("messages_deleted") == 0
+    assert len(rows(lake, "channel_messages")) == before + 1
+    third = run_teams(emulator, lake)
+    assert third.total("resyncs") == 0
+    assert third.total("messages_updated") == 0

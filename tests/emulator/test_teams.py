@@ -27,7 +27,7 @@ def _channel_path(thread: GeneratedThread) -> str:
 
 async def _all_pages(client: httpx.AsyncClient, url: str, **params: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    response = await client.get(url, params=params)
+    response = await client.get(url, params=params) if params else await client.get(url)
     while True:
         assert response.status_code == 200, response.text
         body = response.json()
@@ -276,3 +276,53 @@ def test_reply_to_unknown_root_rejected(teams_tenant: tuple[Tenant, GeneratedThr
     tenant, thread = teams_tenant
     with pytest.raises(KeyError):
         tenant.post_channel_message(thread.team_id, thread.channel_id, ALICE, "x", reply_to="123")
+
+
+def test_expired_delta_gives_410(teams_tenant: tuple[Tenant, GeneratedThread]) -> None:
+    tenant, thread = teams_tenant
+
+    async def scenario() -> None:
+        async with graph(tenant) as client:
+            tenant.post_channel_message(thread.team_id, thread.channel_id, BOB, "<p>Second</p>")
+            url = f"{_channel_path(thread)}/messages/delta?$top=1"
+            first = (await client.get(url)).json()
+            _, link = await follow_delta(client, url)
+            tenant.expire_teams_delta()
+            for stale in (link, first["@odata.nextLink"]):
+                response = await client.get(stale)
+                assert response.status_code == 410
+                assert response.json()["error"]["code"] == "resyncRequired"
+            fresh, _ = await follow_delta(client, url)
+            assert len([m["id"] for page in fresh for m in page]) == 2
+
+    run(scenario())
+
+
+def test_expanded_replies_beyond_limit_paged(
+    teams_tenant: tuple[Tenant, GeneratedThread],
+) -> None:
+    tenant, thread = teams_tenant
+    design = tenant.channel_id(thread.team_id, "Design")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    root = tenant.post_channel_message(thread.team_id, design, ALICE, "busy", created_at=start)
+    for index in range(1003):
+        tenant.post_channel_message(
+            thread.team_id,
+            design,
+            BOB,
+            f"reply {index}",
+            reply_to=root,
+            created_at=start + timedelta(seconds=index + 1),
+        )
+
+    async def scenario() -> None:
+        async with graph(tenant) as client:
+            path = f"/v1.0/teams/{thread.team_id}/channels/{design}/messages"
+            listed = (await client.get(path, params={"$expand": "replies"})).json()["value"]
+            busy = next(message for message in listed if message["id"] == root)
+            assert len(busy["replies"]) == 1000
+            rest = await _all_pages(client, busy["replies@odata.nextLink"])
+            texts = [r["body"]["content"] for r in busy["replies"] + rest]
+            assert texts == [f"reply {index}" for index in range(1003)]
+
+    run(scenario())
