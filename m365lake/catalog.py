@@ -113,6 +113,9 @@ _KEYS = {
     "channels": ("team_id", "channel_id"),
     "channel_messages": ("team_id", "channel_id", "message_id"),
     "channel_message_parts": ("team_id", "channel_id", "message_id", "part_id"),
+    "calendars": ("mailbox_id", "calendar_id"),
+    "events": ("mailbox_id", "event_id"),
+    "event_attachments": ("mailbox_id", "event_id", "attachment_id"),
 }
 # Keyed tables whose current view leaves out records that a change ended; their history
 # stays in ``<table>_rows``.
@@ -129,6 +132,8 @@ _VERSIONED = {
     "contact_folders": "contact_folder",
     "channels": "channel",
     "channel_messages": "channel_message",
+    "calendars": "calendar",
+    "events": "event",
 }
 # Views over drive_items restricted to files, under the names analysts look for.
 _FILE_VIEWS = (
