@@ -167,6 +167,15 @@ def _round_state(request: Request, kind: str, user: UserInfo, folder_id: str) ->
     raw = params.get("$skiptoken") or params.get("$deltatoken")
     tenant = context.tenant_of(request)
     if raw is None:
+        for unsupported in ("$filter", "$orderby", "$expand", "$top", "$search", "changeType"):
+            # NOTE: the contact delta pages document only $select and odata.maxpagesize.
+            # A loud 400 keeps a client from reading a full round as a filtered one.
+            if unsupported in params:
+                raise GraphHTTPError(
+                    400,
+                    "BadRequest",
+                    f"The emulator does not support '{unsupported}' on contact delta; remove it.",
+                )
         allowed, entity = (
             (CONTACT_PROPERTIES, "contact") if kind == "c" else (FOLDER_PROPERTIES, "contactFolder")
         )

@@ -172,6 +172,8 @@ def test_contact_delta_select_and_page_cap(contacts_tenant: Tenant) -> None:
             assert set(rest["value"][0]) == {"@odata.etag", "id", "displayName"}
             bad = await client.get(url, params={"$select": "nonsense"})
             assert bad.status_code == 400
+            filtered = await client.get(url, params={"$filter": "displayName eq 'x'"})
+            assert filtered.status_code == 400
 
     run(scenario())
 
