@@ -2,8 +2,8 @@
 
 Each mailbox gets contacts in its default ``Contacts`` folder and in a child folder
 ``Clients`` with a nested ``Key accounts``. The first mailbox also gets a child folder
-named ``contacts``: Exchange forbids siblings whose names differ only in case, but a
-child may repeat its parent's name in another case, and a backup and restore must keep
+named ``contacts``. Exchange forbids siblings whose names differ only in case, but a
+child may repeat its parent's name in another case. A backup and a restore must keep
 ``Contacts`` and ``Contacts/contacts`` apart.
 """
 
