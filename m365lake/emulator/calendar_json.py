@@ -82,7 +82,10 @@ def _attendee(attendee: dict[str, Any]) -> dict[str, Any]:
 
 
 def event_json(view: EventView, owner: SeedUser) -> dict[str, Any]:
-    """Return every v1.0 property of one event view, times in UTC (Graph's default)."""
+    """Return every v1.0 property of one event view, times in UTC (Graph's default).
+
+    NOTE: ``Prefer: outlook.timezone`` is not honoured; times are always served in UTC.
+    """
     master = view.master
     properties = {**master.properties, **view.overrides}
     change_key = records.change_key_for(view.id, view.modified_seq)
