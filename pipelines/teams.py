@@ -60,6 +60,7 @@ def teams_archive(
             "parts": result.parts,
             "full_listings": result.full_listings,
             "failures": result.failures,
+            "pending_retries": result.pending_retries,
             "resyncs": result.resyncs,
             "bytes_downloaded": dg.MetadataValue.int(result.bytes_downloaded),
             "blobs_written": result.blobs_written,

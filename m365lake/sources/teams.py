@@ -13,9 +13,10 @@ NOTE: after that listing, changes to threads older than eight months reach the a
 only at the channel's next full listing, which happens only after a 410.
 
 All channels of a team end in one commit, which carries every channel's new deltaLink,
-so a token advances only together with the rows it covers. Archived messages that a full
-listing no longer returns are recorded as deleted. A channel deleted from the team keeps
-its archived rows and gets no deletion row.
+so a token advances only together with the rows it covers. A pasted image (hosted
+content) whose download fails is recorded in ``failures`` and tried again by the next
+run. Archived messages that a full listing no longer returns are recorded as deleted. A
+channel deleted from the team keeps its archived rows and gets no deletion row.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from m365lake.errors import AccessDeniedError, GraphError, SyncStateExpiredError
+from m365lake.errors import (
+    AccessDeniedError,
+    GraphError,
+    ItemNotFoundError,
+    SyncStateExpiredError,
+)
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake, Transaction
 from m365lake.lake.blobs import sha256_hex
@@ -71,6 +77,8 @@ class TeamBackupResult:
     full_listings: int = 0
     resyncs: int = 0
     failures: int = 0
+    pending_retries: int = 0
+    """Hosted contents whose download failed and that the next run tries again."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -97,6 +105,14 @@ def channel_key(team_id: str, channel_id: str) -> str:
 
 def team_key(team_id: str) -> str:
     return f"teams/{team_id}/directory"
+
+
+def pending_key(team_id: str) -> str:
+    return f"teams/{team_id}/pending_hosted_contents"
+
+
+HostedKey = tuple[str, str, str, str]
+"""A hosted content to fetch: channel id, message id, root id ("" for a root), hosted id."""
 
 
 def protected_api_error(error: AccessDeniedError, team: Team) -> AccessDeniedError:
@@ -147,6 +163,10 @@ class _TeamRun:
         self.known: dict[tuple[str, str], KnownMessage] = {}
         self.hosted: dict[tuple[str, str, str], tuple[str, str | None, int | None]] = {}
         self.resolver = DriveItemResolver(lake)
+        self.pending: set[HostedKey] = set()
+        """Hosted contents whose download failed in this run: the next run retries them."""
+        self.retry_left: set[HostedKey] = set()
+        """Hosted contents an earlier run left to retry."""
 
     @property
     def team_id(self) -> str:
@@ -155,6 +175,8 @@ class _TeamRun:
     def load_state(self) -> None:
         self.known = load_team_messages(self.lake, self.team_id)
         self.hosted = load_hosted_contents(self.lake, self.team_id)
+        saved = self.lake.state(pending_key(self.team_id)) or []
+        self.retry_left = {(str(a), str(b), str(c), str(d)) for a, b, c, d in saved}
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -342,14 +364,28 @@ class _TeamRun:
         path = self.messages_url(channel_id)
         path += f"/{reply_to}/replies/{message_id}" if reply_to else f"/{message_id}"
         url = f"{path}/hostedContents/{hosted_id}/$value"
+        key = (channel_id, message_id, reply_to or "", hosted_id)
         try:
             async with self.graph.stream(url) as response:
                 data = await response.aread()
                 content_type = response.headers.get("content-type")
+        except ItemNotFoundError as error:
+            # Gone from Graph (the message was deleted since), so there is nothing to retry.
+            self.pending.discard(key)
+            self.record_failure(
+                channel_id,
+                message_id,
+                "hostedContent",
+                "itemNotFound",
+                str(error),
+                error.request_id,
+                outcome="skipped",
+            )
+            return None
         except GraphError as error:
-            # NOTE: the message version is committed without this part and the next delta
-            # round does not return the message again unless it changes, so the gap stays
-            # as this failure row until a full listing of the channel.
+            # The message version is committed without this part; the next run tries the
+            # download again.
+            self.pending.add(key)
             self.record_failure(
                 channel_id,
                 message_id,
@@ -359,6 +395,7 @@ class _TeamRun:
                 error.request_id,
             )
             return None
+        self.pending.discard(key)
         existed = self.lake.blobs.exists(sha256_hex(data))
         digest = self.lake.blobs.put(data)
         self.result.hosted_contents_downloaded += 1
@@ -367,6 +404,28 @@ class _TeamRun:
         stored = (digest, content_type, len(data))
         self.hosted[(channel_id, message_id, hosted_id)] = stored
         return stored
+
+    async def retry_pending(self) -> None:
+        """Fetch the hosted contents earlier runs failed to download, and write their parts."""
+        for channel_id, message_id, root_id, hosted_id in sorted(self.retry_left):
+            if (channel_id, message_id, hosted_id) in self.hosted:
+                continue
+            stored = await self.download_hosted(channel_id, message_id, root_id or None, hosted_id)
+            if stored is None:
+                continue
+            digest, content_type, size = stored
+            row = teams_rows.hosted_part_row(
+                team_id=self.team_id,
+                channel_id=channel_id,
+                message_id=message_id,
+                hosted_id=hosted_id,
+                content_type=content_type,
+                size=size,
+                content_sha256=digest,
+                run_id=self.result.run_id,
+            )
+            self.tx.write_rows("channel_message_parts", [row], partition=self.partition)
+            self.result.parts += 1
 
     def write_deletions(self, channel_id: str, message_ids: set[str]) -> None:
         rows = []
@@ -412,13 +471,16 @@ class _TeamRun:
         reason: str,
         detail: str,
         request_id: str | None = None,
+        *,
+        outcome: str = "failed",
     ) -> None:
         log.warning(
-            "team %s channel %s: %s of %s failed: %s",
+            "team %s channel %s: %s of %s %s: %s",
             self.team_id,
             channel_id,
             stage,
             item_id,
+            outcome,
             reason,
         )
         row = failure_row(
@@ -428,7 +490,7 @@ class _TeamRun:
             run_id=self.result.run_id,
             item_id=item_id,
             stage=stage,
-            outcome="failed",
+            outcome=outcome,
             reason=reason,
             detail=detail[:500],
             request_id=request_id,
@@ -478,6 +540,9 @@ async def backup_team(
                 raise protected_api_error(error, team) from error
             run.write_channel(channel)
             tx.set_state(delta_key(team.team_id, channel.channel_id), link)
+        await run.retry_pending()
+        tx.set_state(pending_key(team.team_id), sorted(run.pending) or None)
+        result.pending_retries = len(run.pending)
         entry = team.row()
         if lake.state(team_key(team.team_id)) != entry:
             tx.write_rows("teams", [entry], partition={})

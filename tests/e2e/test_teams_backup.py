@@ -17,6 +17,7 @@ from m365lake.emulator import EmulatorOptions, EmulatorServer, Tenant
 from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
 from m365lake.emulator.samplefiles import png_image
 from m365lake.lake import Lake
+from tests.e2e.test_cli import m365lake
 
 
 @pytest.fixture
@@ -245,3 +246,65 @@ def test_expired_delta_lists_again_without_duplicates(
     third = run_teams(emulator, lake)
     assert third.total("resyncs") == 0
     assert third.total("messages_updated") == 0
+
+
+def test_hosted_content_failure_retried(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    emulator.app.state.faults.inject(
+        path_pattern=r"/hostedContents/[^/]+/\$value$", status=400, code="BadRequest"
+    )
+
+    summary = run_teams(emulator, lake)
+
+    assert summary.failed == {}
+    assert summary.total("failures") == 1
+    assert summary.total("pending_retries") == 1
+    failures = rows(lake, "failures", "workload = 'teams'")
+    assert len(failures) == 1
+    assert failures[0]["stage"] == "hostedContent"
+    assert failures[0]["outcome"] == "failed"
+    assert failures[0]["container_id"] == thread.team_id
+    design = tenant.channel_id(thread.team_id, "Design")
+    messages = rows(lake, "channel_messages", f"channel_id = '{design}'")
+    assert failures[0]["item_id"] in {row["message_id"] for row in messages}
+    assert rows(lake, "channel_message_parts", "kind = 'hostedContent'") == []
+
+    again = run_teams(emulator, lake)
+
+    assert again.total("failures") == 0
+    assert again.total("pending_retries") == 0
+    assert again.total("messages_new") == 0
+    hosted = rows(lake, "channel_message_parts", "kind = 'hostedContent'")
+    assert [row["message_id"] for row in hosted] == [failures[0]["item_id"]]
+    assert lake.blobs.read(hosted[0]["content_sha256"]) == png_image(32, 24, shade=90)
+    assert run_teams(emulator, lake).total("parts") == 0
+
+
+def test_hosted_content_gone_skipped(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    emulator.app.state.faults.inject(
+        path_pattern=r"/hostedContents/[^/]+/\$value$", status=404, code="NotFound"
+    )
+
+    summary = run_teams(emulator, lake)
+
+    assert summary.total("pending_retries") == 0
+    failures = rows(lake, "failures", "workload = 'teams'")
+    assert [(row["outcome"], row["reason"]) for row in failures] == [("skipped", "itemNotFound")]
+
+
+def test_backup_command_teams_workload(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    env = {**emulator.environment(), "M365LAKE_LAKE": str(lake.root)}
+    result = m365lake("backup", "--workload", "teams", env=env)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "2 teams archived" in result.stdout
+
+    tenant.app.protected_apis_approved = False
+    refused = m365lake("backup", "--workload", "teams", "--team", thread.team_id, env=env)
+    assert refused.returncode == 1
+    assert f"failed team {thread.team_id}" in refused.stderr
+    assert "protected API" in refused.stderr
