@@ -76,6 +76,10 @@ EXPANDED_REPLIES = 1000
 """Replies inlined by ``$expand=replies``; more come through ``replies@odata.nextLink``."""
 
 _FILTER = re.compile(r"^\s*lastModifiedDateTime\s+gt\s+(\S+)\s*$")
+# The one group filter the Teams docs give for listing teams through /groups.
+_TEAM_GROUPS_FILTER = re.compile(
+    r"^\s*resourceProvisioningOptions/Any\(x:\s*x\s+eq\s+'Team'\)\s*$", re.IGNORECASE
+)
 
 
 # ---- access ---------------------------------------------------------------------------
@@ -205,13 +209,14 @@ def _page(
 async def list_teams(request: Request) -> Response:
     tenant = _teams_tenant(request, TEAM_READ_ROLES)
     _charge(request, "")
-    _reject_unknown_options(request, {"$top", "$skiptoken", "$select", "$filter"})
+    _reject_unknown_options(request, {"$top", "$skiptoken", "$select"})
     state = _offset_state(request)
     size = state.get("n") or parse_top(
         request.query_params.get("$top"), maximum=TEAMS_MAX_PAGE, default=TEAMS_DEFAULT_PAGE
     )
-    teams = [team_json(team) for team in tenant.teams()]
-    return _page(request, teams, int(state.get("o", 0)), int(size), "teams", {})
+    selected = state.get("s") or request.query_params.get("$select")
+    teams = _project([team_json(team) for team in tenant.teams()], selected)
+    return _page(request, teams, int(state.get("o", 0)), int(size), "teams", {"s": selected})
 
 
 async def get_team(request: Request) -> Response:
@@ -232,12 +237,33 @@ async def list_groups(request: Request) -> Response:
     size = state.get("n") or parse_top(
         request.query_params.get("$top"), maximum=TEAMS_MAX_PAGE, default=TEAMS_DEFAULT_PAGE
     )
-    groups = [group_json(group) for group in tenant.groups()]
+    raw_filter = state.get("f") or request.query_params.get("$filter")
+    if raw_filter and not _TEAM_GROUPS_FILTER.match(str(raw_filter)):
+        raise GraphHTTPError(
+            400,
+            "Request_UnsupportedQuery",
+            "The emulator supports only $filter=resourceProvisioningOptions/Any(x:x eq 'Team') "
+            "on /groups.",
+        )
+    found = [group for group in tenant.groups() if group.is_team or not raw_filter]
     selected = state.get("s") or request.query_params.get("$select")
-    if selected:
-        names = [name.strip() for name in str(selected).split(",") if name.strip()]
-        groups = [{name: group.get(name) for name in ["id", *names]} for group in groups]
-    return _page(request, groups, int(state.get("o", 0)), int(size), "groups", {"s": selected})
+    groups = _project([group_json(group) for group in found], selected)
+    offset = int(state.get("o", 0))
+    return _page(request, groups, offset, int(size), "groups", {"s": selected, "f": raw_filter})
+
+
+def _project(items: list[dict[str, Any]], selected: Any) -> list[dict[str, Any]]:
+    """Apply ``$select``: keep ``id`` and the named properties; an unknown name is a 400."""
+    if not selected:
+        return items
+    names = [name.strip() for name in str(selected).split(",") if name.strip()]
+    known = set(items[0]) if items else set(names)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise GraphHTTPError(
+            400, "BadRequest", f"Could not find a property named '{unknown[0]}' on this type."
+        )
+    return [{name: item.get(name) for name in ["id", *names]} for item in items]
 
 
 async def list_channels(request: Request) -> Response:

@@ -62,6 +62,17 @@ def test_teams_groups_and_channels(teams_tenant: tuple[Tenant, GeneratedThread])
             for channel in channels["value"]:
                 assert channel["id"].startswith("19:")
                 assert channel["id"].endswith("@thread.tacv2")
+            filtered = await client.get(
+                "/v1.0/groups",
+                params={"$filter": "resourceProvisioningOptions/Any(x:x eq 'Team')"},
+            )
+            assert len(filtered.json()["value"]) == 2
+            other_filter = await client.get("/v1.0/groups", params={"$filter": "mail eq 'x'"})
+            assert other_filter.status_code == 400
+            selected = await client.get("/v1.0/teams", params={"$select": "displayName"})
+            assert set(selected.json()["value"][0]) == {"id", "displayName"}
+            unknown = await client.get("/v1.0/teams", params={"$select": "nope"})
+            assert unknown.status_code == 400
             plain = next(g for g, o in options.items() if not o)
             missing = await client.get(f"/v1.0/teams/{plain}/channels")
             assert missing.status_code == 404
