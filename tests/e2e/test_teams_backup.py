@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from m365lake.backup_files import backup_files
-from m365lake.backup_teams import TeamsBackupSummary, backup_teams
+from m365lake.backup_teams import TeamsBackupSummary, backup_teams, lease_name
 from m365lake.discovery.production.teams_thread import render_thread_html
 from m365lake.emulator import EmulatorOptions, EmulatorServer, Tenant
 from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
@@ -308,3 +308,19 @@ def test_backup_command_teams_workload(
     assert refused.returncode == 1
     assert f"failed team {thread.team_id}" in refused.stderr
     assert "protected API" in refused.stderr
+
+
+def test_team_leased_elsewhere_skipped(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    lease = lake.acquire_lease(lease_name(thread.team_id), owner="another run")
+    try:
+        summary = run_teams(emulator, lake)
+    finally:
+        lease.release()
+
+    assert list(summary.skipped) == [thread.team_id]
+    assert "already being archived" in summary.skipped[thread.team_id]
+    assert summary.failed == {}
+    assert rows(lake, "channel_messages", f"team_id = '{thread.team_id}'") == []
+    assert len(summary.results) == 1
