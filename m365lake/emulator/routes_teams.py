@@ -5,9 +5,9 @@ APIs: besides ChannelMessage.Read.All, Microsoft must approve the app for them, 
 app registration's ``protected_apis_approved`` switch gates them with a 403.
 
 Paging and delta tokens are opaque base64url JSON. A delta token contains the channel
-(``t``, ``c``), the watermark ``w`` of the last round, the upper bound ``p`` of the
-current one, the offset ``o``, the page size ``n``, ``$expand=replies`` as ``e``, the
-``$filter`` time ``f`` and the tenant's Teams sync generation ``g``.
+(``t``, ``c``), the watermark ``w`` of the last round and the upper bound ``p`` of the
+current one. It also contains the offset ``o``, the page size ``n``, ``$expand=replies``
+as ``e``, the ``$filter`` time ``f`` and the tenant's Teams sync generation ``g``.
 """
 
 from __future__ import annotations
@@ -342,8 +342,8 @@ def _delta_state(request: Request, channel: ChannelInfo, tenant: Tenant) -> dict
         if (state.get("t"), state.get("c")) != (channel.team_id, channel.id):
             raise GraphHTTPError(400, "BadRequest", f"The {name} belongs to another channel.")
         if state.get("g") != tenant.teams_delta_generation():
-            # NOTE: Graph's chatMessage delta page names no error for a dead token; this
-            # is the generic delta answer (410 Gone, resyncRequired).
+            # NOTE: Graph's chatMessage delta page names no error for a dead token, so
+            # this is the generic delta response (410 Gone, resyncRequired).
             raise GraphHTTPError(
                 410, "resyncRequired", "The delta token is no longer valid; start a new sync."
             )

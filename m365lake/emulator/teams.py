@@ -1,9 +1,9 @@
 """Teams half of the emulated tenant: teams, channels and channel messages.
 
 Messages live per channel as root posts with their replies. Every change takes the next
-value of a Teams sequence counter of its own, and a thread's sequence is the highest of
-its root and replies, because Graph's channel message delta returns a root post again
-when anything in its reply chain changed. Delta tokens are watermarks on that counter.
+value of a Teams sequence counter of its own. A thread's sequence is the highest of its
+root and replies, because Graph's channel message delta returns a root post again when
+anything in its reply chain changed. Delta tokens are watermarks on that counter.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from urllib.parse import quote
 from m365lake.emulator import records
 from m365lake.emulator.seed import SeedUser
 
-# Graph links inside message bodies are absolute; the serializer puts the request's base
-# URL where the model stores this marker, so bodies follow the host the client talks to.
+# Graph links inside message bodies are absolute. The serializer puts the request's base
+# URL where the model stores this marker, so bodies name the host the client talks to.
 GRAPH_BASE_MARKER = "\x00graph-base\x00"
 
 DELTA_WINDOW = timedelta(days=243)
