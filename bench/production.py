@@ -268,9 +268,7 @@ def peak_rss_bytes() -> int:
 
 def child_baseline(lake_dir: str, out: str) -> dict[str, Any]:
     """Copy every item's content out of the lake into files, hashing it; the baseline."""
-    import duckdb
-
-    from m365lake.lake import Lake
+    from m365lake.lake import Lake, reading
 
     lake = Lake.open(lake_dir, create=False)
     target = Path(out)
@@ -282,10 +280,14 @@ def child_baseline(lake_dir: str, out: str) -> dict[str, Any]:
         ("messages", "mime_sha256", "mime_inline"),
         ("drive_items", "content_sha256", "content_inline"),
     ):
-        files = [str(path) for path in lake.committed_files(table)]
-        query = f"SELECT {digest_column}, {inline_column} FROM read_parquet($files)"
-        with duckdb.connect() as connection:
-            cursor = connection.execute(query, {"files": files})
+        files = reading.TableScan(lake, lake.committed_entries(table))
+        if not files:
+            continue
+        with reading.connect(lake) as connection:
+            query = (
+                f"SELECT {digest_column}, {inline_column} FROM {files.sql(connection=connection)}"
+            )
+            cursor = connection.execute(query)
             while batch := cursor.fetchmany(1000):
                 for digest, inline in batch:
                     chunks = [inline] if inline is not None else lake.blobs.read_chunks(digest)

@@ -142,7 +142,7 @@ def child_rewrite(lake_dir: str) -> dict[str, Any]:
     """Read every messages file and write it again to a scratch folder: the baseline."""
     import pyarrow.parquet as pq
 
-    from m365lake.lake import Lake
+    from m365lake.lake import Lake, reading
     from m365lake.lake.transaction import parquet_options
 
     lake = Lake.open(lake_dir, create=False)
@@ -151,8 +151,8 @@ def child_rewrite(lake_dir: str) -> dict[str, Any]:
     rows = 0
     written = 0
     try:
-        for number, path in enumerate(lake.committed_files("messages")):
-            source = pq.ParquetFile(path)
+        for number, entry in enumerate(lake.committed_entries("messages")):
+            source = reading.open_parquet(lake, entry)
             with pq.ParquetWriter(
                 scratch / f"{number}.parquet",
                 source.schema_arrow,

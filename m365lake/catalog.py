@@ -187,7 +187,7 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _rows_view(table: str, scan: TableScan) -> str:
+def _rows_view(table: str, scan: TableScan, connection: duckdb.DuckDBPyConnection) -> str:
     schema = SCHEMAS[table]
     if not scan:
         # An empty view still has the table's columns, so queries written today keep
@@ -209,7 +209,8 @@ def _rows_view(table: str, scan: TableScan) -> str:
     # hive_partitioning is off: partition values are already columns, and a path value
     # must not override (or retype) the value stored in the file.
     source = scan.sql(
-        "filename = true, file_row_number = true, hive_partitioning = false, union_by_name = true"
+        "filename = true, file_row_number = true, hive_partitioning = false, union_by_name = true",
+        connection=connection,
     )
     return (
         f"SELECT {selected}, f.commit_seq, f.file_index, t.file_row_number AS row_index "
@@ -314,7 +315,7 @@ def refresh_catalog(lake: Lake) -> Path:
                 [head.seq, head.sha256, str(lake.root)],
             )
             for table in SCHEMAS:
-                rows_view = _rows_view(table, scans[table])
+                rows_view = _rows_view(table, scans[table], connection)
                 connection.execute(f"CREATE VIEW {table}_rows AS {rows_view}")
                 for statement in _view_statements(table):
                     connection.execute(statement)
@@ -362,7 +363,24 @@ def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     path = catalog_path(lake)
     if not _catalog_is_current(lake, path):
         refresh_catalog(lake)
-    return reading.connect(lake, str(path), read_only=read_only)
+    connection = reading.connect(lake, str(path), read_only=read_only)
+    register_encrypted_files(lake, connection)
+    return connection
+
+
+def register_encrypted_files(lake: Lake, connection: duckdb.DuckDBPyConnection) -> None:
+    """Register the encrypted files the views read, as Arrow datasets, in this session.
+
+    pyarrow decrypts them as DuckDB scans, because DuckDB cannot decrypt them itself
+    (see ``m365lake.lake.reading``). The datasets live in the session only, so the views
+    of an encrypted lake work in ``m365lake sql`` and ``connect`` but not in a plain
+    duckdb CLI session, where only the unencrypted files can be read.
+    """
+    live = lake.live_files()
+    for table in SCHEMAS:
+        entries = [item.entry for item in live if item.entry["table"] == table]
+        if any(entry.get("key_id") for entry in entries):
+            TableScan(lake, entries).register(connection)
 
 
 _LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
@@ -439,6 +457,7 @@ def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
         refresh_catalog(lake)
     # The keys are registered before the configuration is locked below.
     connection = reading.connect(lake, str(path), read_only=True)
+    register_encrypted_files(lake, connection)
     # The views read Parquet under tables/; every other file, extension and setting is
     # closed, and the lock stops a query from reopening them.
     tables_dir = str(lake.storage.path("tables")) + os.sep

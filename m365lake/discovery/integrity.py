@@ -87,7 +87,7 @@ def _query_readable_files(
             keyed.append(entry)
 
     def run(selected: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        source = TableScan(lake, selected).sql(options)
+        source = TableScan(lake, selected).sql(options, connection=db)
         return db.execute(query.format(source=source)).fetchall()
 
     with reading.connect(lake) as db:

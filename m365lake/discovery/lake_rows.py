@@ -24,12 +24,12 @@ def latest_rows(
         return []
     selected = ", ".join(f'"{name}"' for name in columns)
     partition = ", ".join(f'"{name}"' for name in keys)
-    query = (
-        f"SELECT {selected} FROM {files.sql(_OPTIONS)} QUALIFY row_number() OVER ("
-        f"PARTITION BY {partition} ORDER BY captured_at DESC, "
-        "list_position($files, filename) DESC, file_row_number DESC) = 1"
-    )
     with reading.connect(lake) as db, files.errors():
+        query = (
+            f"SELECT {selected} FROM {files.sql(_OPTIONS, connection=db)} "
+            f"QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY captured_at DESC, "
+            "list_position($files, filename) DESC, file_row_number DESC) = 1"
+        )
         cursor = db.execute(query, {"files": files.locations})
         names = [column[0] for column in cursor.description or []]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]

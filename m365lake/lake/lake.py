@@ -231,6 +231,7 @@ class Lake:
             container=container,
             flush_rows=self.flush_rows if flush_rows is None else flush_rows,
             flush_bytes=self.flush_bytes if flush_bytes is None else flush_bytes,
+            keys=self.keys,
         )
 
     def state(self, key: str) -> Any | None:

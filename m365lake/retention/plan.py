@@ -260,8 +260,8 @@ class _TableVersions:
     rows: pa.Table
 
 
-def _scan_sql(statement: str, scan: TableScan) -> str:
-    return statement.replace(_SOURCE, scan.sql(_SOURCE_OPTIONS))
+def _scan_sql(statement: str, scan: TableScan, db: duckdb.DuckDBPyConnection) -> str:
+    return statement.replace(_SOURCE, scan.sql(_SOURCE_OPTIONS, connection=db))
 
 
 def _read_table_versions(lake: Lake, table: str) -> _TableVersions | None:
@@ -269,7 +269,7 @@ def _read_table_versions(lake: Lake, table: str) -> _TableVersions | None:
     if not scan:
         return None
     with reading.connect(lake) as db, scan.errors():
-        statement = _scan_sql(_VERSIONS_SQL[table], scan)
+        statement = _scan_sql(_VERSIONS_SQL[table], scan, db)
         rows = db.sql(statement, params={"files": scan.locations}).to_arrow_table()
     return _TableVersions(table, scan.locations, rows)
 
@@ -573,7 +573,7 @@ def _attachment_rows(
             f"SELECT filename, file_row_number FROM {_SOURCE} AS a SEMI JOIN wanted AS w "
             "USING (mailbox_id, message_id, mime_sha256)"
         )
-        rows: list[Any] = db.execute(_scan_sql(statement, scan)).fetchall()
+        rows: list[Any] = db.execute(_scan_sql(statement, scan, db)).fetchall()
     return [(lake.storage.relative(Path(row[0])), int(row[1])) for row in rows]
 
 
@@ -625,7 +625,7 @@ def _part_rows(
                 f"v.container_id = p.{container} AND v.item_id = p.{item} "
                 "AND v.captured_at = p.captured_at)"
             )
-            rows: list[Any] = db.execute(_scan_sql(statement, scan)).fetchall()
+            rows: list[Any] = db.execute(_scan_sql(statement, scan, db)).fetchall()
         found.extend(
             PartRow(table, lake.storage.relative(Path(row[0])), int(row[1]), row[2]) for row in rows
         )

@@ -261,7 +261,7 @@ def referenced_hashes(lake: Lake, candidates: set[str]) -> set[str]:
             scan = TableScan(lake, lake.committed_entries(table))
             if not scan:
                 continue
-            source = scan.sql("union_by_name = true, hive_partitioning = false")
+            source = scan.sql("union_by_name = true, hive_partitioning = false", connection=db)
             for column in columns:
                 query = (
                     f'SELECT DISTINCT "{column}" FROM {source} WHERE "{column}" IN '

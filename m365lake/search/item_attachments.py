@@ -53,6 +53,8 @@ def event_attachments(lake: Lake, event: Mapping[str, Any]) -> list[dict[str, An
         "run": event["run_id"],
     }
     with reading.connect(lake) as connection, scan.errors():
-        cursor = connection.execute(_SQL.format(source=scan.sql(_OPTIONS)), parameters)
+        cursor = connection.execute(
+            _SQL.format(source=scan.sql(_OPTIONS, connection=connection)), parameters
+        )
         names = [column[0] for column in cursor.description or []]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]

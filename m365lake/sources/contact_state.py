@@ -67,12 +67,12 @@ def _latest(
     selected = ", ".join(f'"{name}"' for name in columns)
     # Files are listed in commit order, so file position and row number order versions
     # captured at the same instant.
-    query = (
-        f"SELECT {selected} FROM {scan.sql(_OPTIONS)} QUALIFY row_number() OVER ("
-        f'PARTITION BY "{key}" ORDER BY captured_at DESC, '
-        "list_position($files, filename) DESC, file_row_number DESC) = 1"
-    )
     with reading.connect(lake) as db, scan.errors():
+        query = (
+            f"SELECT {selected} FROM {scan.sql(_OPTIONS, connection=db)} "
+            f'QUALIFY row_number() OVER (PARTITION BY "{key}" ORDER BY captured_at DESC, '
+            "list_position($files, filename) DESC, file_row_number DESC) = 1"
+        )
         cursor = db.execute(query, {"files": scan.locations})
         names = [column[0] for column in cursor.description or []]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]

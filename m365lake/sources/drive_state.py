@@ -71,8 +71,8 @@ def load_drive_state(lake: Lake, drive_id: str) -> dict[str, KnownItem]:
     files = drive_files(lake, drive_id)
     if not files:
         return {}
-    query = _LATEST.format(source=files.sql(_OPTIONS))
     with reading.connect(lake) as db, files.errors():
+        query = _LATEST.format(source=files.sql(_OPTIONS, connection=db))
         rows = db.execute(query, {"files": files.locations}).fetchall()
     return {
         row[0]: KnownItem(
@@ -107,8 +107,8 @@ def latest_rows(lake: Lake, drive_id: str, item_ids: Iterable[str]) -> Iterable[
     files = drive_files(lake, drive_id)
     if not files:
         return
-    query = _LATEST_ROWS.format(source=files.sql(_OPTIONS))
     with reading.connect(lake) as db:
+        query = _LATEST_ROWS.format(source=files.sql(_OPTIONS, connection=db))
         for batch in _batches(item_ids):
             with files.errors():
                 cursor = db.execute(query, {"files": files.locations, "ids": batch})
@@ -124,13 +124,13 @@ def inline_content(lake: Lake, drive_id: str, hashes: Iterable[str]) -> dict[str
     found: dict[str, bytes] = {}
     if not files:
         return found
-    query = (
-        "SELECT content_sha256, any_value(content_inline) "
-        f"FROM {files.sql('hive_partitioning = false, union_by_name = true')} "
-        "WHERE content_inline IS NOT NULL AND list_contains($hashes, content_sha256) "
-        "GROUP BY content_sha256"
-    )
     with reading.connect(lake) as db:
+        source = files.sql("hive_partitioning = false, union_by_name = true", connection=db)
+        query = (
+            f"SELECT content_sha256, any_value(content_inline) FROM {source} "
+            "WHERE content_inline IS NOT NULL AND list_contains($hashes, content_sha256) "
+            "GROUP BY content_sha256"
+        )
         for batch in _batches(hashes):
             with files.errors():
                 rows = db.execute(query, {"hashes": batch}).fetchall()

@@ -77,14 +77,14 @@ def load_mailbox_state(lake: Lake, mailbox_id: str) -> MailboxState:
     with reading.connect(lake) as db:
         folders = _partition_files(lake, "folders", mailbox_id)
         if folders:
-            query = _LATEST_FOLDERS.format(source=folders.sql(_OPTIONS))
+            query = _LATEST_FOLDERS.format(source=folders.sql(_OPTIONS, connection=db))
             with folders.errors():
                 rows = db.execute(query).fetchall()
             for folder_id, parent, name, deleted in rows:
                 state.folders[folder_id] = KnownFolder(parent, name or "", bool(deleted))
         messages = _partition_files(lake, "messages", mailbox_id)
         if messages:
-            query = _LATEST_MESSAGES.format(source=messages.sql(_OPTIONS))
+            query = _LATEST_MESSAGES.format(source=messages.sql(_OPTIONS, connection=db))
             with messages.errors():
                 rows = db.execute(query).fetchall()
             for message_id, change_key, folder_id, deleted in rows:

@@ -53,12 +53,13 @@ def load_team_messages(lake: Lake, team_id: str) -> dict[tuple[str, str], KnownM
     files = _team_files(lake, "channel_messages", team_id)
     if not files:
         return {}
-    query = (
-        "SELECT channel_id, message_id, reply_to_id, coalesce(etag, strftime(modified_at, "
-        "'%Y-%m-%dT%H:%M:%S.%gZ'), ''), change = 'deleted' "
-        f"FROM {files.sql(_OPTIONS)} {_newest_first('channel_id, message_id')}"
-    )
     with reading.connect(lake) as db, files.errors():
+        query = (
+            "SELECT channel_id, message_id, reply_to_id, coalesce(etag, strftime(modified_at, "
+            "'%Y-%m-%dT%H:%M:%S.%gZ'), ''), change = 'deleted' "
+            f"FROM {files.sql(_OPTIONS, connection=db)} "
+            f"{_newest_first('channel_id, message_id')}"
+        )
         rows = db.execute(query, {"files": files.locations}).fetchall()
     return {
         (row[0], row[1]): KnownMessage(reply_to_id=row[2], version=row[3], deleted=bool(row[4]))
@@ -76,13 +77,13 @@ def load_hosted_contents(
     files = _team_files(lake, "channel_message_parts", team_id)
     if not files:
         return {}
-    query = (
-        "SELECT channel_id, message_id, part_id, content_sha256, content_type, size "
-        f"FROM {files.sql(_OPTIONS)} "
-        "WHERE kind = 'hostedContent' AND content_sha256 IS NOT NULL "
-        f"{_newest_first('channel_id, message_id, part_id')}"
-    )
     with reading.connect(lake) as db, files.errors():
+        query = (
+            "SELECT channel_id, message_id, part_id, content_sha256, content_type, size "
+            f"FROM {files.sql(_OPTIONS, connection=db)} "
+            "WHERE kind = 'hostedContent' AND content_sha256 IS NOT NULL "
+            f"{_newest_first('channel_id, message_id, part_id')}"
+        )
         rows = db.execute(query, {"files": files.locations}).fetchall()
     return {(row[0], row[1], row[2]): (row[3], row[4], row[5]) for row in rows}
 
@@ -119,12 +120,12 @@ class DriveItemResolver:
             files = TableScan(self.lake, entries)
             found: list[tuple[str, str]] = []
             if files:
-                query = (
-                    "SELECT drive_id, web_url "
-                    f"FROM {files.sql(_OPTIONS)} WHERE web_url IS NOT NULL "
-                    f"{_newest_first('drive_id')}"
-                )
                 with reading.connect(self.lake) as db, files.errors():
+                    query = (
+                        "SELECT drive_id, web_url "
+                        f"FROM {files.sql(_OPTIONS, connection=db)} WHERE web_url IS NOT NULL "
+                        f"{_newest_first('drive_id')}"
+                    )
                     found = [
                         (row[0], row[1])
                         for row in db.execute(query, {"files": files.locations}).fetchall()
@@ -144,12 +145,12 @@ class DriveItemResolver:
             files = TableScan(self.lake, entries)
             paths: dict[str, str] = {}
             if files:
-                query = (
-                    "SELECT path, item_id FROM (SELECT path, item_id, change "
-                    f"FROM {files.sql(_OPTIONS)} {_newest_first('item_id')}) "
-                    "WHERE change <> 'deleted' AND path IS NOT NULL"
-                )
                 with reading.connect(self.lake) as db, files.errors():
+                    query = (
+                        "SELECT path, item_id FROM (SELECT path, item_id, change "
+                        f"FROM {files.sql(_OPTIONS, connection=db)} {_newest_first('item_id')}) "
+                        "WHERE change <> 'deleted' AND path IS NOT NULL"
+                    )
                     rows = db.execute(query, {"files": files.locations}).fetchall()
                 paths = {str(path).lower(): str(item_id) for path, item_id in rows}
             self._paths[drive_id] = paths

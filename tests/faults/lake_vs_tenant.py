@@ -12,10 +12,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
-
 from m365lake.emulator import Tenant
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
 
 
 @dataclass
@@ -44,15 +42,13 @@ class Comparison:
 
 
 def _rows(lake: Lake, table: str, columns: str) -> list[tuple[Any, ...]]:
-    files = [str(path) for path in lake.committed_files(table)]
+    files = reading.TableScan(lake, lake.committed_entries(table))
     if not files:
         return []
-    query = (
-        f"SELECT {columns} FROM read_parquet($files, union_by_name = true, "
-        "hive_partitioning = false) ORDER BY captured_at"
-    )
-    with duckdb.connect() as db:
-        return db.execute(query, {"files": files}).fetchall()
+    with reading.connect(lake) as db, files.errors():
+        source = files.sql("union_by_name = true, hive_partitioning = false", connection=db)
+        query = f"SELECT {columns} FROM {source} ORDER BY captured_at"
+        return db.execute(query).fetchall()
 
 
 def _sha256(data: bytes) -> str:

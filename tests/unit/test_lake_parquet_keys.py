@@ -178,3 +178,22 @@ def test_registered_key_is_the_derived_key(tmp_path: Path) -> None:
     ).fetchall()
 
     assert rows == [(3,)]
+
+
+def test_duckdb_fails_nested_and_filtered_reads(tmp_path: Path) -> None:
+    """Why lake/reading.py decrypts with pyarrow instead of handing DuckDB the key.
+
+    DuckDB 2.0.1 fails the AES tag of a nested column, and of any scan that a filter
+    is pushed into, in files pyarrow encrypted. When this test fails, DuckDB reads
+    them and the reads could go back to ``read_parquet``.
+    """
+    nested = TABLE.append_column("to", pa.array([["a"], [], ["b", "c"]], pa.list_(pa.string())))
+    path = write(tmp_path / "nested.parquet", KEYS_1, nested)
+    connection = session(KEYS_1)
+    source = f"({scan_sql({'k1': [str(path)]})})"
+
+    assert connection.execute(f"SELECT count(*) FROM {source}").fetchall() == [(3,)]
+    with pytest.raises(duckdb.InvalidInputException, match="AES tag"):
+        connection.execute(f'SELECT "to" FROM {source}').fetchall()
+    with pytest.raises(duckdb.InvalidInputException, match="AES tag"):
+        connection.execute(f"SELECT subject FROM {source} WHERE message_id = 'm2'").fetchall()

@@ -214,7 +214,7 @@ def _latest_versions(
         WITH versions AS (
             SELECT {columns}, change, deleted_at AS row_deleted_at,
                    filename, file_row_number, list_position($files, filename) AS file_pos
-            FROM {files.sql(_OPTIONS)} AS t
+            FROM {{source}} AS t
             SEMI JOIN wanted AS w ON t.{container} = w.container_id AND t.{item} = w.item_id
         ),
         marked AS (
@@ -233,7 +233,8 @@ def _latest_versions(
     """
     with reading.connect(lake) as connection, files.errors():
         connection.register("wanted", wanted)
-        cursor = connection.execute(query, {"files": files.locations})
+        source = files.sql(_OPTIONS, connection=connection)
+        cursor = connection.execute(query.replace("{source}", source), {"files": files.locations})
         names = [column[0] for column in cursor.description or []]
         rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     entries = dict(zip(files.locations, files.entries, strict=True))
