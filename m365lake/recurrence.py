@@ -39,6 +39,14 @@ WINDOWS_ZONES = {
     "Central Standard Time": "America/Chicago",
     "Pacific Standard Time": "America/Los_Angeles",
     "Tokyo Standard Time": "Asia/Tokyo",
+    "Mountain Standard Time": "America/Denver",
+    "US Mountain Standard Time": "America/Phoenix",
+    "Central Europe Standard Time": "Europe/Budapest",
+    "Central European Standard Time": "Europe/Warsaw",
+    "India Standard Time": "Asia/Kolkata",
+    "China Standard Time": "Asia/Shanghai",
+    "Singapore Standard Time": "Asia/Singapore",
+    "AUS Eastern Standard Time": "Australia/Sydney",
 }
 
 

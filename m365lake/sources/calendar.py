@@ -34,11 +34,11 @@ from m365lake.graph import GraphClient
 from m365lake.lake import Lake, Transaction
 from m365lake.lake.blobs import sha256_hex
 from m365lake.recurrence import (
-    RecurrenceError,
     from_utc,
     occurrence_starts,
     series_end,
     to_utc,
+    zone_of,
 )
 from m365lake.sources import calendar_rows
 from m365lake.sources.calendar_state import CalendarState, load_calendar_state
@@ -107,7 +107,7 @@ def series_window(master: dict[str, Any], now: datetime) -> tuple[datetime, date
     if last is not None:
         end = datetime.combine(last, datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
     elif span.get("type") == "numbered":
-        starts = expected_starts(master, until=None)
+        starts = expected_starts(master, until=None, strict=False)
         end = (max(starts) if starts else start) + timedelta(days=2)
     else:
         end = max(now, start) + SERIES_HORIZON
@@ -116,17 +116,45 @@ def series_window(master: dict[str, Any], now: datetime) -> tuple[datetime, date
     return start - timedelta(days=7), end + timedelta(days=7)
 
 
-def expected_starts(master: dict[str, Any], *, until: datetime | None) -> list[datetime]:
-    """Return the UTC starts the pattern of a series master gives, cancelled ones included."""
+def series_zone(master: dict[str, Any]) -> str | None:
+    """Return the zone a series repeats in, when zoneinfo knows its name, else None.
+
+    ``originalStartTimeZone`` comes first; some clients leave a custom name there, and
+    then the range's ``recurrenceTimeZone`` is tried.
+    """
+    span = (master.get("recurrence") or {}).get("range") or {}
+    for name in (master.get("originalStartTimeZone"), span.get("recurrenceTimeZone")):
+        if not name:
+            continue
+        try:
+            zone_of(str(name))
+        except ValueError:
+            continue
+        return str(name)
+    return None
+
+
+def expected_starts(
+    master: dict[str, Any], *, until: datetime | None, strict: bool = True
+) -> list[datetime]:
+    """Return the UTC starts the pattern of a series master gives, cancelled ones included.
+
+    Raises ValueError for a zone zoneinfo does not know, unless ``strict`` is false: then
+    the pattern is expanded in UTC, which can be off by the zone's daylight saving shift.
+    """
     start = calendar_rows.parse_date_time_zone(master.get("start"))
     recurrence = master.get("recurrence")
     if start is None or not recurrence:
         return []
-    zone = str(master.get("originalStartTimeZone") or "UTC")
-    try:
-        local_start = from_utc(start, zone)
-    except ValueError:
-        zone, local_start = "UTC", start.replace(tzinfo=None)
+    zone = series_zone(master)
+    if zone is None:
+        if strict:
+            raise ValueError(
+                f"unknown time zone {master.get('originalStartTimeZone')!r} of the series, "
+                "so its occurrences cannot be computed; no cancellations were derived"
+            )
+        zone = "UTC"
+    local_start = from_utc(start, zone)
     local_until = from_utc(until, zone) if until else datetime.max.replace(year=9000)
     return [
         to_utc(moment, zone)
@@ -284,7 +312,9 @@ class _CalendarRun:
         _, end = series_window(master, now_utc())
         try:
             expected = {utc_text(moment) for moment in expected_starts(master, until=end)}
-        except RecurrenceError as error:
+        except ValueError as error:
+            # RecurrenceError (a malformed pattern) or an unknown zone: guessing would
+            # record wrong cancellations, which a restore would then apply.
             self._record_failure(calendar_id, master["id"], "recurrence", "skipped", error)
             return []
         present = set()

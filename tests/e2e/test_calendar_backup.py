@@ -312,3 +312,26 @@ def test_checkpoints_end_in_same_archive(
     live = {v.id for v in tenant.calendar_events(uid, None)}
     archived = {e for e, row in latest_events(lake).items() if row["event_type"] != "exception"}
     assert archived == live
+
+
+def test_unknown_zone_derives_no_cancellations() -> None:
+    from m365lake.sources.calendar import expected_starts, series_window, series_zone
+
+    master = {
+        "start": {"dateTime": "2024-03-04T08:00:00.0000000", "timeZone": "UTC"},
+        "originalStartTimeZone": "Customized Time Zone",
+        "recurrence": {
+            "pattern": {"type": "daily"},
+            "range": {"type": "numbered", "startDate": "2024-03-04", "numberOfOccurrences": 3},
+        },
+    }
+
+    assert series_zone(master) is None
+    with pytest.raises(ValueError, match="Customized Time Zone"):
+        expected_starts(master, until=None)
+    start, end = series_window(master, datetime(2024, 1, 1, tzinfo=UTC))
+    assert start < datetime(2024, 3, 4, 8, tzinfo=UTC) < datetime(2024, 3, 6, 8, tzinfo=UTC) < end
+
+    master["recurrence"]["range"]["recurrenceTimeZone"] = "W. Europe Standard Time"
+    assert series_zone(master) == "W. Europe Standard Time"
+    assert len(expected_starts(master, until=None)) == 3
