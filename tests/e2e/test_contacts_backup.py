@@ -298,3 +298,25 @@ def test_folder_gone_mid_run_is_a_failure_row(
 
     run_contacts()
     assert _archived(lake) == _live(tenant)
+
+
+def test_failed_run_commits_nothing(
+    tenant, first_upn, emulator: EmulatorServer, run_contacts, lake: Lake
+):
+    clients = tenant.add_contact_folder(first_upn, ("Clients",))
+    emulator.inject(path_pattern=f"/contactFolders/{clients}/contacts/delta", status=400)
+
+    failed = run_contacts()
+
+    assert list(failed.failed) == [first_upn]
+    first_mailbox = tenant.user_id(first_upn)
+    assert not [
+        row for row in _latest_contacts(lake).values() if row["mailbox_id"] == first_mailbox
+    ]
+
+    again = run_contacts()
+
+    assert not again.failed
+    assert _archived(lake) == _live(tenant)
+    rows = latest_rows(lake, "contacts", ["run_id", "contact_id"], ["contact_id"])
+    assert len(rows) == len(_live(tenant))
