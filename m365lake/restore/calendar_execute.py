@@ -210,9 +210,23 @@ class _CalendarRestore:
             mailbox=mailbox_id,
         )
         assert created is not None
-        if archived.get("type") == "seriesMaster":
-            await self._shape_series(item, archived, created)
-        await self._attach(item, created["id"])
+        try:
+            if archived.get("type") == "seriesMaster":
+                await self._shape_series(item, archived, created)
+            await self._attach(item, created["id"])
+        except (GraphError, RestoreError) as error:
+            # The event exists in the tenant now, so the result names it: whoever reads
+            # the report can finish or remove it.
+            logger.warning(
+                "calendar restore: event %s created as %s but not completed: %s",
+                item.source_item_id,
+                created["id"],
+                error,
+            )
+            reason = f"created as {created['id']} but not completed: {error}"[:500]
+            return ItemResult(
+                item, Outcome.FAILED, target_item_id=str(created["id"]), reason=reason
+            )
         return ItemResult(item, outcome, target_item_id=str(created["id"]))
 
     async def _shape_series(

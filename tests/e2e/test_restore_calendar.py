@@ -247,3 +247,49 @@ def test_mail_restore_by_custodian_leaves_events_alone(
 
     assert select_events(lake, Selection(custodian=upn)) == []
     assert select_events(lake, Selection(custodian=upn, workloads=("calendar",)))
+
+
+def test_restore_as_of_before_change(tenant: Tenant, emulator: EmulatorServer, lake: Lake) -> None:
+    upn = owner(tenant)
+    uid = tenant.user_id(upn)
+    single = next(v for v in tenant.calendar_events(uid, None) if v.kind == "singleInstance")
+    subject = single.master.properties["subject"]
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    between = datetime.now(UTC)
+    tenant.update_event(uid, single.id, {"subject": "Renamed later"})
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    tenant.delete_event(uid, single.id)
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    refresh_catalog(lake)
+
+    results, findings = restore_calendar(
+        emulator,
+        lake,
+        Selection(item_ids=(single.id,), as_of=between, workloads=("calendar",)),
+    )
+
+    assert [r.outcome for r in results] == [Outcome.CREATED]
+    assert findings == []
+    restored = tenant.calendar_box(uid).events[str(results[0].target_item_id)]
+    assert restored.properties["subject"] == subject
+
+
+def test_unfinished_series_reported_with_its_id(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    upn = owner(tenant)
+    uid = tenant.user_id(upn)
+    series = weekly(tenant, upn)
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    refresh_catalog(lake)
+    tenant.delete_event(uid, series.id)
+    emulator.inject(path_pattern=r"/instances$", status=400, times=1)
+
+    results, _ = restore_calendar(
+        emulator, lake, Selection(item_ids=(series.id,), workloads=("calendar",))
+    )
+
+    (result,) = results
+    assert result.outcome is Outcome.FAILED
+    assert result.target_item_id in tenant.calendar_box(uid).events
+    assert result.reason is not None and "not completed" in result.reason
