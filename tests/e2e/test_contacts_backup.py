@@ -320,3 +320,14 @@ def test_failed_run_commits_nothing(
     assert _archived(lake) == _live(tenant)
     rows = latest_rows(lake, "contacts", ["run_id", "contact_id"], ["contact_id"])
     assert len(rows) == len(_live(tenant))
+
+
+def test_missing_permission_is_named(tenant, run_contacts, lake: Lake):
+    tenant.app.roles.remove("Contacts.Read")
+
+    summary = run_contacts()
+
+    assert not summary.results
+    assert len(summary.failed) == 2
+    assert all("Contacts.Read" in reason for reason in summary.failed.values())
+    assert lake.committed_files("contacts") == []
