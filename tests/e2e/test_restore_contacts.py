@@ -205,3 +205,17 @@ def test_restore_command_contacts_folder(tenant, upn, emulator, lake: Lake, tmp_
     twins = sum(1 for path, _ in before.elements() if path == ("Contacts", "contacts"))
     assert counts["created"] == twins + 1
     assert _by_folder(tenant, upn) == before
+
+
+def test_missing_write_permission_is_named(tenant, upn, emulator, lake: Lake):
+    _backup(emulator, lake)
+    twin = tenant.add_contact_folder(upn, ("contacts",))
+    tenant.delete_contact_folder(upn, twin)
+    tenant.app.roles.remove("Contacts.ReadWrite")
+
+    run = _restore(emulator, lake, Selection(custodian=upn, workloads=CONTACTS_ONLY))
+
+    assert not run.succeeded
+    failed = [result for result in run.report.items if result.outcome is Outcome.FAILED]
+    assert failed
+    assert "Contacts.ReadWrite" in (failed[0].reason or "")
