@@ -171,7 +171,7 @@ def linked_files(lake: Lake, channel_ids: set[str]) -> dict[str, set[tuple[str, 
     """Return channel id → (drive id, item id) of the archived files its messages link to.
 
     A link is a ``channel_message_parts`` row that the Teams backup resolved to an
-    archived drive item; a link to a file whose drive was not archived has no ids.
+    archived drive item. A link to a file whose drive was not archived has no ids.
     """
     if not channel_ids:
         return {}
