@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
@@ -219,3 +220,56 @@ def test_missing_write_permission_is_named(tenant, upn, emulator, lake: Lake):
     failed = [result for result in run.report.items if result.outcome is Outcome.FAILED]
     assert failed
     assert "Contacts.ReadWrite" in (failed[0].reason or "")
+
+
+def test_as_of_restores_earlier_version(tenant, upn, emulator, lake: Lake):
+    changed = sorted(tenant.live_contacts(upn))[0]
+    original = tenant.live_contacts(upn)[changed].properties
+    _backup(emulator, lake)
+    before_change = datetime.now(UTC)
+    tenant.update_contact(upn, changed, {"jobTitle": "Changed title"})
+    _backup(emulator, lake)
+
+    run = _restore(
+        emulator,
+        lake,
+        Selection(item_ids=(changed,), workloads=CONTACTS_ONLY, as_of=before_change),
+        target=RestoreTarget(restore_folder="Before"),
+    )
+
+    assert run.succeeded, (run.report.counts(), run.problems)
+    restored = [
+        contact
+        for contact in tenant.live_contacts(upn).values()
+        if contact.folder_path[:2] == ("Contacts", "Before")
+    ]
+    assert len(restored) == 1
+    assert restored[0].properties.get("jobTitle") == original.get("jobTitle")
+    assert tenant.live_contacts(upn)[changed].properties["jobTitle"] == "Changed title"
+
+
+def test_restore_into_another_mailbox(tenant, upn, emulator, lake: Lake):
+    other = next(
+        info.user.user_principal_name
+        for info in tenant.users()
+        if info.has_mailbox and info.user.user_principal_name != upn
+    )
+    source = _by_folder(tenant, upn)
+    _backup(emulator, lake)
+
+    run = _restore(
+        emulator,
+        lake,
+        Selection(custodian=upn, workloads=CONTACTS_ONLY),
+        target=RestoreTarget(mailbox_id=tenant.user_id(other), restore_folder="From colleague"),
+    )
+
+    assert run.succeeded, (run.report.counts(), run.problems)
+    received = Counter(
+        {
+            (path[:1] + path[2:], name): count
+            for (path, name), count in _by_folder(tenant, other).items()
+            if path[1:2] == ("From colleague",)
+        }
+    )
+    assert received == source
