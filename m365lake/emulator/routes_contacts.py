@@ -201,8 +201,15 @@ def _round_state(request: Request, kind: str, user: UserInfo, folder_id: str) ->
             "SyncStateNotFound",
             f"The sync state generation is not found; generation={state.get('g')};"
             f"[highest={generation}]. Restart the synchronization without a token.",
+            headers={"Location": _initial_link(request, state)},
         )
     return state
+
+
+def _initial_link(request: Request, state: dict[str, Any]) -> str:
+    """Return the first delta request of a new round with the same ``$select``."""
+    params = {"$select": ",".join(state["s"])} if state.get("s") else {}
+    return absolute_link(request, _delta_path(state), params)
 
 
 def _delta_path(state: dict[str, Any]) -> str:

@@ -192,6 +192,7 @@ def test_expired_sync_state_is_410(contacts_tenant: Tenant) -> None:
                 expired = await client.get(link)
                 assert expired.status_code == 410
                 assert expired.json()["error"]["code"] == "SyncStateNotFound"
+                assert expired.headers["location"].startswith("https://graph.test/v1.0/users/")
             pages, _ = await follow_delta(client, url)
             assert [item["displayName"] for page in pages for item in page] == ["Client One"]
 
