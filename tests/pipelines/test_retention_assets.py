@@ -10,11 +10,13 @@ import dagster as dg
 import pytest
 
 from m365lake.backup import backup_mail
+from m365lake.backup_teams import backup_teams
 from m365lake.catalog import run_sql
 from m365lake.discovery import add_custodians, create_case, place_hold, read_audit_events
 from m365lake.discovery.audit_chain import check_audit_chain
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
+from m365lake.emulator.generator_teams import generate_teams
 from m365lake.lake import Lake
 from m365lake.retention import PurgePlan, StoredVersion, add_policy
 from pipelines import retention as retention_module
@@ -135,3 +137,32 @@ def test_retention_run_compacts_audit_trail(held_lake: tuple[Lake, str]) -> None
     assert metadata["events"].value >= events_before + 1
     assert check_audit_chain(lake)[1] == []
     assert [event.action for event in read_audit_events(lake)][-1] == "audit.compact"
+
+
+def test_purge_keeps_held_team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = Tenant.from_seed(generate_tenant(seed=11, users=2, messages_per_user=2))
+    thread = generate_teams(tenant)
+    assert thread is not None
+    lake = Lake.open(tmp_path / "lake", create=True)
+    with EmulatorServer(tenant, tmp_path / "state") as server:
+        assert not asyncio.run(backup_mail(server.settings(), lake)).failed
+        assert not asyncio.run(backup_teams(server.settings(), lake)).failed
+        for name, value in server.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("M365LAKE_LAKE", str(lake.root))
+        create_case(lake, "Matter", actor="carol", case_id="C")
+        add_custodians(lake, "C", [("team", thread.team_id)], actor="carol")
+        place_hold(lake, "C", actor="carol")
+        add_policy(lake, actor="erin", name="all chat", workload="teams", action="delete", days=0)
+        count = "SELECT count(*) FROM channel_messages_rows"
+        held_count = f"{count} WHERE team_id = '{thread.team_id}'"
+        held_before = run_sql(lake, held_count)[1][0][0]
+        assert run_sql(lake, count)[1][0][0] > held_before > 0
+
+        outcome = _materialize()
+
+    assert outcome.success
+    checks = outcome.get_asset_check_evaluations()
+    assert [check.passed for check in checks] == [True]
+    assert run_sql(lake, held_count)[1][0][0] == held_before
+    assert run_sql(lake, count)[1][0][0] == held_before
