@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import random
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,9 @@ import pytest
 from m365lake.backup import backup_mail
 from m365lake.backup_files import backup_files
 from m365lake.catalog import refresh_catalog, run_sql
-from m365lake.discovery import add_custodians, create_case
+from m365lake.discovery import add_custodians, create_case, verify_archive
 from m365lake.discovery.production import export_production
+from m365lake.discovery.records import utc_now
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.errors import LakeIntegrityError, LakeKeyError
@@ -31,6 +34,7 @@ from m365lake.lake.encryption import ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE
 from m365lake.restore.model import ConflictPolicy
 from m365lake.restore.runner import restore
 from m365lake.restore.selection import Selection
+from m365lake.retention import add_policy, purge
 from m365lake.search import search, update_index
 
 KEY = f"lake-2026:{base64.b64encode(bytes(range(7, 39))).decode()}"
@@ -200,3 +204,216 @@ def test_verify_command_on_encrypted_lake(
     assert damaged.returncode == 1
     assert f"encrypted blob {blob} fails authentication" in damaged.stdout
     assert parquet in damaged.stdout
+
+
+# Table files. These lakes keep the default inline threshold, so small message bodies
+# and file contents sit in Parquet columns beside their rows.
+
+SUBJECT = "Lanternfish acquisition terms"
+RECIPIENT = "quentin.marlowe@fabrikam.example"
+FILE_NAME = "lanternfish-terms.txt"
+FILE_TEXT = b"Inline lanternfish term sheet, kept in a Parquet column.\n"
+K1 = f"k1:{base64.b64encode(bytes(range(100, 132))).decode()}"
+K2 = f"k2:{base64.b64encode(bytes(range(140, 172))).decode()}"
+STABLE_QUERIES = (
+    "SELECT message_id, subject, from_address, to_addresses, mime_sha256 FROM messages "
+    "ORDER BY message_id",
+    "SELECT item_id, name, path, content_sha256 FROM files ORDER BY item_id",
+    "SELECT mailbox_id, user_principal_name FROM mailboxes ORDER BY mailbox_id",
+)
+
+
+def marker_mime(sender: str, subject: str = SUBJECT) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\n"
+        "Message-ID: <lanternfish-1@contoso.example>\r\n"
+        "Date: Tue, 03 Mar 2026 10:00:00 +0000\r\n\r\n"
+        "The lanternfish terms are attached as a file.\r\n"
+    ).encode()
+
+
+def use_keys(
+    monkeypatch: pytest.MonkeyPatch, key: str | None, key_file: Path | None = None
+) -> None:
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY, raising=False)
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY_FILE, raising=False)
+    if key is not None:
+        monkeypatch.setenv(ENV_ENCRYPTION_KEY, key)
+    if key_file is not None:
+        monkeypatch.setenv(ENV_ENCRYPTION_KEY_FILE, str(key_file))
+
+
+def write_key_file(path: Path, current: str, *keys: str) -> Path:
+    entries = dict(key.split(":", 1) for key in keys)
+    path.write_text(json.dumps({"current": current, "keys": entries}))
+    path.chmod(0o600)
+    return path
+
+
+def back_up(emulator: EmulatorServer, lake: Lake) -> None:
+    mail = asyncio.run(backup_mail(emulator.settings(), lake))
+    files = asyncio.run(backup_files(emulator.settings(), lake))
+    assert not mail.failed
+    assert not files.failed
+
+
+def add_markers(tenant: Tenant) -> str:
+    alice = owner(tenant)
+    tenant.add_message(alice, ("Inbox",), marker_mime(alice))
+    return tenant.add_file("onedrive", alice, "Documents", (FILE_NAME,), FILE_TEXT)
+
+
+def table_bytes(lake: Lake) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted((lake.root / "tables").rglob("*.parquet")))
+
+
+def file_entries(lake: Lake) -> list[dict[str, object]]:
+    return [entry for manifest in lake.manifests() for entry in manifest["files"]]
+
+
+def test_tables_hold_no_plaintext(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_keys(monkeypatch, K1)
+    lake = Lake.open(tmp_path / "lake")
+    memo_id = add_markers(tenant)
+    back_up(emulator, lake)
+
+    data = table_bytes(lake)
+    entries = file_entries(lake)
+
+    assert entries
+    assert {entry.get("key_id") for entry in entries} == {"k1"}
+    for marker in (SUBJECT, RECIPIENT, owner(tenant), FILE_NAME, FILE_TEXT.decode()):
+        assert marker.encode() not in data, marker
+    assert b"mailbox_id" not in data
+    [(subject, recipients)] = run_sql(
+        lake, f"SELECT subject, to_addresses FROM messages WHERE subject = '{SUBJECT}'"
+    )[1]
+    assert (subject, recipients) == (SUBJECT, [RECIPIENT])
+    [(inline,)] = run_sql(lake, f"SELECT content_inline FROM files WHERE item_id = '{memo_id}'")[1]
+    assert bytes(inline) == FILE_TEXT
+
+    update_index(lake)
+    assert [hit.item_id for hit in search(lake, "lanternfish").hits if hit.workload == "files"] == [
+        memo_id
+    ]
+    create_case(lake, "Matter", actor="carol", case_id="C")
+    add_custodians(lake, "C", [("onedrive", owner(tenant))], actor="carol")
+    production = tmp_path / "production"
+    export_production(lake, "C", production, actor="carol", kql="lanternfish")
+    natives = [path for path in (production / "NATIVES").rglob("*") if path.is_file()]
+    assert [path.read_bytes() for path in natives] == [FILE_TEXT]
+
+
+def test_sql_matches_unencrypted_lake(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_markers(tenant)
+    use_keys(monkeypatch, None)
+    plain = Lake.open(tmp_path / "plain")
+    back_up(emulator, plain)
+    use_keys(monkeypatch, K1)
+    encrypted = Lake.open(tmp_path / "encrypted")
+    back_up(emulator, encrypted)
+
+    for query in STABLE_QUERIES:
+        expected = run_sql(plain, query)
+        assert expected[1], query
+        assert run_sql(encrypted, query) == expected, query
+
+
+def test_plaintext_then_rotated_lake_reads(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = owner(tenant)
+    root = tmp_path / "lake"
+    use_keys(monkeypatch, None)
+    back_up(emulator, Lake.open(root))
+    plain_files = {entry["path"]: entry["sha256"] for entry in file_entries(Lake.open(root))}
+    use_keys(monkeypatch, K1)
+    tenant.add_message(alice, ("Inbox",), marker_mime(alice, "Second lanternfish memo"))
+    back_up(emulator, Lake.open(root))
+    keys = write_key_file(tmp_path / "keys.json", "k2", K1, K2)
+    use_keys(monkeypatch, None, keys)
+    tenant.add_message(alice, ("Inbox",), marker_mime(alice, "Third lanternfish memo"))
+    lake = Lake.open(root)
+    back_up(emulator, lake)
+
+    by_key = [entry.get("key_id") for entry in file_entries(lake)]
+    subjects = run_sql(lake, "SELECT subject FROM messages WHERE subject LIKE '%lanternfish memo'")
+
+    assert by_key[: len(plain_files)] == [None] * len(plain_files)
+    assert "k1" in by_key
+    assert by_key[-1] == "k2"
+    assert sorted(row[0] for row in subjects[1]) == [
+        "Second lanternfish memo",
+        "Third lanternfish memo",
+    ]
+    assert lake.verify(blobs=False)["files"] == len(by_key)
+    for path, digest in plain_files.items():
+        assert lake.storage.hash_file(path)[0] == digest
+    update_index(lake)
+    assert len(search(lake, "lanternfish").hits) == 2
+
+
+def test_missing_or_wrong_table_key_named(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_keys(monkeypatch, K1)
+    back_up(emulator, Lake.open(tmp_path / "lake"))
+    use_keys(monkeypatch, K2)
+    missing = Lake.open(tmp_path / "lake")
+    use_keys(monkeypatch, f"k1:{base64.b64encode(bytes(32)).decode()}")
+    wrong = Lake.open(tmp_path / "lake")
+
+    with pytest.raises(LakeKeyError, match="key id 'k1', which is not loaded") as not_loaded:
+        run_sql(missing, "SELECT count(*) FROM messages")
+    with pytest.raises(LakeKeyError, match="different key") as different:
+        run_sql(wrong, "SELECT count(*) FROM messages")
+
+    assert "tables/" in str(not_loaded.value)
+    assert ENV_ENCRYPTION_KEY in str(not_loaded.value)
+    assert "tables/" in str(different.value)
+
+
+def test_flipped_table_byte_fails_integrity(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_keys(monkeypatch, K1)
+    lake = Lake.open(tmp_path / "lake")
+    back_up(emulator, lake)
+    [damaged, *_] = [entry["path"] for entry in lake.committed_entries("messages")]
+    flip_byte(lake.root / damaged, (lake.root / damaged).stat().st_size // 2)
+
+    with pytest.raises(LakeIntegrityError, match="differ from the SHA-256") as raised:
+        run_sql(lake, "SELECT * FROM messages_rows")
+    use_keys(monkeypatch, None)
+    _, problems = Lake.open(lake.root).check(blobs=False)
+
+    assert damaged in str(raised.value)
+    assert [problem for problem in problems if damaged in problem] == problems
+    assert len(problems) == 1
+
+
+def test_purge_rewrites_with_current_key(
+    tenant: Tenant, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_keys(monkeypatch, K1)
+    add_markers(tenant)
+    back_up(emulator, Lake.open(tmp_path / "lake"))
+    keys = write_key_file(tmp_path / "keys.json", "k2", K1, K2)
+    use_keys(monkeypatch, None, keys)
+    lake = Lake.open(tmp_path / "lake")
+    add_policy(lake, actor="erin", name="all files", workload="files", action="delete", days=0)
+
+    result = purge(lake, actor="erin", apply=True, now=utc_now() + timedelta(days=1))
+
+    rewritten = lake.manifests()[-2]["files"]
+    assert result.counts()["versions"] > 0
+    assert rewritten
+    assert {entry["key_id"] for entry in rewritten} == {"k2"}
+    assert run_sql(lake, "SELECT count(*) FROM file_versions")[1] == [(0,)]
+    assert run_sql(lake, f"SELECT count(*) FROM messages WHERE subject = '{SUBJECT}'")[1] == [(1,)]
+    assert FILE_NAME.encode() not in table_bytes(lake)
+    assert verify_archive(lake)["files"] > 0
