@@ -64,6 +64,11 @@ FROM drives AS d
 LEFT JOIN sites AS s USING (site_id)
 LEFT JOIN files AS f USING (drive_id)
 GROUP BY ALL
+UNION ALL
+SELECT 'team', coalesce(t.display_name, m.team_id), count(*), coalesce(sum(m.size), 0)
+FROM channel_messages AS m
+LEFT JOIN teams AS t USING (team_id)
+GROUP BY ALL
 ORDER BY bytes DESC, kind, name
 """
 
@@ -93,10 +98,14 @@ class GrowthPoint:
 
 @dataclass(frozen=True)
 class CustodianVolume:
-    """Live items and bytes of one mailbox, OneDrive or site (all its libraries)."""
+    """Live items and bytes of one mailbox, OneDrive, site (all its libraries) or team.
+
+    A mailbox counts its mail (MIME sizes) and a team the messages of all its channels
+    (Graph JSON sizes).
+    """
 
     kind: str
-    """``mailbox``, ``onedrive`` or ``site``."""
+    """``mailbox``, ``onedrive``, ``site`` or ``team``."""
     name: str
     items: int
     bytes: int
@@ -147,7 +156,7 @@ def archive_growth(lake: Lake, container_id: str | None = None) -> list[GrowthPo
 
 
 def custodian_volume(lake: Lake) -> list[CustodianVolume]:
-    """Return the live volume of every mailbox, OneDrive and site, largest first."""
+    """Return the live volume of every mailbox, OneDrive, site and team, largest first."""
     with connect(lake) as db:
         rows = db.execute(_CUSTODIANS).fetchall()
     return [CustodianVolume(str(row[0]), str(row[1]), int(row[2]), int(row[3])) for row in rows]

@@ -24,7 +24,7 @@ OVERVIEW_CRON_VARIABLE = "M365LAKE_OVERVIEW_CRON"
     kinds={"duckdb"},
     description=(
         "Figures about the whole archive, read from the catalog: versions and bytes "
-        "archived per day, the live volume of each mailbox, OneDrive and site, and what "
+        "archived per day, the live volume of each mailbox, OneDrive, site and team, and what "
         "each workload (mail, files, calendar, contacts, teams) contains, with its open "
         "coverage gaps."
     ),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from m365lake import catalog
+from m365lake.archive_stats import custodian_volume
 from m365lake.discovery import add_custodians, create_case, place_hold
 from m365lake.lake import Lake
 from m365lake.sources.rows import failure_row
@@ -149,3 +150,12 @@ def test_items_on_hold_counts_new_workloads(seeded: Lake) -> None:
     assert held["contact_items"] == 1
     assert held["teams_items"] == 3
     assert held["versions"] == 3 + 3 + 2 + 4
+
+
+def test_custodian_volume_lists_teams(seeded: Lake) -> None:
+    volumes = {(volume.kind, volume.name): volume for volume in custodian_volume(seeded)}
+
+    assert volumes[("team", TEAM_NAME)].items == 3
+    assert volumes[("team", TEAM_NAME)].bytes > 0
+    assert volumes[("team", "Facilities")].items == 1
+    assert volumes[("mailbox", ALICE)].items == 1
