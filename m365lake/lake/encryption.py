@@ -12,9 +12,9 @@ the backup job, nor against reading what stays in the clear:
   already holds a document can hash it and test whether the lake holds it too;
 - blob sizes, within the zstd compression ratio, and the count and timing of blobs;
 - the key id of each blob, in its header;
-- the Parquet tables (mail metadata, subjects, small inline bodies), the manifests and
-  the search index, which this module does not encrypt (see "Encryption at rest" in the
-  README).
+- the manifests and the search index, which stay unencrypted (see "Encryption at rest"
+  in the README). The Parquet tables are encrypted too, by ``parquet_keys`` under keys
+  derived from the same key ring.
 
 Format of an encrypted blob file. A header, then the zstd stream of the content cut into
 chunks, each sealed with AES-256-GCM::
@@ -33,10 +33,6 @@ chunk but the last holds exactly ``CHUNK_BYTES``; the last holds fewer, possibly
 so a reader knows where the stream ends without a length field. The key check is
 HMAC-SHA256 of a fixed label under the master key, cut to 8 bytes: it tells a wrong key
 apart from damaged data without revealing the key.
-
-NOTE: only blobs are encrypted. Parquet files are written and read in the clear, so
-subjects, addresses and inline bodies below the inline threshold stay readable on disk.
-``m365lake/lake/parquet_keys.py`` and the README describe the missing Parquet part.
 
 Files written before encryption was turned on, or with it off, start with the zstd magic
 and are read as before.

@@ -1,20 +1,26 @@
-"""Parquet Modular Encryption keys and scans that pyarrow writes and DuckDB reads.
+"""Parquet Modular Encryption keys, and the DuckDB facts that shaped how tables are read.
 
-These are the parts of Parquet encryption that the tests pin down against the installed
-pyarrow and DuckDB. The writer (``Transaction``) and the readers do not use them yet:
-see the NOTE below and "Encryption at rest" in the README for the remaining steps.
+``Transaction`` encrypts each table file with ``encryption_properties`` and
+``m365lake.lake.reading`` decrypts with ``decryption_properties``, both in pyarrow.
 
-Facts the design rests on, each checked in ``tests/unit/test_lake_parquet_keys.py``:
+Facts the design rests on, each checked in ``tests/unit/test_lake_parquet_keys.py``
+against the installed pyarrow and DuckDB:
 
 - pyarrow writes uniform encryption (one key for the footer and every column) with a
-  key it is given directly, and DuckDB's ``read_parquet(..., encryption_config =
-  {footer_key: ...})`` reads those files;
-- DuckDB rejects such a file when pyarrow also stored an AAD prefix, so files are not
-  bound to their paths by an AAD prefix;
-- one ``read_parquet`` call takes one key and rejects unencrypted files next to
-  encrypted ones. A scan over a rotated lake, or over one encrypted after it started,
-  therefore reads the files of each key with a call of their own (``scan_sql``);
+  key it is given directly, and reads it back with the same key;
+- DuckDB's ``read_parquet(..., encryption_config = {footer_key: ...})`` reads such a file
+  only in the simplest scans. DuckDB 2.0.1 fails the AES tag of any nested column and of
+  any scan a filter is pushed into, so the lake's readers never hand DuckDB a key:
+  pyarrow decrypts and DuckDB scans Arrow data (see ``reading``);
+- DuckDB rejects a file when pyarrow also stored an AAD prefix, and one ``read_parquet``
+  call takes one key and rejects unencrypted files next to encrypted ones. Files are
+  therefore not bound to their paths by an AAD prefix, which keeps DuckDB's own reader
+  an option once it reads these files;
 - a changed byte fails GCM authentication in both pyarrow and DuckDB.
+
+``register_duckdb_keys`` and the key form of ``scan_sql`` are kept for those checks and
+for an analyst who reads the flat columns of an encrypted file in a plain DuckDB
+session. The product reads unencrypted files only with ``scan_sql``.
 
 The Parquet key of a key id is derived from its master key with HKDF-SHA256, so blob
 keys and Parquet keys differ. Every file of one key id shares that key.

@@ -58,7 +58,7 @@ def connect(
     """Open a DuckDB connection to read the lake through ``TableScan``.
 
     The keys stay in this process: encrypted files reach DuckDB as decrypted Arrow
-    batches, so the connection itself holds no key.
+    batches, so the connection contains no key.
     """
     del lake  # Kept in the signature so a lake on object storage can set up its file system.
     return duckdb.connect(database, read_only=read_only)
@@ -161,8 +161,8 @@ class TableScan:
             connection.register(name, self._dataset([index]))
             columns = {
                 "filename": "'" + location.replace("'", "''") + "' AS filename",
-                # NOTE: DuckDB numbers the rows of an Arrow dataset scan in file order; a
-                # test pins that, since no column of the file records the row number.
+                # NOTE: this relies on DuckDB numbering the rows of an Arrow dataset scan
+                # in file order. No column records the row number, so a test pins it.
                 "file_row_number": "CAST(row_number() OVER () - 1 AS BIGINT) AS file_row_number",
             }
             added = ", ".join(columns[column] for column in wanted)
