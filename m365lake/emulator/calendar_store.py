@@ -2,7 +2,7 @@
 
 A series is stored once, as its master with the pattern, the cancelled original starts and
 the changed occurrences (exceptions), as Exchange stores it. Occurrences are computed from
-the pattern when a route asks for a window. Exchange keeps exceptions inside the master
+the pattern when a route requests a window. Exchange keeps exceptions inside the master
 item, so changing or cancelling an occurrence also gives the master a new changeKey.
 """
 
@@ -507,7 +507,7 @@ class CalendarMixin:
     ) -> str:
         """Create an event in the named calendar (created if missing); return its id.
 
-        ``moved`` holds (original local start, new local start) pairs and ``cancelled``
+        ``moved`` contains (original local start, new local start) pairs and ``cancelled``
         original local starts of occurrences of a series.
         """
         with self._lock:

@@ -1,8 +1,9 @@
 """Generate calendar events for the built-in tenant: singles and series with exceptions.
 
-Every mailbox gets a weekly team meeting (Europe/Berlin, so daylight saving matters) with
-one occurrence moved and one cancelled, a daily, a monthly and a yearly series, a few
-single meetings (the first with a file attachment) and a second calendar. Dates count
+Every mailbox gets a weekly team meeting with one occurrence moved and one cancelled. It
+repeats in Europe/Berlin, so daylight saving matters. Each mailbox also gets a daily, a
+monthly and a yearly series, a few single meetings (the first with a file attachment) and
+a second calendar. Dates count
 from a fixed start, so the same seed gives the same events.
 """
 

@@ -117,7 +117,7 @@ def series_window(master: dict[str, Any], now: datetime) -> tuple[datetime, date
 
 
 def series_zone(master: dict[str, Any]) -> str | None:
-    """Return the zone a series repeats in, when zoneinfo knows its name, else None.
+    """Return the zone a series repeats in, when zoneinfo has its name, else None.
 
     ``originalStartTimeZone`` comes first; some clients leave a custom name there, and
     then the range's ``recurrenceTimeZone`` is tried.
@@ -449,7 +449,7 @@ class _CalendarRun:
     def finish(self) -> dict[str, Any]:
         self.result.finished_at = now_utc()
         # The mailbox's directory entry makes the custodian resolvable (holds, restores)
-        # in an archive that holds no mail of it.
+        # in an archive that contains no mail of it.
         directory_entry = self.mailbox.row()
         key = mailbox_key(self.mailbox.mailbox_id)
         if self.lake.state(key) != directory_entry:
