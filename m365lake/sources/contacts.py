@@ -31,7 +31,6 @@ from m365lake.sources.contact_state import (
     KnownContactFolder,
     load_contact_state,
 )
-from m365lake.sources.mail import mailbox_key
 from m365lake.sources.mailboxes import Mailbox
 from m365lake.sources.rows import failure_row, now_utc
 
@@ -54,6 +53,11 @@ def folders_delta_key(mailbox_id: str) -> str:
 
 def contacts_delta_key(mailbox_id: str, folder_id: str) -> str:
     return f"contacts/{mailbox_id}/contacts/{folder_id}/delta"
+
+
+def directory_key(mailbox_id: str) -> str:
+    """Return the state key of the directory entry the last contacts run wrote."""
+    return f"contacts/{mailbox_id}/directory"
 
 
 def default_folder_key(mailbox_id: str) -> str:
@@ -424,10 +428,11 @@ class _ContactsRun:
     def finish(self) -> None:
         """Write the mailbox's directory entry when it changed, the run row, and commit."""
         self.result.finished_at = now_utc()
-        # The same entry and state key as the mail backup, so a lake holding only
-        # contacts still knows the mailbox as a custodian.
+        # The same entry as the mail backup writes, so a lake holding only contacts still
+        # knows the mailbox as a custodian. The state key is this workload's own: a
+        # shared key would make concurrent mail and contacts runs reject each other.
         directory_entry = self.mailbox.row()
-        key = mailbox_key(self.mailbox.mailbox_id)
+        key = directory_key(self.mailbox.mailbox_id)
         if self.lake.state(key) != directory_entry:
             row = {**directory_entry, "captured_at": self.result.finished_at}
             self.tx.write_rows("mailboxes", [{**row, "run_id": self.result.run_id}], partition={})

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from m365lake.backup import backup_mail
 from m365lake.backup_contacts import ContactsBackupSummary, backup_contacts
 from m365lake.discovery.lake_rows import latest_rows
 from m365lake.emulator import EmulatorServer, Tenant
@@ -331,3 +332,19 @@ def test_missing_permission_is_named(tenant, run_contacts, lake: Lake):
     assert len(summary.failed) == 2
     assert all("Contacts.Read" in reason for reason in summary.failed.values())
     assert lake.committed_files("contacts") == []
+
+
+def test_runs_beside_mail_backup(tenant, emulator: EmulatorServer, lake: Lake):
+    async def both() -> tuple[Any, ContactsBackupSummary]:
+        return await asyncio.gather(
+            backup_mail(emulator.settings(), lake), backup_contacts(emulator.settings(), lake)
+        )
+
+    mail, contacts = asyncio.run(both())
+
+    assert not mail.failed
+    assert not contacts.failed
+    # Each workload takes its own lease, so neither run skips the mailbox.
+    assert not mail.skipped
+    assert not contacts.skipped
+    assert _archived(lake) == _live(tenant)
