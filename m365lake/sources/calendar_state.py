@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
 
-from m365lake.discovery.lake_rows import latest_rows
-from m365lake.lake import Lake
+from m365lake.lake import Lake, reading
+from m365lake.lake.reading import TableScan
 
 
 @dataclass(frozen=True)
@@ -53,40 +56,50 @@ class CalendarState:
         }
 
 
+_OPTIONS = (
+    "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
+)
+
+
+def _latest(
+    lake: Lake, table: str, key: str, columns: Sequence[str], mailbox_id: str
+) -> list[dict[str, Any]]:
+    """Return ``columns`` of the latest row per ``key`` in the mailbox's partition only."""
+    marker = f"mailbox_id={mailbox_id}"
+    scan = TableScan(
+        lake,
+        [
+            entry
+            for entry in lake.committed_entries(table)
+            if marker in PurePosixPath(entry["path"]).parts
+        ],
+    )
+    if not scan:
+        return []
+    selected = ", ".join(f'"{name}"' for name in columns)
+    # Files are listed in commit order, so file position and row number order versions
+    # captured at the same instant.
+    with reading.connect(lake) as db, scan.errors():
+        query = (
+            f"SELECT {selected} FROM {scan.sql(_OPTIONS, connection=db)} "
+            f'QUALIFY row_number() OVER (PARTITION BY "{key}" ORDER BY captured_at DESC, '
+            "list_position($files, filename) DESC, file_row_number DESC) = 1"
+        )
+        cursor = db.execute(query, {"files": scan.locations})
+        names = [column[0] for column in cursor.description or []]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
 def load_calendar_state(lake: Lake, mailbox_id: str) -> CalendarState:
     """Read the latest committed version of every calendar and event of a mailbox."""
     state = CalendarState()
-    # NOTE: latest_rows reads the table of every mailbox and the rows are filtered here;
-    # reading only the mailbox's partition would scale better on a large tenant.
-    calendars = latest_rows(
-        lake,
-        "calendars",
-        ["mailbox_id", "calendar_id"],
-        ["mailbox_id", "calendar_id", "change_key", "name", "change"],
-    )
-    for row in calendars:
-        if row["mailbox_id"] != mailbox_id:
-            continue
+    columns = ["calendar_id", "change_key", "name", "change"]
+    for row in _latest(lake, "calendars", "calendar_id", columns, mailbox_id):
         state.calendars[row["calendar_id"]] = KnownCalendar(
             row["change_key"], row["name"] or "", row["change"] == "deleted"
         )
-    events = latest_rows(
-        lake,
-        "events",
-        ["mailbox_id", "event_id"],
-        [
-            "mailbox_id",
-            "event_id",
-            "change_key",
-            "calendar_id",
-            "event_type",
-            "series_master_id",
-            "change",
-        ],
-    )
-    for row in events:
-        if row["mailbox_id"] != mailbox_id:
-            continue
+    columns = ["event_id", "change_key", "calendar_id", "event_type", "series_master_id"]
+    for row in _latest(lake, "events", "event_id", [*columns, "change"], mailbox_id):
         state.events[row["event_id"]] = KnownEvent(
             row["change_key"],
             row["calendar_id"],
