@@ -29,7 +29,6 @@ from m365lake.discovery.search_api import search_hits
 from m365lake.lake import Lake
 
 Workload = Literal["mail", "files", "calendar", "contacts", "teams"]
-WORKLOADS: tuple[Workload, ...] = ("mail", "files", "calendar", "contacts", "teams")
 MAILBOX_WORKLOADS: tuple[Workload, ...] = ("mail", "calendar", "contacts")
 """The workloads whose container is a mailbox, so a mailbox custodian holds them."""
 
