@@ -79,8 +79,8 @@ def generate_tenant(
     third of the received mail is unread, and some messages carry categories. Each user's
     OneDrive gets ``files_per_user`` small DOCX, PDF, CSV and text files, and two sites get
     libraries with nested folders. Every mailbox gets calendar events, including a weekly
-    series with a moved and a cancelled occurrence (``generator_calendar``), and contacts in a few contact folders
-    (``generator_contacts``).
+    series with a moved and a cancelled occurrence (``generator_calendar``), and contacts
+    in a few contact folders (``generator_contacts``).
     """
     if users < 1 or messages_per_user < 0:
         raise ValueError(
