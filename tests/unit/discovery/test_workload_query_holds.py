@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from m365lake.discovery import add_custodians, create_case, place_hold
+from m365lake.errors import SearchIndexError
 from m365lake.lake import Lake
 from m365lake.retention import add_policy, plan_purge, purge
 from m365lake.retention.plan import versions_by_item
@@ -16,6 +17,8 @@ from tests.unit.discovery.workload_fixture import (
     NOW,
     TEAM_ID,
     channel_message,
+    contact,
+    event,
     seed_workloads,
 )
 
@@ -95,3 +98,31 @@ def test_phrase_edited_out_keeps_message(indexed: Lake) -> None:
     assert [(hit.container_id, hit.item_id) for hit in teams_hits] == [(DESIGN, EDITED)]
     meeting_hits = search(indexed, "kind:meetings", limit=100, include_deleted=True).hits
     assert [hit.item_id for hit in meeting_hits] == ["e-weekly"]
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "partition"),
+    [
+        (
+            "channel_messages",
+            channel_message(TEAM_ID, DESIGN, "1700000000008", "created", NOW),
+            {"team_id": TEAM_ID, "channel_id": DESIGN},
+        ),
+        (
+            "events",
+            event("mb-bob", "e-late", "created", NOW, start=NOW, end=NOW + DAY),
+            {"mailbox_id": "mb-bob"},
+        ),
+        ("contacts", contact("mb-bob", "c-late", "created", NOW), {"mailbox_id": "mb-bob"}),
+    ],
+)
+def test_stale_index_stops_query_hold_purge(
+    indexed: Lake, table: str, row: dict[str, object], partition: dict[str, str]
+) -> None:
+    place_hold(indexed, "C", actor="carol", kql='"falcon merger"', all_locations=True)
+    with indexed.begin(run_id="late", kind="teams", container=None) as tx:
+        tx.write_rows(table, [row], partition=partition)
+        tx.commit()
+
+    with pytest.raises(SearchIndexError, match="Update the index first"):
+        plan_purge(indexed, now=NOW + 365 * DAY)
