@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -13,29 +14,36 @@ _OPTIONS = (
     "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
 )
 _SQL = """
-    SELECT attachment_id, name, content_type, size, content_sha256
+    SELECT event_id, run_id, attachment_id, name, content_type, size, content_sha256
     FROM {source}
-    WHERE mailbox_id = $mailbox AND event_id = $event AND run_id = $run
+    WHERE mailbox_id = $mailbox
     QUALIFY row_number() OVER (
-        PARTITION BY attachment_id
+        PARTITION BY event_id, run_id, attachment_id
         ORDER BY captured_at DESC, list_position($files, filename) DESC, file_row_number DESC
     ) = 1
-    ORDER BY name, attachment_id
+    ORDER BY event_id, run_id, name, attachment_id
 """
+
+AttachmentRows = Mapping[tuple[str, str], tuple[dict[str, Any], ...]]
 
 
 def event_attachments(lake: Lake, event: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Return the ``event_attachments`` rows that the run of ``event`` captured with it.
 
     A backup writes an event version and its attachments in one run, so ``run_id``
-    joins them. Only the files of the event's mailbox partition are read.
-
-    NOTE: this reads the mailbox's attachment files once per event that has
-    attachments, which is slow for a mailbox with many such events.
+    joins them. The attachment rows of a mailbox are read once per lake commit and kept
+    for the mailbox's other events, because an index update reads a mailbox's events
+    together.
     """
-    folder = PurePosixPath(
-        partition_directory("event_attachments", {"mailbox_id": str(event["mailbox_id"])})
-    )
+    found = _mailbox_attachments(lake, str(event["mailbox_id"]), lake.head().seq)
+    rows = found.get((str(event["event_id"]), str(event["run_id"])), ())
+    return [dict(row) for row in rows]
+
+
+@functools.lru_cache(maxsize=16)
+def _mailbox_attachments(lake: Lake, mailbox_id: str, head_seq: int) -> AttachmentRows:
+    """Return one mailbox's attachment rows by (event, run), as of commit ``head_seq``."""
+    folder = PurePosixPath(partition_directory("event_attachments", {"mailbox_id": mailbox_id}))
     scan = reading.TableScan(
         lake,
         [
@@ -45,16 +53,14 @@ def event_attachments(lake: Lake, event: Mapping[str, Any]) -> list[dict[str, An
         ],
     )
     if not scan:
-        return []
-    parameters = {
-        "files": scan.locations,
-        "mailbox": event["mailbox_id"],
-        "event": event["event_id"],
-        "run": event["run_id"],
-    }
+        return {}
+    parameters = {"files": scan.locations, "mailbox": mailbox_id}
     with reading.connect(lake) as connection, scan.errors():
-        cursor = connection.execute(
-            _SQL.format(source=scan.sql(_OPTIONS, connection=connection)), parameters
-        )
+        cursor = connection.execute(_SQL.format(source=scan.sql(_OPTIONS)), parameters)
         names = [column[0] for column in cursor.description or []]
-        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (str(row.pop("event_id")), str(row.pop("run_id")))
+        grouped.setdefault(key, []).append(row)
+    return {key: tuple(members) for key, members in grouped.items()}
