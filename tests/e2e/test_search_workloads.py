@@ -20,6 +20,7 @@ from m365lake.discovery.production import export_production, verify_production
 from m365lake.discovery.production.folder import DAT_FILE
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
+from m365lake.emulator.generator_calendar import AGENDA_NAME
 from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
 from m365lake.lake import Lake, reading
 from m365lake.search import search
@@ -184,3 +185,16 @@ def test_production_gives_each_series_one_ics(archived: Archived, tmp_path: Path
     assert any(b"RECURRENCE-ID" in native for native in series)
     assert result.counts["documents_meeting"] == len(heads)
     assert verify_production(out).ok
+
+
+def test_event_attachment_text_found(archived: Archived):
+    mailboxes = latest_rows(archived.lake, "mailboxes", ["mailbox_id"], ["mailbox_id"])
+
+    with_attachment = search(archived.lake, "kind:meetings hasattachment:true", limit=100)
+    by_text = search(archived.lake, 'kind:meetings "agenda for"', limit=100)
+    by_name = search(archived.lake, f'attachmentnames:"{AGENDA_NAME}"', limit=100)
+
+    expected = {(hit.container_id, hit.item_id) for hit in with_attachment.hits}
+    assert len(expected) == len(mailboxes)
+    assert {(hit.container_id, hit.item_id) for hit in by_text.hits} == expected
+    assert {(hit.container_id, hit.item_id) for hit in by_name.hits} == expected
