@@ -459,7 +459,7 @@ CONTACTS = pa.schema(
     ]
 )
 
-# Teams are partitioned by ``team_id``; a channel's messages by team and channel.
+# Teams tables are partitioned by ``team_id``, so one team's run writes one file per table.
 TEAMS = pa.schema(
     [
         _field("team_id", pa.string(), required=True),
