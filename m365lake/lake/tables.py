@@ -459,7 +459,7 @@ CONTACTS = pa.schema(
     ]
 )
 
-# Teams tables are partitioned by ``team_id``, so one team's run writes one file per table.
+# Channels, channel messages and their parts are partitioned by ``team_id``.
 TEAMS = pa.schema(
     [
         _field("team_id", pa.string(), required=True),
