@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from m365lake.discovery.lake_rows import latest_rows
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
+from m365lake.lake.encryption import ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE
 
 ContactsRunner = Callable[[], ContactsBackupSummary]
 
@@ -348,3 +350,20 @@ def test_runs_beside_mail_backup(tenant, emulator: EmulatorServer, lake: Lake):
     assert not mail.skipped
     assert not contacts.skipped
     assert _archived(lake) == _live(tenant)
+
+
+def test_encrypted_lake_hides_contacts(tenant, emulator: EmulatorServer, tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY_FILE, raising=False)
+    monkeypatch.setenv(ENV_ENCRYPTION_KEY, "contacts-key:" + base64.b64encode(bytes(32)).decode())
+    lake = Lake.open(tmp_path / "encrypted")
+
+    first = asyncio.run(backup_contacts(emulator.settings(), lake))
+    second = asyncio.run(backup_contacts(emulator.settings(), lake))
+
+    assert not first.failed
+    assert second.total("contacts_new") + second.total("contacts_updated") == 0
+    assert _archived(lake) == _live(tenant)
+    names = {name.encode() for _, name in _live(tenant).values()}
+    for path in (lake.root / "tables").rglob("*.parquet"):
+        data = path.read_bytes()
+        assert not [name for name in names if name in data], path
