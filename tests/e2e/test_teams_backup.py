@@ -12,6 +12,7 @@ import pytest
 
 from m365lake.backup_files import backup_files
 from m365lake.backup_teams import TeamsBackupSummary, backup_teams, lease_name
+from m365lake.catalog import refresh_catalog, run_sql
 from m365lake.discovery.production.teams_thread import render_thread_html
 from m365lake.emulator import EmulatorOptions, EmulatorServer, Tenant
 from m365lake.emulator.generator_teams import GeneratedThread, generate_teams
@@ -324,3 +325,24 @@ def test_team_leased_elsewhere_skipped(
     assert summary.failed == {}
     assert rows(lake, "channel_messages", f"team_id = '{thread.team_id}'") == []
     assert len(summary.results) == 1
+
+
+def test_edits_query_counts_versions(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    run_teams(emulator, lake)
+    tenant.edit_channel_message(
+        thread.team_id, thread.channel_id, thread.edited_id, "<p>Launch on the 28th.</p>"
+    )
+    run_teams(emulator, lake)
+    refresh_catalog(lake)
+    query = Path(__file__).resolve().parents[2] / "queries" / "teams_edits_and_deletions.sql"
+
+    columns, found = run_sql(lake, query.read_text())
+
+    listed = {row[columns.index("message_id")]: row for row in found}
+    assert set(listed) == {thread.edited_id, thread.deleted_reply_id}
+    assert listed[thread.edited_id][columns.index("versions")] == 2
+    assert listed[thread.deleted_reply_id][columns.index("versions")] == 1
+    assert listed[thread.edited_id][columns.index("team")] == "Project Falcon"
+    assert listed[thread.edited_id][columns.index("channel")] == "General"
