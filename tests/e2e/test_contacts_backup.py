@@ -15,11 +15,14 @@ import pytest
 
 from m365lake.backup import backup_mail
 from m365lake.backup_contacts import ContactsBackupSummary, backup_contacts
+from m365lake.catalog import refresh_catalog
 from m365lake.discovery.lake_rows import latest_rows
 from m365lake.emulator import EmulatorServer, Tenant
 from m365lake.emulator.generator import generate_tenant
 from m365lake.lake import Lake
 from m365lake.lake.encryption import ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE
+from m365lake.restore.runner import restore
+from m365lake.restore.selection import Selection
 
 ContactsRunner = Callable[[], ContactsBackupSummary]
 
@@ -367,3 +370,19 @@ def test_encrypted_lake_hides_contacts(tenant, emulator: EmulatorServer, tmp_pat
     for path in (lake.root / "tables").rglob("*.parquet"):
         data = path.read_bytes()
         assert not [name for name in names if name in data], path
+
+    refresh_catalog(lake)
+    upn = sorted(info.user.user_principal_name for info in tenant.users())[0]
+    plan = asyncio.run(
+        restore(
+            lake,
+            emulator.settings(),
+            Selection(custodian=upn, workloads=("contacts",)),
+            actor="tester",
+        )
+    )
+    counts = plan.report.counts()
+    assert counts["already_present"] == len(tenant.live_contacts(upn)) + len(
+        {contact.folder_id for contact in tenant.live_contacts(upn).values()}
+    )
+    assert counts["created"] == 0
