@@ -23,8 +23,9 @@ CONFLICT_ATTEMPTS = 3
 """Tries of one team while concurrent runs of the same team keep committing first."""
 
 TEAM_CONCURRENCY = 2
-"""Teams archived at once by one process. Graph allows an app 4 requests per second per
-team or channel, so a few teams at a time keep well inside the tenant-wide limits."""
+"""Teams archived at once by one process. A team's channels are read one after another,
+so each team has one request in flight. Graph allows an app 4 requests per second per
+team or channel; the client does not pace to that and waits out each 429's Retry-After."""
 
 
 @dataclass
