@@ -8,6 +8,7 @@ from m365lake.graph import GraphClient
 from m365lake.sources.drive_list import list_drives
 from m365lake.sources.mailboxes import list_mailboxes
 from pipelines.assets import drive_archive, mailbox_archive
+from pipelines.contacts import contacts_archive
 from pipelines.partitions import drive_partitions, mailbox_partitions
 from pipelines.resources import GraphResource
 
@@ -33,7 +34,9 @@ async def _directory(graph: GraphResource) -> list[str]:
 
 
 @dg.sensor(
-    asset_selection=[mailbox_archive],
+    # A new mailbox's first run archives its contacts too, not only at the next tick
+    # of the contacts schedule.
+    asset_selection=[mailbox_archive, contacts_archive],
     minimum_interval_seconds=3600,
     # On by default: a new hire's mailbox should be archived without anyone
     # remembering to add it. Dagster runs sensors only while its daemon runs.

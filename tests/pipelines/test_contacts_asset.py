@@ -16,6 +16,7 @@ from pipelines.contacts import contacts_archive, contacts_backup_schedule
 from pipelines.definitions import defs
 from pipelines.deployments import resources_for
 from pipelines.partitions import mailbox_partitions
+from pipelines.sensors import mailbox_directory_sensor
 
 
 @pytest.fixture
@@ -64,3 +65,13 @@ def test_contacts_asset_in_graph_pool() -> None:
     assert contacts_archive.node_def.pool == "graph"
     assert asset.partitions_def == mailbox_partitions
     assert contacts_backup_schedule.name in {schedule.name for schedule in defs.schedules or []}
+
+
+def test_directory_sensor_starts_contacts_backup() -> None:
+    selected = mailbox_directory_sensor.asset_selection
+    assert selected is not None
+    repository = defs.get_repository_def()
+    keys = selected.resolve(repository.asset_graph)
+
+    assert dg.AssetKey("contacts_archive") in keys
+    assert dg.AssetKey("mailbox_archive") in keys
