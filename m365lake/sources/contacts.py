@@ -429,8 +429,9 @@ class _ContactsRun:
         """Write the mailbox's directory entry when it changed, the run row, and commit."""
         self.result.finished_at = now_utc()
         # The same entry as the mail backup writes, so a lake holding only contacts still
-        # knows the mailbox as a custodian. The state key is this workload's own: a
-        # shared key would make concurrent mail and contacts runs reject each other.
+        # lists the mailbox as a custodian. The state key is this workload's own, because
+        # with a shared key a mail and a contacts run finishing at once could reject
+        # each other's commit.
         directory_entry = self.mailbox.row()
         key = directory_key(self.mailbox.mailbox_id)
         if self.lake.state(key) != directory_entry:
