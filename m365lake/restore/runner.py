@@ -98,7 +98,7 @@ class WorkloadFunctions:
 
 
 def workload_functions(name: str, selection: Selection | None = None) -> WorkloadFunctions:
-    """Return the restore functions of ``mail``, ``files`` or ``contacts``.
+    """Return the restore functions of ``mail``, ``files``, ``contacts``, ``calendar`` or ``teams``.
 
     A selection by mail folder recreates the whole archived folder tree below it, empty
     folders included, which the message rows alone do not show.

@@ -118,7 +118,7 @@ def select_channel_messages(lake: Lake, selection: Selection) -> list[dict[str, 
 
 async def plan_teams_restore(
     lake: Lake,
-    client: GraphClient,
+    graph: GraphClient,
     rows: Sequence[dict[str, Any]],
     target: RestoreTarget,
     policy: ConflictPolicy,
@@ -145,8 +145,8 @@ async def plan_teams_restore(
 
 async def run_teams_restore(
     lake: Lake,
-    client: GraphClient,
-    plan: Sequence[PlannedItem],
+    graph: GraphClient,
+    plan: list[PlannedItem],
     *,
     restore_id: str,
     policy: ConflictPolicy,
@@ -157,7 +157,7 @@ async def run_teams_restore(
 
 
 async def verify_teams_restore(
-    lake: Lake, client: GraphClient, results: Sequence[ItemResult]
+    lake: Lake, graph: GraphClient, results: Sequence[ItemResult]
 ) -> list[VerifyFinding]:
     """Return no findings: nothing was written, so there is nothing to compare."""
     return []
