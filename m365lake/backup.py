@@ -124,9 +124,18 @@ def _archived_mailboxes(lake: Lake) -> set[str]:
     }
 
 
-async def _resolve_users(
-    graph: GraphClient, lake: Lake, users: Sequence[str], summary: BackupSummary
+async def resolve_users(
+    graph: GraphClient,
+    lake: Lake,
+    users: Sequence[str],
+    skipped: dict[str, str],
+    failed: dict[str, str],
 ) -> list[Mailbox]:
+    """Return the mailboxes of ``users``.
+
+    A user who left the directory but whose mailbox is archived goes into ``skipped``,
+    and a user that is neither in the directory nor in the archive into ``failed``.
+    """
     mailboxes = []
     archived: set[str] | None = None
     for user in users:
@@ -138,11 +147,11 @@ async def _resolve_users(
             if user.lower() in archived:
                 # A leaver: the directory dropped the user, and the archive stays as it is.
                 log.info("mailbox %s skipped: no longer in the directory", user)
-                summary.skipped[user] = (
+                skipped[user] = (
                     "the user is no longer in the directory; the archived mailbox is kept"
                 )
             else:
-                summary.failed[user] = (
+                failed[user] = (
                     "no such user in the directory: check the user principal name or object id"
                 )
     return mailboxes
@@ -206,7 +215,7 @@ async def backup_mail(
         GraphClient(settings) as graph,
     ):
         if users:
-            mailboxes = await _resolve_users(graph, lake, users, summary)
+            mailboxes = await resolve_users(graph, lake, users, summary.skipped, summary.failed)
         else:
             mailboxes = await list_mailboxes(graph)
         gate = asyncio.Semaphore(concurrency)
