@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -191,6 +192,28 @@ def _check_mailboxes(
     return stripped
 
 
+@dataclass
+class _RunOutcome:
+    """Where one workload's backup reports its counts, failures and skips in ``backup``."""
+
+    failed: dict[str, str]
+    skipped: dict[str, str]
+    started: float
+    """``time.monotonic()`` when the workload's run started."""
+    prefix: str = ""
+    """Put before each mailbox, drive or team name in the failed and skipped lines."""
+
+    def report(self, what: str, summary: Any, item: str) -> None:
+        """Print the run's counts of ``<item>_new``/``_updated``/``_deleted`` and failures."""
+        click.echo(
+            f"{what} archived in {time.monotonic() - self.started:.1f} s: "
+            f"{summary.total(f'{item}_new')} new, {summary.total(f'{item}_updated')} updated, "
+            f"{summary.total(f'{item}_deleted')} deleted, {summary.total('failures')} failures"
+        )
+        self.failed.update({self.prefix + name: why for name, why in summary.failed.items()})
+        self.skipped.update({self.prefix + name: why for name, why in summary.skipped.items()})
+
+
 @main.command()
 @click.option(
     "--mailbox",
@@ -262,59 +285,33 @@ def backup(
                     checkpoint_messages=checkpoint_messages,
                 )
             )
-            click.echo(
-                f"{len(mail.results)} mailboxes archived in {time.monotonic() - started:.1f} s: "
-                f"{mail.total('messages_new')} new, {mail.total('messages_updated')} updated, "
-                f"{mail.total('messages_deleted')} deleted, {mail.total('failures')} failures"
+            _RunOutcome(failed, skipped, started).report(
+                f"{len(mail.results)} mailboxes", mail, "messages"
             )
-            failed.update(mail.failed)
-            skipped.update(mail.skipped)
         if workload in ("files", "all"):
             started = time.monotonic()
             files = asyncio.run(backup_files(settings, lake, drives=list(drives) or None))
-            click.echo(
-                f"{len(files.results)} drives archived in {time.monotonic() - started:.1f} s: "
-                f"{files.total('items_new')} new, {files.total('items_updated')} updated, "
-                f"{files.total('items_deleted')} deleted, {files.total('failures')} failures"
+            _RunOutcome(failed, skipped, started).report(
+                f"{len(files.results)} drives", files, "items"
             )
-            failed.update(files.failed)
-            skipped.update(files.skipped)
         if workload in ("calendar", "all"):
             started = time.monotonic()
             calendars = asyncio.run(backup_calendars(settings, lake, users=list(mailboxes) or None))
-            click.echo(
-                f"calendars of {len(calendars.results)} mailboxes archived in "
-                f"{time.monotonic() - started:.1f} s: {calendars.total('events_new')} new, "
-                f"{calendars.total('events_updated')} updated, "
-                f"{calendars.total('events_deleted')} deleted, "
-                f"{calendars.total('failures')} failures"
+            _RunOutcome(failed, skipped, started, prefix="calendars of ").report(
+                f"calendars of {len(calendars.results)} mailboxes", calendars, "events"
             )
-            failed.update({f"calendars of {n}": r for n, r in calendars.failed.items()})
-            skipped.update({f"calendars of {n}": r for n, r in calendars.skipped.items()})
         if workload in ("contacts", "all"):
             started = time.monotonic()
             contacts = asyncio.run(backup_contacts(settings, lake, users=list(mailboxes) or None))
-            click.echo(
-                f"contacts of {len(contacts.results)} mailboxes archived in "
-                f"{time.monotonic() - started:.1f} s: {contacts.total('contacts_new')} new, "
-                f"{contacts.total('contacts_updated')} updated, "
-                f"{contacts.total('contacts_deleted')} deleted, "
-                f"{contacts.total('failures')} failures"
+            _RunOutcome(failed, skipped, started, prefix="contacts of ").report(
+                f"contacts of {len(contacts.results)} mailboxes", contacts, "contacts"
             )
-            failed.update({f"contacts of {n}": r for n, r in contacts.failed.items()})
-            skipped.update({f"contacts of {n}": r for n, r in contacts.skipped.items()})
         if workload in ("teams", "all"):
             started = time.monotonic()
             archived = asyncio.run(backup_teams(settings, lake, teams=list(teams) or None))
-            click.echo(
-                f"{len(archived.results)} teams archived in {time.monotonic() - started:.1f} s: "
-                f"{archived.total('messages_new')} new, "
-                f"{archived.total('messages_updated')} updated, "
-                f"{archived.total('messages_deleted')} deleted, "
-                f"{archived.total('failures')} failures"
+            _RunOutcome(failed, skipped, started, prefix="team ").report(
+                f"{len(archived.results)} teams", archived, "messages"
             )
-            failed.update({f"team {n}": r for n, r in archived.failed.items()})
-            skipped.update({f"team {n}": r for n, r in archived.skipped.items()})
         refresh_catalog(lake)
     for name, reason in skipped.items():
         click.echo(f"skipped {name}: {reason}", err=True)
