@@ -44,7 +44,12 @@ from m365lake.sources import calendar_rows
 from m365lake.sources.calendar_state import CalendarState, load_calendar_state
 from m365lake.sources.mail import mailbox_key
 from m365lake.sources.mailboxes import Mailbox
-from m365lake.sources.rows import failure_row, now_utc, parse_graph_time
+from m365lake.sources.rows import (
+    error_reason,
+    failure_from_error,
+    now_utc,
+    parse_graph_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -470,7 +475,7 @@ class _CalendarRun:
         outcome: str,
         error: Exception,
     ) -> None:
-        reason = getattr(error, "code", None) or type(error).__name__
+        reason = error_reason(error)
         log.warning(
             "calendar of %s: %s of event %s %s: %s",
             self.mailbox.user_principal_name,
@@ -482,7 +487,8 @@ class _CalendarRun:
         self.tx.write_rows(
             "failures",
             [
-                failure_row(
+                failure_from_error(
+                    error,
                     workload=WORKLOAD,
                     mailbox_id=self.mailbox.mailbox_id,
                     run_id=self.result.run_id,
@@ -490,9 +496,6 @@ class _CalendarRun:
                     item_id=event_id,
                     stage=stage,
                     outcome=outcome,
-                    reason=str(reason),
-                    detail=str(error)[:500],
-                    request_id=getattr(error, "request_id", None),
                 )
             ],
             partition=self.partition,

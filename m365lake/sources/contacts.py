@@ -32,7 +32,7 @@ from m365lake.sources.contact_state import (
     load_contact_state,
 )
 from m365lake.sources.mailboxes import Mailbox
-from m365lake.sources.rows import failure_row, now_utc
+from m365lake.sources.rows import error_reason, failure_from_error, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +396,7 @@ class _ContactsRun:
         outcome: str,
         error: Exception,
     ) -> None:
-        reason = getattr(error, "code", None) or type(error).__name__
+        reason = error_reason(error)
         log.warning(
             "mailbox %s: %s of contact folder %s %s: %s",
             self.mailbox.user_principal_name,
@@ -408,7 +408,8 @@ class _ContactsRun:
         self.tx.write_rows(
             "failures",
             [
-                failure_row(
+                failure_from_error(
+                    error,
                     workload=WORKLOAD,
                     mailbox_id=self.mailbox.mailbox_id,
                     run_id=self.result.run_id,
@@ -416,9 +417,6 @@ class _ContactsRun:
                     item_id=contact_id,
                     stage=stage,
                     outcome=outcome,
-                    reason=str(reason),
-                    detail=str(error)[:500],
-                    request_id=getattr(error, "request_id", None),
                 )
             ],
             partition=self.partition,

@@ -31,7 +31,7 @@ from m365lake.sources import mail_rows
 from m365lake.sources.mail_state import KnownFolder, MailboxState, load_mailbox_state
 from m365lake.sources.mailboxes import Mailbox
 from m365lake.sources.mime import list_attachments
-from m365lake.sources.rows import failure_row, now_utc
+from m365lake.sources.rows import error_reason, failure_from_error, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -605,7 +605,7 @@ class _MailboxRun:
         outcome: str,
         error: Exception,
     ) -> None:
-        reason = getattr(error, "code", None) or type(error).__name__
+        reason = error_reason(error)
         log.warning(
             "mailbox %s: %s of message %s %s: %s",
             self.mailbox.user_principal_name,
@@ -617,7 +617,8 @@ class _MailboxRun:
         self.tx.write_rows(
             "failures",
             [
-                failure_row(
+                failure_from_error(
+                    error,
                     workload="mail",
                     mailbox_id=self.mailbox.mailbox_id,
                     run_id=self.result.run_id,
@@ -625,9 +626,6 @@ class _MailboxRun:
                     item_id=message_id,
                     stage=stage,
                     outcome=outcome,
-                    reason=str(reason),
-                    detail=str(error)[:500],
-                    request_id=getattr(error, "request_id", None),
                 )
             ],
             partition=self.partition,

@@ -48,3 +48,38 @@ def failure_row(
         "detail": detail,
         "request_id": request_id,
     }
+
+
+FAILURE_DETAIL_CHARS = 500
+"""Characters of an error's message kept in ``failures.detail``."""
+
+
+def error_reason(error: Exception) -> str:
+    """Return the short reason of ``error``: Graph's error code, else the exception type."""
+    return str(getattr(error, "code", None) or type(error).__name__)
+
+
+def failure_from_error(
+    error: Exception,
+    *,
+    workload: str,
+    run_id: str,
+    mailbox_id: str | None,
+    container_id: str | None,
+    item_id: str | None,
+    stage: str,
+    outcome: str,
+) -> dict[str, Any]:
+    """Build the ``failures`` row of an item that ``error`` kept out of the archive."""
+    return failure_row(
+        workload=workload,
+        run_id=run_id,
+        mailbox_id=mailbox_id,
+        container_id=container_id,
+        item_id=item_id,
+        stage=stage,
+        outcome=outcome,
+        reason=error_reason(error),
+        detail=str(error)[:FAILURE_DETAIL_CHARS],
+        request_id=getattr(error, "request_id", None),
+    )
