@@ -22,7 +22,7 @@ import pytest
 
 from m365lake.backup import backup_mail
 from m365lake.backup_files import backup_files
-from m365lake.catalog import refresh_catalog, run_sql
+from m365lake.catalog import connect, refresh_catalog, run_sql
 from m365lake.discovery import add_custodians, create_case, verify_archive
 from m365lake.discovery.production import export_production
 from m365lake.discovery.records import utc_now
@@ -321,6 +321,9 @@ def test_sql_matches_unencrypted_lake(
         expected = run_sql(plain, query)
         assert expected[1], query
         assert run_sql(encrypted, query) == expected, query
+    # The Python way the README shows for analysts, outside run_sql's sandbox.
+    with connect(encrypted) as db:
+        assert db.execute(STABLE_QUERIES[0]).fetchall() == run_sql(plain, STABLE_QUERIES[0])[1]
 
 
 def test_plaintext_then_rotated_lake_reads(
