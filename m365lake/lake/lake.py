@@ -280,7 +280,8 @@ class Lake:
     def committed_files(self, table: str) -> list[Path]:
         """Return the absolute paths of ``table``'s committed Parquet files in commit order.
 
-        Files that a later purge removed are left out.
+        Files that a later purge removed are left out. To read them, pass
+        ``committed_entries`` to ``m365lake.lake.reading``: a file may be encrypted.
         """
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}; the lake has: {', '.join(sorted(SCHEMAS))}")

@@ -154,6 +154,8 @@ class TableScan:
             name = _dataset_name([self.locations[index] for index in indexes])
             connection.register(name, self._dataset(indexes))
             return f"SELECT * FROM {name}"
+        # NOTE: one UNION branch per file, so planning a query slows down as encrypted
+        # files add up, where read_parquet takes one list of plain files.
         parts = []
         for index in indexes:
             location = self.locations[index]
