@@ -7,6 +7,7 @@ table files are decrypted by pyarrow and scanned by DuckDB as Arrow datasets, wh
 what the query figures compare against DuckDB's ``read_parquet`` of plain files.
 
     uv run python bench/encryption.py [--corpus PATH | --generated] [--rounds N]
+    uv run python bench/encryption.py --files 500
 """
 
 from __future__ import annotations
@@ -83,6 +84,44 @@ def time_queries(lake: Lake, key: str | None, repeats: int) -> dict[str, float]:
     return medians
 
 
+def time_many_files(files: int) -> None:
+    """Time a catalog refresh and one query over ``files`` small committed files per lake kind.
+
+    Plain files are one ``read_parquet`` list, encrypted files one UNION branch each.
+    """
+    rows = 5
+    for kind, key in (("plain", None), ("encrypted", BENCH_KEY)):
+        set_key(key)
+        with tempfile.TemporaryDirectory(prefix="m365lake-bench-encryption-") as folder:
+            lake = Lake.open(Path(folder) / "lake")
+            for number in range(files):
+                with lake.begin(run_id=f"run-{number}", kind="mail", container="u1") as tx:
+                    batch = [
+                        {
+                            "mailbox_id": "u1",
+                            "message_id": f"m{number}-{row}",
+                            "change": "created",
+                            "subject": f"subject {number}",
+                            "to_addresses": ["someone@contoso.example"],
+                            "mime_sha256": f"{number * rows + row:064x}",
+                        }
+                        for row in range(rows)
+                    ]
+                    tx.write_rows("messages", batch, partition={"mailbox_id": "u1"})
+                    tx.commit()
+            started = time.perf_counter()
+            refresh_catalog(lake)
+            refreshed = time.perf_counter() - started
+            run_sql(lake, "SELECT count(*) FROM messages")
+            started = time.perf_counter()
+            run_sql(lake, "SELECT count(*) FROM messages")
+            queried = time.perf_counter() - started
+        print(
+            f"{files} files, {kind:9}: catalog refresh {refreshed * 1000:.0f} ms, "
+            f"count(*) over messages {queried * 1000:.0f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -103,8 +142,18 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed runs of each query per round (default: 5)"
     )
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=0,
+        help="instead of the backup, time queries over this many small files per lake kind",
+    )
     args = parser.parse_args()
     corpora = [] if args.generated or not args.corpus.is_dir() else [args.corpus]
+    if args.files:
+        header("encryption: catalog queries over many small files, unencrypted vs encrypted")
+        time_many_files(args.files)
+        return
 
     header("encryption: backup rate and query time, unencrypted vs encrypted lake")
     rates: dict[str, list[float]] = {"plain": [], "encrypted": []}
