@@ -151,6 +151,7 @@ def error_for_response(response: httpx.Response, *, retry_after: float | None = 
 _WRITE_PERMISSIONS = {
     "Mail.Read": "Mail.ReadWrite",
     "Files.Read.All or Sites.Read.All": "Files.ReadWrite.All or Sites.ReadWrite.All",
+    "Calendars.Read": "Calendars.ReadWrite",
     "Contacts.Read": "Contacts.ReadWrite",
 }
 

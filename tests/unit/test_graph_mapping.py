@@ -30,10 +30,14 @@ from m365lake.graph.retry import MAX_RETRY_AFTER_SECONDS, backoff_delay, parse_r
 
 
 def response(
-    status: int, code: str | None, *, path: str = "/v1.0/users/u1/messages"
+    status: int,
+    code: str | None,
+    *,
+    path: str = "/v1.0/users/u1/messages",
+    method: str = "GET",
 ) -> httpx.Response:
     body: dict[str, Any] = {"error": {"code": code, "message": "m"}} if code else {}
-    request = httpx.Request("GET", f"https://graph.test{path}?$skiptoken=SECRETSKIP")
+    request = httpx.Request(method, f"https://graph.test{path}?$skiptoken=SECRETSKIP")
     return httpx.Response(
         status,
         content=json.dumps(body).encode(),
@@ -115,6 +119,48 @@ def test_graph_message_full_stop_not_doubled() -> None:
 )
 def test_access_denied_names_permission(path: str, permission: str) -> None:
     assert permission in str(error_for_response(response(403, "accessDenied", path=path)))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "read", "write"),
+    [
+        ("POST", "/v1.0/users/u1/mailFolders/f1/messages", "Mail.Read ", "Mail.ReadWrite"),
+        (
+            "PUT",
+            "/v1.0/drives/b!x/items/root:/a.txt:/content",
+            "Files.Read.All ",
+            "Files.ReadWrite.All",
+        ),
+        ("POST", "/v1.0/users/u1/calendars/c1/events", "Calendars.Read ", "Calendars.ReadWrite"),
+        ("PATCH", "/v1.0/users/u1/events/e1", "Calendars.Read ", "Calendars.ReadWrite"),
+        ("POST", "/v1.0/users/u1/events/e1/attachments", "Calendars.Read ", "Calendars.ReadWrite"),
+        ("DELETE", "/v1.0/users/u1/events/e1", "Calendars.Read ", "Calendars.ReadWrite"),
+        (
+            "POST",
+            "/v1.0/users/u1/contactFolders/f1/contacts",
+            "Contacts.Read ",
+            "Contacts.ReadWrite",
+        ),
+    ],
+)
+def test_denied_write_names_the_read_write_permission(
+    method: str, path: str, read: str, write: str
+) -> None:
+    message = str(error_for_response(response(403, "accessDenied", path=path, method=method)))
+
+    assert write in message
+    assert read not in message
+
+
+@pytest.mark.parametrize(
+    ("path", "read"),
+    [
+        ("/v1.0/users/u1/calendarView", "Calendars.Read "),
+        ("/v1.0/users/u1/contactFolders/f1/contacts", "Contacts.Read "),
+    ],
+)
+def test_denied_read_names_the_read_permission(path: str, read: str) -> None:
+    assert read in str(error_for_response(response(403, "accessDenied", path=path)))
 
 
 @pytest.mark.parametrize(
