@@ -56,7 +56,8 @@ def _mailbox_attachments(lake: Lake, mailbox_id: str, head_seq: int) -> Attachme
         return {}
     parameters = {"files": scan.locations, "mailbox": mailbox_id}
     with reading.connect(lake) as connection, scan.errors():
-        cursor = connection.execute(_SQL.format(source=scan.sql(_OPTIONS)), parameters)
+        source = scan.sql(_OPTIONS, connection=connection)
+        cursor = connection.execute(_SQL.format(source=source), parameters)
         names = [column[0] for column in cursor.description or []]
         rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}

@@ -90,9 +90,9 @@ def archived_item_count(lake: Lake) -> int:
             if not scan:
                 continue
             with scan.errors():
+                source = scan.sql("union_by_name = true", connection=connection)
                 [(count,)] = connection.execute(
-                    f"SELECT count(DISTINCT ({key})) FROM {scan.sql('union_by_name = true')} "
-                    "WHERE change <> 'deleted'"
+                    f"SELECT count(DISTINCT ({key})) FROM {source} WHERE change <> 'deleted'"
                 ).fetchall()
             total += int(count)
     return total

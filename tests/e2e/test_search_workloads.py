@@ -75,7 +75,7 @@ def archived_events(lake: Lake) -> dict[tuple[str, str], str]:
     with reading.connect(lake) as connection, scan.errors():
         rows = connection.execute(
             f"SELECT mailbox_id, event_id, any_value(event_type) "
-            f"FROM {scan.sql('union_by_name = true')} "
+            f"FROM {scan.sql('union_by_name = true', connection=connection)} "
             "WHERE change <> 'deleted' GROUP BY ALL"
         ).fetchall()
     return {(str(mailbox), str(event)): str(kind) for mailbox, event, kind in rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import tantivy
 
 from m365lake.errors import KqlSyntaxError
 from m365lake.lake import Lake
+from m365lake.lake.encryption import ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE
 from m365lake.search import extract, search, search_statistics
 from m365lake.search.documents import doc_id_of
 from m365lake.search.extract import Extraction, MessageText
@@ -183,6 +185,20 @@ def test_deleted_teams_message_keeps_its_text(lake: Lake):
     assert hit.deleted_at.isoformat().startswith("2024-03-04T11:00")
     assert hit.run_id == "run-teams-1"
     assert doc_ids(lake, lakes.DELETED_WORD, include_deleted=False) == set()
+
+
+def test_index_reads_event_attachments_of_encrypted_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    key = base64.b64encode(bytes(range(32))).decode()
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY_FILE, raising=False)
+    monkeypatch.setenv(ENV_ENCRYPTION_KEY, f"key-1:{key}")
+    lake = Lake.open(tmp_path / "lake")
+    lakes.seed_workloads(lake)
+
+    update_index(lake, extractor=InlineExtractor())
+
+    assert doc_ids(lake, lakes.ATTACHMENT_WORD) == {event_id(lakes.SINGLE)}
 
 
 def test_mailbox_items_have_mailbox_custodian(lake: Lake):
