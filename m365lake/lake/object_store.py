@@ -1,0 +1,224 @@
+"""The lake root under a prefix of an object store (S3-compatible or Azure Blob Storage).
+
+``ObjectStorage`` offers the operations of ``storage.LocalStorage`` on an fsspec file
+system: s3fs for ``s3://bucket/prefix``, adlfs for ``az://container/prefix``. It uses
+fsspec rather than the cloud SDKs (boto3, azure-storage-blob) for two reasons. DuckDB
+is to read object storage through a file system registered on its connection, because
+its own extensions cannot be downloaded on every machine. And both file systems expose
+the one atomic primitive the lake needs, create-if-absent: s3fs sends
+``If-None-Match: *`` on the PUT or on the multipart completion (``mode="create"``), and
+adlfs uploads with ``overwrite=False``, which sends the same condition on the Put Blob or
+on the block list commit. Neither store shows an object before its upload completes, so
+readers never see a half-written file. Lake code does not list to decide what is
+committed, because manifests name every file.
+
+Credentials come from each cloud's usual environment: the AWS chain
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, profiles, instance
+roles) for S3, and ``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUNT_NAME``
+with a key, a SAS token or Azure identity for Azure. ``open_object_storage`` accepts
+explicit options too.
+
+NOTE: not done yet. ``open_storage`` does not route ``s3://`` or ``az://`` here, because
+the lake still turns names into local ``Path`` objects in several places
+(``storage.path`` in ``lake.py``, ``reading.py``, ``retention/plan.py``,
+``discovery/query_versions.py``); DuckDB and pyarrow read local paths only so far;
+leases and the purge lock overwrite their record without an ETag condition, so two
+holders could both renew; ``remove`` on a versioned bucket only adds a delete marker,
+so a purge must delete the version the manifest names; Object Lock retention and legal
+holds are not set on anything yet; and Azure immutability cannot be tested against
+Azurite, which implements none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
+from m365lake.errors import LakeError
+from m365lake.lake.storage import TEMP_PREFIX
+
+PROTOCOLS = {"s3": "s3", "az": "az", "abfs": "az"}
+"""URL schemes of lakes on object storage, and the fsspec protocol of each."""
+
+_CHUNK_BYTES = 1 << 20
+
+
+class ObjectStorage:
+    """The lake root at ``root`` (``bucket/prefix``) on an fsspec object store.
+
+    A file from ``open_new`` is written to a local spool file first and uploaded by
+    ``close_durably`` with create-if-absent, so the name is finally claimed there: a
+    writer that lost the race gets FileExistsError from ``close_durably``, not from
+    ``open_new``.
+    """
+
+    def __init__(self, fs: AbstractFileSystem, root: str, spool: Path | None = None) -> None:
+        self.fs = fs
+        self.root = root.strip("/")
+        self.spool = spool or Path(tempfile.gettempdir())
+        self._pending: dict[str, str] = {}
+        """Spool file path -> lake-relative name, for the files ``open_new`` handed out."""
+
+    def path(self, relative: str) -> str:
+        """Return the store path (``bucket/prefix/name``) of a lake-relative POSIX name."""
+        name = PurePosixPath(relative)
+        if name.is_absolute() or ".." in name.parts:
+            raise LakeError(
+                f"invalid lake path {relative!r}: names must be relative to the lake root "
+                "and must not contain '..'"
+            )
+        return f"{self.root}/{name.as_posix()}" if name.parts else self.root
+
+    def relative(self, path: str) -> str:
+        text = path.strip("/")
+        if not text.startswith(self.root + "/"):
+            raise LakeError(f"store path {path!r} is outside the lake root {self.root!r}")
+        return text[len(self.root) + 1 :]
+
+    def exists(self, relative: str) -> bool:
+        path = self.path(relative)
+        self.fs.invalidate_cache(path)
+        return bool(self.fs.exists(path))
+
+    def read_bytes(self, relative: str) -> bytes:
+        data: bytes = self.fs.cat_file(self.path(relative))
+        return data
+
+    def is_dir(self, relative: str) -> bool:
+        path = self.path(relative)
+        self.fs.invalidate_cache(path)
+        return bool(self.fs.isdir(path))
+
+    def list_tree(self, directory: str) -> list[str]:
+        """Return the lake-relative names of all files below ``directory``, temp files excluded."""
+        path = self.path(directory)
+        self.fs.invalidate_cache(path)
+        return sorted(
+            self.relative(found)
+            for found in self.fs.find(path)
+            if not PurePosixPath(found).name.startswith(TEMP_PREFIX)
+        )
+
+    def list_names(self, directory: str) -> list[str]:
+        """Return the names directly inside ``directory``, temp files excluded."""
+        path = self.path(directory)
+        self.fs.invalidate_cache(path)
+        try:
+            entries = self.fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        names = (PurePosixPath(entry.rstrip("/")).name for entry in entries)
+        return [name for name in names if not name.startswith(TEMP_PREFIX)]
+
+    def make_dirs(self, relative: str) -> None:
+        """Do nothing: object stores have no folders, names carry their prefixes."""
+        self.path(relative)
+
+    def open_new(self, relative: str) -> BinaryIO:
+        """Start a new file; FileExistsError if the name is taken now.
+
+        The name is claimed only by ``close_durably``, which raises FileExistsError if
+        another writer took it meanwhile.
+        """
+        if self.exists(relative):
+            raise FileExistsError(errno.EEXIST, "lake file exists", relative)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        descriptor, spool_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.spool)
+        os.close(descriptor)
+        # Opened by name so that ``handle.name`` finds the file again (mkstemp made it 0600).
+        handle = open(spool_name, "r+b")  # noqa: SIM115 - close_durably closes it
+        self._pending[spool_name] = relative
+        return handle
+
+    def close_durably(self, handle: BinaryIO) -> None:
+        """Close a file from ``open_new`` and upload it under its name if still free."""
+        spool_name = handle.name
+        relative = self._pending.pop(spool_name)
+        handle.close()
+        try:
+            self._put_new(spool_name, relative)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spool_name)
+
+    def _put_new(self, local: str, relative: str) -> None:
+        try:
+            self.fs.put_file(local, self.path(relative), mode="create")
+        except OSError as error:
+            if _name_taken(error):
+                raise FileExistsError(errno.EEXIST, "lake file exists", relative) from error
+            raise
+
+    def hash_file(self, relative: str) -> tuple[str, int]:
+        """Return the SHA-256 hex digest and size of a stored file, read in chunks."""
+        digest = hashlib.sha256()
+        size = 0
+        with self.fs.open(self.path(relative), "rb") as handle:
+            while chunk := handle.read(_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
+
+    def publish(self, relative: str, data: bytes, *, overwrite: bool = False) -> bool:
+        """Write ``data`` under ``relative`` in one upload; return False if it already existed.
+
+        Readers see the old object or the new one, never a part. With
+        ``overwrite=False`` the upload is conditional, so the first writer wins.
+        """
+        path = self.path(relative)
+        try:
+            self.fs.pipe_file(path, data, mode="overwrite" if overwrite else "create")
+        except OSError as error:
+            if not overwrite and _name_taken(error):
+                return False
+            raise
+        return True
+
+    def remove(self, relative: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(relative))
+
+
+def _name_taken(error: OSError) -> bool:
+    """Tell whether a failed create-if-absent upload failed because the name exists.
+
+    s3fs raises FileExistsError only when the error names the If-None-Match condition
+    (AWS S3 and moto do). A store that omits the condition gets OSError(EINVAL) quoting
+    the precondition failure from s3fs, so that case counts too.
+    """
+    if isinstance(error, FileExistsError):
+        return True
+    return error.errno == errno.EINVAL and "precondition" in str(error).lower()
+
+
+def open_object_storage(url: str, **options: Any) -> ObjectStorage:
+    """Return the storage for a lake URL such as ``s3://bucket/lake`` or ``az://container/lake``.
+
+    ``options`` go to the fsspec file system (for example ``endpoint_url`` for an
+    S3-compatible store, ``connection_string`` for Azure); without them each cloud's
+    usual environment variables apply.
+    """
+    parts = urlsplit(url)
+    protocol = PROTOCOLS.get(parts.scheme)
+    if protocol is None:
+        raise LakeError(
+            f"lake location {url!r}: unknown object storage scheme {parts.scheme!r}; "
+            f"use one of {', '.join(f'{scheme}://' for scheme in PROTOCOLS)}"
+        )
+    if not parts.netloc:
+        raise LakeError(
+            f"lake location {url!r} names no bucket or container; "
+            f"write it as {parts.scheme}://BUCKET/PREFIX"
+        )
+    root = f"{parts.netloc}{parts.path}".strip("/")
+    fs = fsspec.filesystem(protocol, skip_instance_cache=True, **options)
+    return ObjectStorage(fs, root)

@@ -1,0 +1,143 @@
+"""ObjectStorage against moto's S3 server and Azurite, one run of each test per store."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from m365lake.errors import LakeError
+from m365lake.lake.object_store import ObjectStorage, open_object_storage
+from tests.objectstore.servers import AzuriteServer, S3Server
+
+pytestmark = pytest.mark.objectstore
+
+
+@pytest.fixture(params=["s3", "azure"])
+def storage(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> ObjectStorage:
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        bucket: str = request.getfixturevalue("s3_bucket")
+        opened = open_object_storage(f"s3://{bucket}/lake", **server.storage_options())
+    else:
+        azurite: AzuriteServer = request.getfixturevalue("azurite_server")
+        container: str = request.getfixturevalue("azure_container")
+        opened = open_object_storage(f"az://{container}/lake", **azurite.storage_options())
+    opened.spool = tmp_path_factory.mktemp("spool")
+    return opened
+
+
+def test_publish_first_writer_wins(storage: ObjectStorage) -> None:
+    assert storage.publish("commits/00000001.json", b"first")
+    assert not storage.publish("commits/00000001.json", b"second")
+
+    assert storage.read_bytes("commits/00000001.json") == b"first"
+
+
+def test_publish_with_overwrite_replaces_the_object(storage: ObjectStorage) -> None:
+    storage.publish("leases/writer.json", b"old")
+    assert storage.publish("leases/writer.json", b"new", overwrite=True)
+
+    assert storage.read_bytes("leases/writer.json") == b"new"
+
+
+def test_concurrent_publishers_have_one_winner(
+    storage: ObjectStorage,
+) -> None:
+    results: dict[int, bool] = {}
+    start = threading.Barrier(4)
+
+    def publish(writer: int) -> None:
+        start.wait()
+        results[writer] = storage.publish("commits/00000002.json", f"writer {writer}".encode())
+
+    threads = [threading.Thread(target=publish, args=(writer,)) for writer in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [writer for writer, won in results.items() if won]
+    assert len(winners) == 1
+    assert storage.read_bytes("commits/00000002.json") == f"writer {winners[0]}".encode()
+
+
+def test_new_file_is_invisible_until_closed_durably(storage: ObjectStorage) -> None:
+    handle = storage.open_new("blobs/ab/abcdef")
+    handle.write(b"x" * 3000)
+
+    assert not storage.exists("blobs/ab/abcdef")
+    assert storage.list_tree("blobs") == []
+
+    storage.close_durably(handle)
+    assert storage.exists("blobs/ab/abcdef")
+    assert storage.hash_file("blobs/ab/abcdef") == (
+        hashlib.sha256(b"x" * 3000).hexdigest(),
+        3000,
+    )
+
+
+def test_open_new_rejects_taken_name(storage: ObjectStorage) -> None:
+    storage.publish("tables/messages/run-0.parquet", b"committed")
+
+    with pytest.raises(FileExistsError):
+        storage.open_new("tables/messages/run-0.parquet")
+
+
+def test_close_durably_rejects_name_taken_meanwhile(storage: ObjectStorage) -> None:
+    handle = storage.open_new("tables/messages/run-1.parquet")
+    handle.write(b"loser")
+    assert storage.publish("tables/messages/run-1.parquet", b"winner")
+
+    with pytest.raises(FileExistsError):
+        storage.close_durably(handle)
+
+    assert storage.read_bytes("tables/messages/run-1.parquet") == b"winner"
+    assert list(storage.spool.iterdir()) == []
+
+
+def test_parquet_written_through_open_new_reads_back(storage: ObjectStorage) -> None:
+    table = pa.table({"id": ["a", "b", "c"], "size": [1, 2, 3]})
+    handle = storage.open_new("tables/messages/run-2.parquet")
+    writer = pq.ParquetWriter(handle, table.schema)
+    writer.write_table(table)
+    writer.close()
+    storage.close_durably(handle)
+
+    read = pq.read_table(io.BytesIO(storage.read_bytes("tables/messages/run-2.parquet")))
+    assert read.equals(table)
+
+
+def test_listing_names_files_and_skips_temp_files(storage: ObjectStorage) -> None:
+    for name in ("state/a.json", "state/b.json", "state/.tmp-c.json", "state/sub/d.json"):
+        storage.publish(name, b"{}")
+
+    assert storage.list_tree("state") == ["state/a.json", "state/b.json", "state/sub/d.json"]
+    assert sorted(storage.list_names("state")) == ["a.json", "b.json", "sub"]
+    assert storage.list_names("missing") == []
+
+
+def test_remove_deletes_and_tolerates_a_missing_name(storage: ObjectStorage) -> None:
+    storage.publish("locks/purge.json", b"{}")
+
+    storage.remove("locks/purge.json")
+    storage.remove("locks/purge.json")
+
+    assert not storage.exists("locks/purge.json")
+
+
+@pytest.mark.parametrize("name", ["../outside", "/absolute", "tables/../../x"])
+def test_names_outside_root_rejected(storage: ObjectStorage, name: str) -> None:
+    with pytest.raises(LakeError, match="must not contain"):
+        storage.path(name)
+
+
+def test_unknown_scheme_rejected() -> None:
+    with pytest.raises(LakeError, match="unknown object storage scheme 'gs'"):
+        open_object_storage("gs://bucket/lake")
