@@ -9,14 +9,16 @@ DAT rules, as review platforms read them:
 - A line break inside a value (CR LF, CR, LF, and the other Unicode line separators: VT,
   FF, NEL, U+2028, U+2029) is written as ® (U+00AE), so every record is one line.
 
-The format has no escape character, so a value must not contain the delimiter. The
-writer replaces U+0014 and the other control characters (U+0000 to U+001F except TAB,
-and U+007F) with a space. A þ inside a value is written unchanged. Because no value
-contains U+0014, the sequence þ U+0014 þ occurs only between two values, and splitting
-a record at each such sequence, then removing the one þ left at each end, gives the
-values back. A literal ® in a value is also written unchanged, so a loader that turns
-every ® into a line break changes it too. The CSV file (RFC 4180, every value quoted,
-UTF-8 with a byte order mark) carries every value exactly.
+The format has no escape character, so a value must not contain the delimiter. Both
+files take their values through ``printable_text``, which replaces U+0014 and the other
+control characters (U+0000 to U+001F except TAB, LF and CR, and U+007F) with a space, and
+VT and FF with LF. So the DAT and the CSV file contain the same values. A þ inside a
+value is written unchanged. Because no value contains U+0014, the sequence þ U+0014 þ
+occurs only between two values, and splitting a record at each such sequence, then
+removing the one þ left at each end, gives the values back. A literal ® in a value is
+also written unchanged, so a loader that turns every ® into a line break changes it too.
+The CSV file (RFC 4180, every value quoted, UTF-8 with a byte order mark) carries line
+breaks as they are.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from m365lake.search.documents import valid_text
+from m365lake.discovery.production.printable import printable_text
 
 FIELD_DELIMITER = "\x14"
 QUOTE = "\u00fe"
@@ -80,13 +82,11 @@ FIELDS: tuple[str, ...] = (
 """The load file's columns, in order; ``production/__init__`` describes each."""
 
 _LINE_BREAKS = re.compile("\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
-_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
 
 
 def dat_value(value: str) -> str:
     """Return ``value`` as it is written between the quotes of a DAT record."""
-    text = _LINE_BREAKS.sub(NEWLINE_PLACEHOLDER, valid_text(value))
-    return _CONTROLS.sub(" ", text)
+    return _LINE_BREAKS.sub(NEWLINE_PLACEHOLDER, printable_text(value))
 
 
 def dat_record(values: Sequence[str]) -> str:
@@ -129,7 +129,7 @@ class LoadFileWriter:
             )
         values = [record.get(name, "") for name in self.fields]
         self._dat.write(dat_record(values))
-        self._csv.writerow([valid_text(value) for value in values])
+        self._csv.writerow([printable_text(value) for value in values])
         self.records += 1
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ A message's text is a header block (From, To, Cc, Bcc, Sent, Subject, Attachment
 followed by its body. An attachment's or a file's text is what extraction returns. Every
 document gets a text file, empty when nothing could be extracted, and TEXTSTATUS in the
 load file gives the reason. Text files are UTF-8 with a byte order mark and CR LF line ends, as
-Windows review platforms expect.
+Windows review platforms expect, and carry no control characters (``printable`` says
+which are replaced, and by what).
 
 Extraction runs in the search package's worker processes (``ExtractionPool``), which stop
 a parser that hangs or crashes on one item without stopping the export.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from m365lake.discovery.production.folder import FileRecord, ProductionFolder
-from m365lake.search.documents import valid_text
+from m365lake.discovery.production.printable import printable_text
 from m365lake.search.extract_types import MAX_INPUT_BYTES, Extraction, MessageText
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def extract_family(
             extraction = _matched(parent_attachments, part) or _extract(
                 extractor, part, part.content, max_chars
             )
-        text = _LINE_BREAK.sub("\r\n", part.header + valid_text(extraction.text))
+        text = _LINE_BREAK.sub("\r\n", printable_text(part.header + extraction.text))
         record = folder.write_bytes(part.text_path, text.encode(TEXT_ENCODING))
         results.append(TextResult(record, text_status(extraction), extraction.complete))
     return results

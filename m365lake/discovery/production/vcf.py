@@ -1,6 +1,7 @@
 """Render an archived Outlook contact (Graph contact JSON) as a vCard 4.0 (RFC 6350) file.
 
-Text values escape backslash, comma, semicolon and line breaks (RFC 6350 section 3.4).
+Text values escape backslash, comma, semicolon and line breaks (RFC 6350 section 3.4);
+the control characters the RFC forbids are replaced first, as ``printable`` describes.
 Lines longer than 75 octets are folded with CRLF and one space, never inside a UTF-8
 sequence (section 3.2). Graph properties without a vCard counterpart (yomi names,
 assistant, manager, office location) go into ``X-MS-`` extension properties, so nothing
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+
+from m365lake.discovery.production.printable import printable_text
 
 MAX_LINE_OCTETS = 75
 CRLF = "\r\n"
@@ -40,7 +43,7 @@ _ADDRESSES = (("businessAddress", "work"), ("homeAddress", "home"), ("otherAddre
 
 def escape_text(value: str) -> str:
     """Escape one text value or component: backslash, comma, semicolon and line breaks."""
-    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
+    escaped = printable_text(value).replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
     return escaped.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
 
 

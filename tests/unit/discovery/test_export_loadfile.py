@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -51,14 +52,24 @@ def test_dat_value_reads_back(tmp_path, value, expected):
 
 
 @pytest.mark.parametrize(("value", "expected"), CASES)
-def test_csv_keeps_values_exactly(tmp_path, value, expected):
-    _, csv_path = _write(tmp_path, [{"BEGBATES": "A1", "SUBJECT": value}])
+def test_csv_holds_what_the_dat_holds(tmp_path, value, expected):
+    dat, csv_path = _write(tmp_path, [{"BEGBATES": "A1", "SUBJECT": value}])
 
     with open(csv_path, encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
 
-    exact = value.replace("\ud800", "\ufffd")
-    assert rows == [{"BEGBATES": "A1", "SUBJECT": exact, "TO": ""}]
+    # The CSV file keeps line breaks as they are; the DAT turns each into one.
+    subject = re.sub("\r\n|[\r\n\x85\u2028\u2029]", "\n", rows[0]["SUBJECT"])
+    assert subject == expected == parse_dat(dat)[0]["SUBJECT"]
+
+
+def test_csv_has_no_control_characters(tmp_path):
+    _, csv_path = _write(tmp_path, [{"BEGBATES": "A1", "SUBJECT": "nul\x00esc\x1b\x14del\x7f"}])
+
+    text = csv_path.read_text(encoding="utf-8-sig")
+
+    assert "nul esc  del " in text
+    assert not re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text)
 
 
 def test_dat_bytes_follow_the_rules(tmp_path):

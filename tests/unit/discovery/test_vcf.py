@@ -186,3 +186,12 @@ def test_short_line_is_not_folded() -> None:
 
     assert fold_line(line) == line
     assert "\r\n" in fold_line(line + "x")
+
+
+def test_control_characters_never_reach_the_card() -> None:
+    data = render_vcard({"displayName": "Ana\x00 Lima\x1b", "personalNotes": "page\x0cbreak\x07"})
+
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", data)
+    card = parse(data)
+    assert text(card, "FN") == "Ana  Lima "
+    assert text(card, "NOTE") == "page\nbreak "
