@@ -124,10 +124,10 @@ def resolve_custodian(lake: Lake, kind: str, reference: str) -> ResolvedCustodia
         )
     raise CustodianNotFoundError(
         f"no {kind} {text!r} in the lake at {lake.root}: the {_TABLES[checked]} table has no "
-        f"{_MATCHED_ON[checked]} equal to it ({len(candidates)} archived). "
+        f"row with {_MATCHED_ON[checked]} equal to it ({len(candidates)} archived). "
         f"{_close_matches(text, candidates)}"
-        f"List them with: {_LIST_HINTS[checked]}. A {kind} must be backed up "
-        "(m365lake backup) before it can be a custodian.",
+        f"List them with: {_LIST_HINTS[checked]}. Only a {kind} that was backed up "
+        "(m365lake backup) can be named here.",
         kind=kind,
         reference=text,
     )

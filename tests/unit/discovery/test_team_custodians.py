@@ -54,6 +54,8 @@ def test_unknown_team_lists_close_matches(teams_lake: Lake) -> None:
     assert f"Close matches: {TEAM_NAME!r}" in message
     assert "Facilities" not in message
     assert "SELECT team_id, display_name FROM teams" in message
+    assert "has no row with a team_id or display_name equal to it" in message
+    assert "Only a team that was backed up (m365lake backup) can be named here." in message
     assert caught.value.kind == "team"
 
 
