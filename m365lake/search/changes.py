@@ -259,7 +259,9 @@ def _locate_sql(table: str, keyed: bool) -> str:
 
     ``deleted_at`` is the first deletion recorded after that version, and only when the
     newest row of the item is a deletion (a restored item is live again). ``file_pos`` is
-    NULL for an item with no live version in the files read. What counts as a deletion
+    NULL for an item with no live version in the files read. ``version_removed`` is true
+    when the only version left to index is itself a removal (a Teams message captured
+    after its deletion): older files may still hold a live one. What counts as a deletion
     is ``REMOVAL_SQL``.
     """
     container, item = ITEM_TABLES[table]
@@ -304,6 +306,8 @@ def _locate_sql(table: str, keyed: bool) -> str:
                any_value(n.run_id) FILTER (WHERE n.newest_rank = l.live_rank) AS run_id,
                coalesce(any_value(n.is_folder) FILTER (WHERE n.newest_rank = l.live_rank),
                         false) AS is_folder,
+               coalesce(any_value(n.removed) FILTER (WHERE n.newest_rank = l.live_rank),
+                        false) AS version_removed,
                CASE WHEN bool_or(n.newest_rank = 1 AND n.removed) THEN
                    arg_max(n.removed_at, n.newest_rank)
                        FILTER (WHERE n.removed AND n.newest_rank <= l.live_rank)
@@ -348,9 +352,18 @@ def _locate(
             connection.unregister("wanted_keys")
 
 
-def _split(files: Sequence[CommittedFile], located: pa.Table) -> tuple[_Located, pa.Table, int]:
-    """Split located rows into live versions to index, keys without one, and folder count."""
+def _split(
+    files: Sequence[CommittedFile], located: pa.Table, *, complete: bool = True
+) -> tuple[_Located, pa.Table, int]:
+    """Split located rows into live versions to index, keys without one, and folder count.
+
+    When ``files`` are not every file of the items' partitions (``complete`` false), an
+    item whose chosen version is itself a removal counts as one without a live version,
+    so that the older files are searched for the version before the removal.
+    """
     has_version = pc.is_valid(located["file_pos"])
+    if not complete:
+        has_version = pc.and_(has_version, pc.invert(located["version_removed"]))
     is_folder = located["is_folder"]
     found = located.filter(pc.and_(has_version, pc.invert(is_folder)))
     folders = located.filter(pc.and_(has_version, is_folder)).num_rows
@@ -385,8 +398,11 @@ def changed_versions(
     result = VersionSet(table, [])
     if not new:
         return result
+    # A rebuild reads every file at once; an update reads only the new ones.
+    complete = len(new) == sum(1 for file in all_files if file.table == table)
     with _connect(lake) as connection:
-        found, missing, folders = _split(new, _locate(connection, _scan(lake, new), table))
+        located = _locate(connection, _scan(lake, new), table)
+        found, missing, folders = _split(new, located, complete=complete)
         result.parts.append(found)
         result.folders_skipped += folders
         if missing.num_rows:

@@ -187,6 +187,26 @@ def test_deleted_teams_message_keeps_its_text(lake: Lake):
     assert doc_ids(lake, lakes.DELETED_WORD, include_deleted=False) == set()
 
 
+def test_deleted_teams_message_keeps_its_text_after_incremental_update(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    lake = Lake.open(tmp_path / "lake")
+    extractor = InlineExtractor()
+    monkeypatch.setattr(lakes, "delete_reply", lambda lake: None)
+    lakes.seed_workloads(lake)
+    update_index(lake, extractor=extractor)
+    monkeypatch.undo()
+    # The deletion arrives after the live reply was indexed: the update reads only the
+    # new, empty version, and must keep the text of the version it replaces.
+    lakes.delete_reply(lake)
+    update_index(lake, extractor=extractor)
+
+    [hit] = search(lake, lakes.DELETED_WORD).hits
+    assert hit.item_id == lakes.REPLY_DELETED
+    assert hit.deleted_at is not None
+    assert hit.run_id == "run-teams-1"
+
+
 def test_index_reads_event_attachments_of_encrypted_lake(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
