@@ -21,7 +21,9 @@ explicit options too.
 NOTE: not done yet. ``open_storage`` does not route ``s3://`` or ``az://`` here, because
 the lake still turns names into local ``Path`` objects in several places
 (``storage.path`` in ``lake.py``, ``reading.py``, ``retention/plan.py``,
-``discovery/query_versions.py``); DuckDB and pyarrow read local paths only so far;
+``discovery/query_versions.py``); ``reading`` still hands DuckDB and pyarrow local
+paths, where it should register ``fs`` on the connection and pass ``url`` names (a
+plain DuckDB read that way works; encrypted reads through pyarrow are untested);
 leases and the purge lock overwrite their record without an ETag condition, so two
 holders could both renew; ``remove`` on a versioned bucket only adds a delete marker,
 so a purge must delete the version the manifest names; Object Lock retention and legal
@@ -77,6 +79,12 @@ class ObjectStorage:
                 "and must not contain '..'"
             )
         return f"{self.root}/{name.as_posix()}" if name.parts else self.root
+
+    def url(self, relative: str) -> str:
+        """Return the URL under which a connection with ``fs`` registered finds the file."""
+        protocol = self.fs.protocol
+        scheme = protocol[0] if isinstance(protocol, tuple | list) else protocol
+        return f"{scheme}://{self.path(relative)}"
 
     def relative(self, path: str) -> str:
         text = path.strip("/")

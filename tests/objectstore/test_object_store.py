@@ -6,6 +6,7 @@ import hashlib
 import io
 import threading
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -141,3 +142,19 @@ def test_names_outside_root_rejected(storage: ObjectStorage, name: str) -> None:
 def test_unknown_scheme_rejected() -> None:
     with pytest.raises(LakeError, match="unknown object storage scheme 'gs'"):
         open_object_storage("gs://bucket/lake")
+
+
+def test_duckdb_reads_committed_files_through_the_store(storage: ObjectStorage) -> None:
+    """DuckDB reads the store through the fsspec file system registered on its connection."""
+    names = ["tables/messages/run-3.parquet", "tables/messages/run-4.parquet"]
+    for start, name in enumerate(names):
+        buffer = io.BytesIO()
+        pq.write_table(pa.table({"size": [start * 10 + 1, start * 10 + 2]}), buffer)
+        storage.publish(name, buffer.getvalue())
+    connection = duckdb.connect()
+    connection.register_filesystem(storage.fs)
+
+    locations = [storage.url(name) for name in names]
+    rows = connection.execute("SELECT sum(size), count(*) FROM read_parquet(?)", [locations])
+
+    assert rows.fetchall() == [(26, 4)]
