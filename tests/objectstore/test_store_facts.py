@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from botocore.exceptions import ClientError
 
 from tests.objectstore.servers import AzuriteServer, S3Server
@@ -246,6 +246,22 @@ def test_s3_compliance_retention_cannot_be_shortened(s3_server: S3Server, s3_buc
     assert error_code(raised.value) == "AccessDenied"
 
 
+def test_s3_replace_if_unchanged_rejects_a_stale_etag(s3_server: S3Server, s3_bucket: str) -> None:
+    """A lease renewal must replace only the record its holder last saw."""
+    client = s3_server.client()
+    key = "leases/writer.json"
+    first = client.put_object(Bucket=s3_bucket, Key=key, Body=b"holder a")["ETag"]
+    second = client.put_object(Bucket=s3_bucket, Key=key, Body=b"holder a renewed", IfMatch=first)
+
+    with pytest.raises(ClientError) as raised:
+        client.put_object(Bucket=s3_bucket, Key=key, Body=b"holder b", IfMatch=first)
+
+    assert error_code(raised.value) == "PreconditionFailed"
+    read = client.get_object(Bucket=s3_bucket, Key=key)
+    assert read["ETag"] == second["ETag"]
+    assert read["Body"].read() == b"holder a renewed"
+
+
 def test_s3_lists_an_object_right_after_its_put(s3_server: S3Server, s3_bucket: str) -> None:
     """S3 has listed new objects at once since 2020; moto does too.
 
@@ -309,6 +325,29 @@ def test_azure_conditional_block_commit_onto_taken_name_fails(
         blob.commit_block_list(["block-0001"], match_condition=MatchConditions.IfMissing)
 
     assert blob.download_blob().readall() == b"early"
+
+
+def test_azure_replace_if_unchanged_rejects_a_stale_etag(
+    azurite_server: AzuriteServer, azure_container: str
+) -> None:
+    blob = azurite_server.service().get_blob_client(azure_container, "leases/writer.json")
+    first = blob.upload_blob(b"holder a")["etag"]
+    blob.upload_blob(
+        b"holder a renewed",
+        overwrite=True,
+        etag=first,
+        match_condition=MatchConditions.IfNotModified,
+    )
+
+    with pytest.raises(ResourceModifiedError):
+        blob.upload_blob(
+            b"holder b",
+            overwrite=True,
+            etag=first,
+            match_condition=MatchConditions.IfNotModified,
+        )
+
+    assert blob.download_blob().readall() == b"holder a renewed"
 
 
 def test_azure_lists_a_blob_right_after_its_upload(
