@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,46 @@ async def _backup_one(
             await asyncio.to_thread(lease.release)
 
 
+def select_teams(
+    found: Sequence[Team], references: Sequence[str], failed: dict[str, str]
+) -> list[Team]:
+    """Return the teams ``references`` name, by team id or display name (ignoring case).
+
+    A reference that matches no team, or several teams by name, goes into ``failed`` with
+    the reason and what to give instead. A team named twice is returned once.
+    """
+    by_id = {team.team_id: team for team in found}
+    selected: dict[str, Team] = {}
+    for reference in references:
+        if reference in by_id:
+            selected[reference] = by_id[reference]
+            continue
+        named = [
+            team
+            for team in found
+            if (team.display_name or "").casefold() == reference.strip().casefold()
+        ]
+        if len(named) == 1:
+            selected[named[0].team_id] = named[0]
+        elif named:
+            ids = ", ".join(sorted(team.team_id for team in named))
+            failed[reference] = f"{len(named)} teams have this display name ({ids}); give the id"
+        else:
+            failed[reference] = (
+                f"no team with this id or display name among the tenant's {len(found)} teams"
+                f"{_close_names(reference, found)}"
+            )
+    return list(selected.values())
+
+
+def _close_names(reference: str, found: Sequence[Team]) -> str:
+    names = {team.display_name: team.team_id for team in found if team.display_name}
+    close = difflib.get_close_matches(reference, list(names), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "; close matches: " + ", ".join(f"{name!r} (id {names[name]})" for name in close)
+
+
 async def backup_teams(
     settings: GraphSettings,
     lake: Lake,
@@ -77,7 +118,8 @@ async def backup_teams(
 ) -> TeamsBackupSummary:
     """Archive the channel conversations of the given teams (default: every team).
 
-    ``teams`` lists team ids; an id the tenant does not list is reported in ``failed``.
+    ``teams`` lists team ids or display names (see ``select_teams``); a reference that
+    matches no team, or several, is reported in ``failed``.
     """
     summary = TeamsBackupSummary()
     async with (
@@ -87,13 +129,7 @@ async def backup_teams(
         GraphClient(settings) as graph,
     ):
         found = await list_teams(graph)
-        selected = found
-        if teams:
-            by_id = {team.team_id: team for team in found}
-            selected = [by_id[team_id] for team_id in teams if team_id in by_id]
-            for team_id in teams:
-                if team_id not in by_id:
-                    summary.failed[team_id] = "no such team among the tenant's teams"
+        selected = select_teams(found, teams, summary.failed) if teams else found
         gate = asyncio.Semaphore(concurrency)
         outcomes = await asyncio.gather(
             *(_backup_one(graph, lake, team, gate) for team in selected),

@@ -192,6 +192,28 @@ def _check_mailboxes(
     return stripped
 
 
+_FLAG_WORKLOADS = {
+    "--mailbox": ("mail", "calendar", "contacts"),
+    "--drive": ("files",),
+    "--team": ("teams",),
+}
+"""The workloads each selection flag of ``backup`` applies to, besides ``all``."""
+
+
+def _check_workload_flags(workload: str, given_flags: dict[str, tuple[str, ...]]) -> None:
+    """Raise a usage error for a selection flag that the chosen workload would ignore."""
+    if workload == "all":
+        return
+    for name, given in given_flags.items():
+        applies = _FLAG_WORKLOADS[name]
+        if given and workload not in applies:
+            choices = ", ".join(f"--workload {choice}" for choice in (*applies, "all"))
+            raise click.UsageError(
+                f"{name} does not apply to --workload {workload}: it selects what "
+                f"{choices} archives. Remove {name}, or choose one of those workloads."
+            )
+
+
 @dataclass
 class _RunOutcome:
     """Where one workload's backup reports its counts, failures and skips in ``backup``."""
@@ -232,14 +254,16 @@ class _RunOutcome:
     "--team",
     "teams",
     multiple=True,
-    help="Team (group) id whose channels to archive (repeatable). Default: every team.",
+    help=(
+        "Team whose channels to archive, by id or display name (repeatable). Default: every team."
+    ),
 )
 @click.option(
     "--workload",
     type=click.Choice(["all", "mail", "files", "calendar", "contacts", "teams"]),
     default="all",
     show_default=True,
-    help="What to archive: mail, files, calendars, Outlook contacts, or all.",
+    help="What to archive: mail, files, calendars, Outlook contacts, Teams channels, or all.",
 )
 @_lake_option
 @click.option(
@@ -258,7 +282,8 @@ def backup(
     lake_location: str | None,
     checkpoint_messages: int,
 ) -> None:
-    """Archive mail, files, calendars and contacts incrementally from the AZURE_* tenant."""
+    """Archive mail, files, calendars, contacts and Teams incrementally from the AZURE_* tenant."""
+    _check_workload_flags(workload, {"--mailbox": mailboxes, "--drive": drives, "--team": teams})
     from m365lake.backup import backup_mail
     from m365lake.backup_calendar import backup_calendars
     from m365lake.backup_contacts import backup_contacts

@@ -311,6 +311,20 @@ def test_backup_command_teams_workload(
     assert "protected API" in refused.stderr
 
 
+def test_backup_command_selects_team_by_name(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    env = {**emulator.environment(), "M365LAKE_LAKE": str(lake.root)}
+    (name,) = [team.display_name for team in tenant.teams() if team.id == thread.team_id]
+
+    result = m365lake("backup", "--workload", "teams", "--team", name.upper(), env=env)
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "1 teams archived" in result.stdout
+    archived = rows(lake, "teams")
+    assert [row["team_id"] for row in archived] == [thread.team_id]
+
+
 def test_team_leased_elsewhere_skipped(
     tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
 ) -> None:

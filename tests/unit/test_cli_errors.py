@@ -96,3 +96,32 @@ def test_os_error_during_sql_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
     assert "No space left on device" in result.output
     assert str(tmp_path / "lake") in result.output
     assert not isinstance(result.exception, OSError)
+
+
+@pytest.mark.parametrize(
+    ("workload", "flag", "applies"),
+    [
+        ("teams", "--mailbox", "--workload mail, --workload calendar"),
+        ("mail", "--team", "--workload teams, --workload all"),
+        ("calendar", "--drive", "--workload files, --workload all"),
+    ],
+)
+def test_flag_of_other_workload_rejected(
+    tmp_path: Path, workload: str, flag: str, applies: str
+) -> None:
+    lake = tmp_path / "lake"
+    result = run("backup", "--workload", workload, flag, "x", "--lake", str(lake), env=TENANT)
+
+    assert result.exit_code == 2
+    assert f"{flag} does not apply to --workload {workload}" in result.output
+    assert applies in result.output
+    assert not lake.exists()
+
+
+def test_mailbox_accepted_for_calendar(tmp_path: Path) -> None:
+    # Without tenant settings the command stops right after checking its options.
+    no_tenant = {name: "" for name in TENANT}
+    result = run("backup", "--workload", "calendar", "--mailbox", "x", env=no_tenant)
+
+    assert "does not apply" not in result.output
+    assert "missing tenant settings" in result.output
