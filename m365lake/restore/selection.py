@@ -79,6 +79,19 @@ class Selection:
     def wants_files(self) -> bool:
         return (not self.workloads or "files" in self.workloads) and self.folder is None
 
+    @property
+    def searched_workloads(self) -> list[str]:
+        """Return the workloads this selection searches, as the ``select_*`` functions do."""
+        searched = ["mail"] if self.wants_mail else []
+        searched += ["files"] if self.wants_files else []
+        searched += [name for name in ("calendar", "contacts") if name in self.workloads]
+        # The same rule as ``restore.teams.wants_teams``, which imports this module.
+        teams_named = not self.workloads or "teams" in self.workloads
+        other_criteria = self.folder is not None or self.path is not None or self.drive_id
+        if teams_named and not other_criteria:
+            searched.append("teams")
+        return searched
+
 
 def parse_point_in_time(text: str) -> datetime:
     """Return the UTC time of an ISO 8601 text with a zone, such as ``2026-11-30T17:00:00Z``."""
@@ -259,8 +272,18 @@ def require_some(
         "as of": selection.as_of.isoformat() if selection.as_of else None,
     }
     shown = "; ".join(f"{name} {value!r}" for name, value in given.items() if value)
+    searched = selection.searched_workloads
+    unsearched = [name for name in ("calendar", "contacts") if name not in searched]
+    verb = "are" if len(unsearched) > 1 else "is"
+    suggestion = (
+        f" {' and '.join(unsearched).capitalize()} {verb} searched only when named: add "
+        f"{' or '.join(f'--workload {name}' for name in unsearched)} to search them."
+        if unsearched
+        else ""
+    )
     raise SelectionError(
-        f"the restore selection ({shown}) matches no archived item. Check the names against "
+        f"the restore selection ({shown}) matches no archived item in the workloads searched "
+        f"({', '.join(searched) or 'none'}).{suggestion} Check the names against "
         'the archive, for example with: m365lake sql "SELECT DISTINCT folder_path FROM '
         'messages" or "SELECT path FROM files"'
     )

@@ -248,3 +248,26 @@ def test_no_match_names_the_criteria(lake: Lake) -> None:
 
     with pytest.raises(SelectionError, match="folder 'Inbox/Nope'"):
         require_some(select_messages(lake, selection), select_files(lake, selection), selection)
+
+
+def test_no_match_names_workloads_searched(lake: Lake) -> None:
+    selection = Selection(item_ids=("AAMkEvent1",))
+
+    with pytest.raises(SelectionError) as caught:
+        require_some([], [], selection)
+
+    message = str(caught.value)
+    assert "matches no archived item in the workloads searched (mail, files, teams)" in message
+    assert "Calendar and contacts are searched only when named" in message
+    assert "add --workload calendar or --workload contacts" in message
+
+
+def test_no_match_with_calendar_named(lake: Lake) -> None:
+    selection = Selection(item_ids=("AAMkEvent1",), workloads=("calendar",))
+
+    with pytest.raises(SelectionError) as caught:
+        require_some([], [], selection)
+
+    message = str(caught.value)
+    assert "in the workloads searched (calendar)" in message
+    assert "Contacts is searched only when named: add --workload contacts" in message
