@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from m365lake.recurrence import WEEKDAYS, zone_of
+from m365lake.recurrence import WEEKDAYS, RecurrenceError, occurrence_starts, zone_of
 
 PRODID = "-//m365lake//production//EN"
 LINE_OCTETS = 75
@@ -49,15 +49,23 @@ class IcsRenderError(ValueError):
 # ---- text and lines ----------------------------------------------------------------------
 
 
+# RFC 5545 3.1 allows no control character but HTAB in a value; line breaks are escaped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def escape_text(value: str) -> str:
-    """Escape a TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and newlines."""
+    """Escape a TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and newlines.
+
+    Control characters other than tab and line breaks are dropped: RFC 5545 forbids them.
+    """
+    value = _CONTROL.sub("", value)
     value = value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
     return value.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
 
 
 def _param(value: str) -> str:
     # DQUOTE cannot appear in a parameter value; control characters are not allowed.
-    cleaned = "".join(ch for ch in value if ch >= " " and ch != '"')
+    cleaned = "".join(ch for ch in value if ch >= " " and ch not in '"\x7f')
     return f'"{cleaned}"' if any(ch in cleaned for ch in ":;,") else cleaned
 
 
@@ -253,6 +261,28 @@ def _body_lines(event: Mapping[str, Any]) -> list[str]:
     return [f"DESCRIPTION:{escape_text(content)}"]
 
 
+def _first_occurrence(recurrence: Mapping[str, Any], clock: _Clock, start: datetime) -> datetime:
+    """Return the first occurrence of a series whose master starts at ``start``.
+
+    Graph lets a series start on a day its pattern does not match, such as a "first Monday"
+    series from a second Monday. Its first occurrence is then the first matching day on or
+    after the range's ``startDate``. RFC 5545 counts DTSTART as an occurrence, so DTSTART
+    must be that day, or a calendar client shows an extra meeting.
+    """
+    local = clock.local(start).replace(tzinfo=None)
+    # Ten years bound the search, so a pattern that never matches ends it.
+    try:
+        first = next(
+            occurrence_starts(recurrence, local.time(), until=local + timedelta(days=3660)), None
+        )
+    except RecurrenceError:
+        return start
+    if first is None or first == local:
+        return start
+    zone = clock.zone or UTC
+    return first.replace(tzinfo=zone).astimezone(UTC)
+
+
 def _vevent(
     event: Mapping[str, Any], uid: str, clock: _Clock, master: Mapping[str, Any] | None
 ) -> list[str]:
@@ -260,6 +290,9 @@ def _vevent(
     end = _parse_utc(event.get("end"))
     if start is None or end is None:
         raise IcsRenderError(f"event {event.get('id')!r} has no usable start or end")
+    if master is None and event.get("recurrence"):
+        first = _first_occurrence(event["recurrence"], clock, start)
+        start, end = first, first + (end - start)
     all_day = bool(event.get("isAllDay"))
     stamp = _parse_utc(event.get("lastModifiedDateTime")) or datetime.now(UTC)
     lines = ["BEGIN:VEVENT", f"UID:{escape_text(uid)}", f"DTSTAMP:{_utc_stamp(stamp)}"]

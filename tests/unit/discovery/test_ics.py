@@ -235,3 +235,53 @@ def test_exception_without_original_start_kept_apart() -> None:
     assert len(events) == 2
     assert "RECURRENCE-ID" not in events[1]
     assert str(events[1]["UID"]) != str(events[0]["UID"])
+
+
+def test_series_starting_off_its_pattern_starts_on_its_first_occurrence() -> None:
+    # A "first Monday" series whose master starts on the second Monday of March.
+    off_pattern = datetime(2024, 3, 11, 9, 0)
+    seed = SeedTenant(users=[SeedUser(OWNER, "Ada Lovelace", mail=OWNER)])
+    payload = {
+        "subject": "Monthly budget review",
+        "start": {"dateTime": off_pattern.isoformat(), "timeZone": "Europe/Berlin"},
+        "end": {
+            "dateTime": (off_pattern + timedelta(hours=1)).isoformat(),
+            "timeZone": "Europe/Berlin",
+        },
+        "recurrence": {
+            "pattern": {"type": "relativeMonthly", "daysOfWeek": ["monday"], "index": "first"},
+            "range": {"type": "numbered", "startDate": "2024-03-11", "numberOfOccurrences": 6},
+        },
+    }
+    seed.events = [SeedEvent(OWNER, payload)]
+    members, instance_starts = series_json(Tenant.from_seed(seed))
+
+    (master,) = parse(render_ics(members)).walk("VEVENT")
+    start = master.decoded("DTSTART")
+    # RFC 5545: DTSTART is the first instance, and COUNT counts it.
+    rule = rrulestr(master["RRULE"].to_ical().decode(), dtstart=start)
+    starts = [start, *(moment for moment in rule if moment != start)][:6]
+
+    assert start.replace(tzinfo=None) == datetime(2024, 4, 1, 9, 0)
+    assert master.decoded("DTEND") - start == timedelta(hours=1)
+    assert [moment.astimezone(UTC) for moment in starts] == sorted(instance_starts)
+
+
+def test_control_characters_are_dropped_from_text() -> None:
+    event = {
+        "id": "AAMk9",
+        "subject": "Budget\x00 review\x07",
+        "body": {"contentType": "text", "content": "Line one\x00\nline\ttwo\x1b"},
+        "location": {"displayName": "Room\x00 1"},
+        "start": {"dateTime": "2024-03-01T14:00:00.0000000", "timeZone": "UTC"},
+        "end": {"dateTime": "2024-03-01T15:00:00.0000000", "timeZone": "UTC"},
+        "organizer": {"emailAddress": {"name": "Ada\x00", "address": "ada@x.example"}},
+    }
+
+    raw = render_ics([event])
+    (parsed,) = parse(raw).walk("VEVENT")
+
+    assert not any(byte < 0x20 and byte not in b"\t\r\n" for byte in raw)
+    assert str(parsed["SUMMARY"]) == "Budget review"
+    assert str(parsed["DESCRIPTION"]) == "Line one\nline\ttwo"
+    assert str(parsed["LOCATION"]) == "Room 1"
