@@ -10,6 +10,11 @@ message version that carried their MIME; rows of ``event_attachments`` and
 ``channel_message_parts`` go as ``_part_rows`` says, and their blobs become candidates
 for deletion like the versions' own.
 
+A calendar series (its master, its exceptions and their attachments) is one unit: an
+exception is dated by its series' end, and no member leaves the archive entirely while
+another member keeps a version, because an export of a master without its exceptions
+shows moved or changed occurrences at their original time.
+
 Query holds are matched through the search index, which contains each item's newest
 live version. Before deciding, every older version of an item that could lose versions
 is evaluated against the query holds the index did not match for it
@@ -54,6 +59,7 @@ _NEWEST_LIVE = (
     f"{_NEWEST_FIRST}) = 1"
 )
 _DELETED = "change = 'deleted'"
+_NOT_DELETED = "change IS DISTINCT FROM 'deleted'"
 _DELETED_AT = "coalesce(deleted_at, captured_at)"
 _VERSION_COLUMNS = (
     "list_position($files, filename) AS file_pos, file_row_number AS row_index, "
@@ -61,7 +67,7 @@ _VERSION_COLUMNS = (
     "change = 'deleted' AS tombstone, {item_date} AS item_date, "
     "first_value(CASE WHEN ({removed}) THEN {removed_at} END) "
     f"OVER (PARTITION BY {{container}}, {{item}} {_NEWEST_FIRST}) AS item_deleted_at, "
-    "size, {sha256} AS sha256, "
+    "size, {sha256} AS sha256, {series} AS series_id, "
     f"{_NEWEST_LIVE.format(key='{container}, {item}', removed='{removed}')} AS newest_live"
 )
 # The date a series ends: the day after the range's ``endDate`` (taken as UTC, which errs
@@ -77,6 +83,24 @@ _SERIES_END = (
 _EVENT_END = (
     f"CASE WHEN event_type = 'seriesMaster' THEN {_SERIES_END} ELSE coalesce(end_at, start_at) END"
 )
+_NO_SERIES = "CAST(NULL AS VARCHAR)"
+_EVENT_SERIES = (
+    "CASE WHEN event_type = 'exception' THEN series_master_id "
+    "WHEN event_type = 'seriesMaster' THEN event_id END"
+)
+# An exception lives as long as its series: it takes the latest end of any archived
+# version of its master. Only an exception whose master the archive lacks has its own date.
+_EVENTS_WITH_SERIES_END = (
+    "(SELECT *, "
+    f"bool_or(event_type = 'seriesMaster' AND {_NOT_DELETED}) OVER series AS master_archived, "
+    f"max(CASE WHEN event_type = 'seriesMaster' AND {_NOT_DELETED} THEN {_SERIES_END} END) "
+    "OVER series AS series_end "
+    f"FROM {_SOURCE} WINDOW series AS (PARTITION BY mailbox_id, "
+    "CASE WHEN event_type = 'exception' THEN series_master_id ELSE event_id END))"
+)
+_EXCEPTION_END = (
+    f"CASE WHEN event_type = 'exception' AND master_archived THEN series_end ELSE {_EVENT_END} END"
+)
 _VERSIONS_SQL = {
     "messages": (
         "SELECT "
@@ -85,6 +109,7 @@ _VERSIONS_SQL = {
             item="message_id",
             item_date="coalesce(received_at, sent_at)",
             sha256="mime_sha256",
+            series=_NO_SERIES,
             removed=_DELETED,
             removed_at=_DELETED_AT,
         )
@@ -97,6 +122,7 @@ _VERSIONS_SQL = {
             item="item_id",
             item_date="modified_at",
             sha256="content_sha256",
+            series=_NO_SERIES,
             removed=_DELETED,
             removed_at=_DELETED_AT,
         )
@@ -107,12 +133,13 @@ _VERSIONS_SQL = {
         + _VERSION_COLUMNS.format(
             container="mailbox_id",
             item="event_id",
-            item_date=_EVENT_END,
+            item_date=_EXCEPTION_END,
             sha256="json_sha256",
+            series=_EVENT_SERIES,
             removed=_DELETED,
             removed_at=_DELETED_AT,
         )
-        + f" FROM {_SOURCE}"
+        + f" FROM {_EVENTS_WITH_SERIES_END}"
     ),
     "contacts": (
         "SELECT "
@@ -121,6 +148,7 @@ _VERSIONS_SQL = {
             item="contact_id",
             item_date="coalesce(modified_at, created_at)",
             sha256="json_sha256",
+            series=_NO_SERIES,
             removed=_DELETED,
             removed_at=_DELETED_AT,
         )
@@ -133,6 +161,7 @@ _VERSIONS_SQL = {
             item="message_id",
             item_date="created_at",
             sha256="json_sha256",
+            series=_NO_SERIES,
             removed=f"{_DELETED} OR soft_deleted_at IS NOT NULL",
             removed_at="coalesce(deleted_at, soft_deleted_at, captured_at)",
         )
@@ -176,6 +205,8 @@ class StoredVersion:
     sha256: str | None
     newest_live: bool = False
     """The item's newest version that is not a deletion, which the search index contains."""
+    series_id: str | None = None
+    """The master's event id of a calendar series' master or exception; None otherwise."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +235,8 @@ class PurgePlan:
     """Expired version kept because these holds cover it."""
     protected: int = 0
     """Expired versions a keep policy still protects."""
+    series_kept: int = 0
+    """Expired versions kept because another member of their calendar series stays."""
     attachment_rows: list[tuple[str, int]] = field(default_factory=list)
     """(file path, row index) of ``attachments`` rows that go with purged messages."""
     part_rows: list[PartRow] = field(default_factory=list)
@@ -242,6 +275,7 @@ class PurgePlan:
             "bytes": sum(stored.size or 0 for stored in self.purge if not stored.tombstone),
             "held": len(self.held),
             "protected": self.protected,
+            "series_kept": self.series_kept,
             "blob_candidates": len(self.blob_candidates()),
         }
 
@@ -285,6 +319,19 @@ def _whole_items(versions: pa.Table, marked: pa.ChunkedArray | pa.Array) -> pa.T
         ).to_arrow_table()
 
 
+def _whole_series(
+    versions: pa.Table, marked: pa.ChunkedArray | pa.Array
+) -> pa.ChunkedArray | pa.Array:
+    """Extend ``marked`` to every version of each calendar series with a marked version."""
+    keys = pc.binary_join_element_wise(
+        versions["container_id"], versions["series_id"], _KEY_SEPARATOR
+    )
+    wanted = pc.drop_null(pc.unique(pc.filter(keys, marked)))
+    if len(wanted) == 0:
+        return marked
+    return pc.or_(marked, pc.fill_null(pc.is_in(keys, value_set=wanted), False))
+
+
 def _stored_versions(
     lake: Lake, table: str, files: list[str], rows: pa.Table
 ) -> Iterator[StoredVersion]:
@@ -306,6 +353,7 @@ def _stored_versions(
             size=row["size"],
             sha256=row["sha256"],
             newest_live=bool(row["newest_live"]),
+            series_id=row["series_id"],
         )
 
 
@@ -441,6 +489,7 @@ def build_plan(
     resolve_query_holds(lake, coverage, at_risk)
     for versions in by_item.values():
         _plan_item(plan, versions, policies, scopes, coverage)
+    _keep_series_whole(plan, by_item, coverage)
     plan.attachment_rows = _attachment_rows(lake, plan.purge, by_item)
     plan.part_rows = _part_rows(lake, plan.purge, by_item)
     return plan
@@ -465,7 +514,7 @@ def versions_by_item(
             continue
         rows = versions.rows
         if select is not None:
-            rows = _whole_items(rows, select(table, rows))
+            rows = _whole_items(rows, _whole_series(rows, select(table, rows)))
         for stored in _stored_versions(lake, table, versions.files, rows):
             by_item[item_key(stored.version)].append(stored)
     return by_item
@@ -516,6 +565,47 @@ def _plan_item(
             else:
                 plan.purge.append(stored)
                 plan.reasons[stored] = []
+
+
+def _keep_series_whole(
+    plan: PurgePlan, by_item: Mapping[ItemKey, list[StoredVersion]], coverage: HoldCoverage
+) -> None:
+    """Take back the purge of series members that would leave while another member stays.
+
+    A hold on one member, a keep policy or a deletion of one exception can leave a series
+    partly expired. Its members then stay whole until the series can go as one.
+    """
+    series: dict[tuple[str, str], list[list[StoredVersion]]] = defaultdict(list)
+    for (workload, container_id, _), versions in by_item.items():
+        series_id = next((s.series_id for s in versions if s.series_id), None)
+        if workload == "calendar" and series_id is not None:
+            series[(container_id, series_id)].append(versions)
+    purged = set(plan.purge)
+    taken_back: set[StoredVersion] = set()
+    for members in series.values():
+        leaving = [member for member in members if all(s in purged for s in member)]
+        if not leaving or len(leaving) == len(members):
+            continue
+        hold_ids = sorted(
+            {
+                hold_id
+                for member in members
+                for stored in member
+                if stored not in purged
+                for hold_id in coverage.holds_covering(stored.version)
+            }
+        )
+        for member in leaving:
+            for stored in member:
+                taken_back.add(stored)
+                if hold_ids:
+                    plan.held[stored] = hold_ids
+                else:
+                    plan.series_kept += 1
+    if taken_back:
+        plan.purge = [stored for stored in plan.purge if stored not in taken_back]
+        for stored in taken_back:
+            plan.reasons.pop(stored, None)
 
 
 def _consider(
