@@ -22,13 +22,13 @@ NOTE: not done yet. ``open_storage`` does not route ``s3://`` or ``az://`` here,
 the lake still turns names into local ``Path`` objects in several places
 (``storage.path`` in ``lake.py``, ``reading.py``, ``retention/plan.py``,
 ``discovery/query_versions.py``); ``reading`` still hands DuckDB and pyarrow local
-paths, where it should register ``fs`` on the connection and pass ``url`` names (a
-plain DuckDB read that way works; encrypted reads through pyarrow are untested);
-leases and the purge lock overwrite their record without an ETag condition, so two
-holders could both renew; ``remove`` on a versioned bucket only adds a delete marker,
-so a purge must delete the version the manifest names; Object Lock retention and legal
-holds are not set on anything yet; and Azure immutability cannot be tested against
-Azurite, which implements none of it.
+paths, where it should register ``fs`` on the connection and pass ``url`` names (a plain
+DuckDB read that way works; encrypted reads through pyarrow are untested); leases and
+the purge lock still renew with ``publish(overwrite=True)``, so two holders could both
+renew until they use ``read_tagged`` and ``replace_if_unchanged``; ``remove`` on a
+versioned bucket only adds a delete marker, so a purge must delete the version the
+manifest names; Object Lock retention and legal holds are not set on anything yet; and
+Azure immutability cannot be tested against Azurite, which implements none of it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import fsspec
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from fsspec.spec import AbstractFileSystem
 
 from m365lake.errors import LakeError
@@ -191,6 +193,50 @@ class ObjectStorage:
             raise
         return True
 
+    def read_tagged(self, relative: str) -> tuple[bytes, str]:
+        """Return a file's bytes and the entity tag that ``replace_if_unchanged`` expects.
+
+        The tag is read before the bytes, so a change in between makes the replacement
+        fail rather than overwrite a record its writer never saw.
+        """
+        path = self.path(relative)
+        self.fs.invalidate_cache(path)
+        info = self.fs.info(path)
+        tag = str(info.get("ETag") or info.get("etag"))
+        data: bytes = self.fs.cat_file(path)
+        return data, tag
+
+    def replace_if_unchanged(self, relative: str, data: bytes, tag: str) -> bool:
+        """Overwrite a file only while its entity tag is ``tag``; return False otherwise.
+
+        Leases and locks are renewed this way, so that of two holders only the one that
+        saw the current record can renew it. False also means the file is gone.
+        """
+        path = self.path(relative)
+        if self._is_azure:
+            condition: dict[str, Any] = {
+                "etag": tag,
+                "match_condition": MatchConditions.IfNotModified,
+            }
+        else:
+            condition = {"IfMatch": tag}
+        try:
+            self.fs.pipe_file(path, data, **condition)
+        except (FileNotFoundError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except OSError as error:
+            if _precondition_failed(error):
+                return False
+            raise
+        self.fs.invalidate_cache(path)
+        return True
+
+    @property
+    def _is_azure(self) -> bool:
+        protocol = self.fs.protocol
+        protocols = protocol if isinstance(protocol, tuple | list) else (protocol,)
+        return "az" in protocols
+
     def remove(self, relative: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(relative))
@@ -203,9 +249,18 @@ def _name_taken(error: OSError) -> bool:
     (AWS S3 and moto do). A store that omits the condition gets OSError(EINVAL) quoting
     the precondition failure from s3fs, so that case counts too.
     """
-    if isinstance(error, FileExistsError):
-        return True
-    return error.errno == errno.EINVAL and "precondition" in str(error).lower()
+    return isinstance(error, FileExistsError) or _precondition_failed(error)
+
+
+def _precondition_failed(error: OSError) -> bool:
+    """Tell whether s3fs raised this OSError(EINVAL) for an S3 PreconditionFailed error.
+
+    s3fs keeps the botocore error as the cause, and its code is the only reliable sign.
+    """
+    response = getattr(error.__cause__, "response", None)
+    if error.errno != errno.EINVAL or not isinstance(response, dict):
+        return False
+    return response.get("Error", {}).get("Code") in {"PreconditionFailed", "412"}
 
 
 def open_object_storage(url: str, **options: Any) -> ObjectStorage:

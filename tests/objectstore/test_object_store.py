@@ -158,3 +158,24 @@ def test_duckdb_reads_committed_files_through_the_store(storage: ObjectStorage) 
     rows = connection.execute("SELECT sum(size), count(*) FROM read_parquet(?)", [locations])
 
     assert rows.fetchall() == [(26, 4)]
+
+
+def test_replace_if_unchanged_needs_the_current_tag(storage: ObjectStorage) -> None:
+    storage.publish("leases/writer.json", b"holder a")
+    _, seen_by_a = storage.read_tagged("leases/writer.json")
+    _, seen_by_b = storage.read_tagged("leases/writer.json")
+
+    assert storage.replace_if_unchanged("leases/writer.json", b"renewed by a", seen_by_a)
+    assert not storage.replace_if_unchanged("leases/writer.json", b"taken by b", seen_by_b)
+
+    data, _ = storage.read_tagged("leases/writer.json")
+    assert data == b"renewed by a"
+
+
+def test_replace_if_unchanged_of_a_removed_file_fails(storage: ObjectStorage) -> None:
+    storage.publish("locks/purge.json", b"holder a")
+    _, tag = storage.read_tagged("locks/purge.json")
+    storage.remove("locks/purge.json")
+
+    assert not storage.replace_if_unchanged("locks/purge.json", b"holder a again", tag)
+    assert not storage.exists("locks/purge.json")
