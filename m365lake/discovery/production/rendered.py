@@ -196,13 +196,18 @@ def render_contact(lake: Lake, head: Mapping[str, Any]) -> list[RenderedNative]:
 def render_thread(lake: Lake, head: Mapping[str, Any]) -> list[RenderedNative]:
     """Render a Teams thread as ``.html`` and ``.json``, its messages in posting order.
 
-    NOTE: a message deleted in Teams is rendered from its latest version, which Graph
-    returns without its body, although the search index keeps its earlier text.
+    A message deleted in Teams is rendered from the version before its deletion, as the
+    search index keeps it, and marked deleted: Graph returns it without its body since.
     """
     members = thread_members(lake, head) or [dict(head)]
     items = [item_json(lake, row) for row in members]
-    html = _renderer("teams_thread", "render_thread_html")(items)
-    as_json = _renderer("teams_thread", "render_thread_json")(items)
+    deleted = {
+        str(row["message_id"]): _iso(row["deleted_at"])
+        for row in members
+        if row.get("deleted_at") is not None
+    }
+    html = _renderer("teams_thread", "render_thread_html")(items, deleted=deleted)
+    as_json = _renderer("teams_thread", "render_thread_json")(items, deleted=deleted)
     root = members[0]
     subject = root.get("subject") or ""
     sender = root.get("from_name") or root.get("from_address") or ""

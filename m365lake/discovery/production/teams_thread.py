@@ -212,7 +212,7 @@ def _attachments(message: Mapping[str, Any]) -> str:
     return f'<div class="meta">Attachments:<ul>{"".join(items)}</ul></div>'
 
 
-def _message_html(message: Mapping[str, Any]) -> str:
+def _message_html(message: Mapping[str, Any], deleted_at: str | None = None) -> str:
     classes = "message reply" if message.get("replyToId") else "message"
     header = [
         f"<strong>{_escape(_author(message))}</strong>",
@@ -224,8 +224,9 @@ def _message_html(message: Mapping[str, Any]) -> str:
         header.append(
             f'<span class="marker">edited {_escape(message["lastEditedDateTime"])}</span>'
         )
-    if message.get("deletedDateTime"):
-        header.append(f'<span class="marker">deleted {_escape(message["deletedDateTime"])}</span>')
+    deleted = message.get("deletedDateTime") or deleted_at
+    if deleted:
+        header.append(f'<span class="marker">deleted {_escape(deleted)}</span>')
     parts = [
         f'<article class="{classes}" id="message-{_escape(message.get("id") or "")}">',
         f'<div class="meta">{" · ".join(header)}</div>',
@@ -234,6 +235,10 @@ def _message_html(message: Mapping[str, Any]) -> str:
         parts.append(f"<h2>{_escape(message['subject'])}</h2>")
     if message.get("deletedDateTime"):
         parts.append('<p class="marker">This message was deleted.</p>')
+    elif deleted:
+        parts.append(
+            '<p class="marker">This message was deleted. Its text before the deletion:</p>'
+        )
     parts.append(f'<div class="body">{render_body(message)}</div>')
     parts.extend(
         section
@@ -251,10 +256,19 @@ def _title(ordered: Sequence[Mapping[str, Any]]) -> str:
     return str(root.get("subject") or f"Teams thread by {_author(root)} {_created(root)}")
 
 
-def render_thread_html(messages: Sequence[Mapping[str, Any]]) -> bytes:
-    """Render a thread's chatMessage JSON objects as one UTF-8 HTML page, in posting order."""
+def render_thread_html(
+    messages: Sequence[Mapping[str, Any]], *, deleted: Mapping[str, str] | None = None
+) -> bytes:
+    """Render a thread's chatMessage JSON objects as one UTF-8 HTML page, in posting order.
+
+    ``deleted`` maps the id of a message deleted after the version given to the time of
+    its deletion: that version's text is shown, marked deleted.
+    """
     ordered = thread_order(messages)
-    body = "\n".join(_message_html(message) for message in ordered)
+    deleted = deleted or {}
+    body = "\n".join(
+        _message_html(message, deleted.get(str(message.get("id") or ""))) for message in ordered
+    )
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">'
@@ -264,16 +278,27 @@ def render_thread_html(messages: Sequence[Mapping[str, Any]]) -> bytes:
     return page.encode("utf-8")
 
 
-def render_thread_json(messages: Sequence[Mapping[str, Any]]) -> bytes:
+def render_thread_json(
+    messages: Sequence[Mapping[str, Any]], *, deleted: Mapping[str, str] | None = None
+) -> bytes:
     """Render the thread as UTF-8 JSON: its ids and the messages in posting order, as Graph
-    returned them."""
+    returned them.
+
+    ``deleted`` (message id to deletion time, as for ``render_thread_html``) is listed
+    beside the messages rather than written into them, so each stays as Graph returned it.
+    """
     ordered = thread_order(messages)
     root = next((m for m in ordered if not m.get("replyToId")), ordered[0] if ordered else {})
     identity = root.get("channelIdentity") or {}
-    document = {
+    document: dict[str, Any] = {
         "teamId": identity.get("teamId") if isinstance(identity, Mapping) else None,
         "channelId": identity.get("channelId") if isinstance(identity, Mapping) else None,
         "rootMessageId": root.get("id"),
         "messages": [dict(message) for message in ordered],
     }
+    if deleted:
+        document["deletedMessages"] = [
+            {"id": message_id, "deletedDateTime": moment}
+            for message_id, moment in sorted(deleted.items())
+        ]
     return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=False).encode("utf-8")

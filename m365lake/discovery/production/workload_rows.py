@@ -29,12 +29,25 @@ class WorkloadTable:
     item: str
     partition: tuple[str, ...]
     """The partition columns of the table's files."""
+    removed: str = "change = 'deleted'"
+    """SQL: the version hides its item, whose production keeps the version before it."""
+    removed_at: str = "coalesce(row_deleted_at, captured_at)"
+    """SQL: when the item was removed, for a version that ``removed`` matches."""
 
 
 WORKLOAD_TABLES: Mapping[str, WorkloadTable] = {
     "calendar": WorkloadTable("events", "mailbox_id", "event_id", ("mailbox_id",)),
     "contacts": WorkloadTable("contacts", "mailbox_id", "contact_id", ("mailbox_id",)),
-    "teams": WorkloadTable("channel_messages", "channel_id", "message_id", ("team_id",)),
+    # Teams keeps a message a user deleted, with its body emptied: as in the search index,
+    # the production shows the text of the version before, marked deleted.
+    "teams": WorkloadTable(
+        "channel_messages",
+        "channel_id",
+        "message_id",
+        ("team_id",),
+        removed="change = 'deleted' OR soft_deleted_at IS NOT NULL",
+        removed_at="coalesce(row_deleted_at, soft_deleted_at, captured_at)",
+    ),
 }
 """The workloads whose items are produced from Graph's JSON through a renderer."""
 
@@ -65,7 +78,9 @@ def latest_versions(
     Items are chosen by (container, item) ``keys``, or by the SQL condition ``where``
     over the table's columns (with named ``parameters``) inside ``partition``. Each row
     carries ``deleted_at`` (the first deletion recorded after it, else None), and
-    ``filename`` (the file's manifest entry) and ``file_row_number`` that locate it.
+    ``filename`` (the file's manifest entry) and ``file_row_number`` that locate it. A
+    Teams message first captured after its deletion has only its deleted version, which
+    is returned with its own deletion time.
     """
     spec = WORKLOAD_TABLES[workload]
     scan = reading.TableScan(lake, _entries(lake, spec.table, partition))
@@ -86,18 +101,19 @@ def latest_versions(
             WHERE {where}
         ),
         marked AS (
-            SELECT *, first_value(CASE WHEN change = 'deleted'
-                                  THEN coalesce(row_deleted_at, captured_at) END IGNORE NULLS)
+            SELECT *, first_value(CASE WHEN {spec.removed} THEN {spec.removed_at} END
+                                  IGNORE NULLS)
                 OVER (PARTITION BY {spec.container}, {spec.item}
                       ORDER BY captured_at, file_pos, file_row_number
-                      ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS deleted_at
+                      ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS deleted_at,
+                ({spec.removed}) AS removed
             FROM versions
         )
-        SELECT * EXCLUDE (row_deleted_at, file_pos) FROM marked
+        SELECT * EXCLUDE (row_deleted_at, file_pos, removed) FROM marked
         WHERE change <> 'deleted'
         QUALIFY row_number() OVER (
             PARTITION BY {spec.container}, {spec.item}
-            ORDER BY captured_at DESC, file_pos DESC, file_row_number DESC) = 1
+            ORDER BY removed, captured_at DESC, file_pos DESC, file_row_number DESC) = 1
     """
     with reading.connect(lake) as connection, scan.errors():
         if keys is not None:

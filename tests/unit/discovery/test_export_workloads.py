@@ -120,14 +120,21 @@ def test_thread_produced_whole_in_order(lake: Lake, produced: dict[str, Any]):
     render_json = renderer("teams_thread", "render_thread_json")
     page, as_json = produced["rows"][0:2]
 
+    # The reply deleted in Teams is shown as first captured, with its text, marked deleted.
     thread = stored_json(
-        lake,
-        "channel_messages",
-        "message_id",
-        [lakes.ROOT, lakes.REPLY_ONE, lakes.REPLY_TWO, lakes.REPLY_DELETED],
+        lake, "channel_messages", "message_id", [lakes.ROOT, lakes.REPLY_ONE, lakes.REPLY_TWO]
     )
-    assert read_bytes(produced["out"], page["NATIVELINK"]) == render_html(thread)
-    assert read_bytes(produced["out"], as_json["NATIVELINK"]) == render_json(thread)
+    [before_deletion] = [
+        item for item in lakes.thread_messages() if item["id"] == lakes.REPLY_DELETED
+    ]
+    thread.append(before_deletion)
+    deleted = {lakes.REPLY_DELETED: "2024-03-04T11:00:00Z"}
+    native = read_bytes(produced["out"], page["NATIVELINK"])
+    assert native == render_html(thread, deleted=deleted)
+    assert read_bytes(produced["out"], as_json["NATIVELINK"]) == render_json(
+        thread, deleted=deleted
+    )
+    assert b"This message was deleted. Its text before the deletion:" in native
     assert page["BEGATTACH"] == page["BEGBATES"]
     assert page["ENDATTACH"] == as_json["BEGBATES"]
     assert as_json["PARENTBATES"] == page["BEGBATES"]
@@ -144,6 +151,7 @@ def test_thread_text_holds_every_reply(produced: dict[str, Any]):
     assert "The ledger closes" in text
     assert "Thanks, noted." in text
     assert lakes.ROOT_WORD in text
+    assert lakes.DELETED_WORD in text
     assert page["TEXTSTATUS"] == "ok"
 
 

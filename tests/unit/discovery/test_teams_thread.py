@@ -103,6 +103,29 @@ def test_markers_mentions_reactions_attachments() -> None:
     assert "Cara Diaz" in page
 
 
+def test_message_deleted_later_keeps_its_text_marked_deleted() -> None:
+    before = message(
+        "1700000000400",
+        "2024-05-01T08:07:00.000Z",
+        "<p>Budget is 40k</p>",
+        reply_to="1700000000000",
+        author="Cara Diaz",
+    )
+    deleted = {"1700000000400": "2024-05-03T12:00:00Z"}
+
+    page = render_thread_html([before], deleted=deleted).decode()
+    document = json.loads(render_thread_json([before], deleted=deleted))
+
+    assert "deleted 2024-05-03T12:00:00Z" in page
+    assert "This message was deleted. Its text before the deletion:" in page
+    assert "<p>Budget is 40k</p>" in page
+    assert document["messages"] == [before]
+    assert document["deletedMessages"] == [
+        {"id": "1700000000400", "deletedDateTime": "2024-05-03T12:00:00Z"}
+    ]
+    assert "deletedMessages" not in json.loads(render_thread_json([before]))
+
+
 HOSTILE = (
     '<p onclick="steal()">hi<script>alert(1)</script>'
     '<img src="https://evil.example/pixel.png" onerror="alert(2)" alt="pic">'
