@@ -80,12 +80,13 @@ def _unindexed_commits(lake: Lake, index_seq: int) -> list[int]:
     ]
 
 
-def search_hits(lake: Lake, kql: str) -> list[SearchHit]:
+def search_hits(lake: Lake, kql: str, *, purpose: str = "a query hold") -> list[SearchHit]:
     """Return every item of the search index that ``kql`` matches, deleted items included.
 
     Raises SearchIndexError when the index is missing, or when it has not yet indexed a
     commit that added items (messages, drive items, events, contacts or channel
-    messages), because items in that commit could match.
+    messages), because items in that commit could match. ``purpose`` names what would
+    miss them in that message, such as "a query hold" or "the restore".
     """
     function = _search_function()
     counted = function(lake, kql, limit=0, include_deleted=True)
@@ -94,8 +95,8 @@ def search_hits(lake: Lake, kql: str) -> list[SearchHit]:
         shown = ", ".join(str(seq) for seq in behind[:5]) + (" …" if len(behind) > 5 else "")
         raise SearchIndexError(
             f"the search index is up to date with commit {counted.index_seq}, but commits "
-            f"{shown} added items it has not indexed, so a query hold could miss them. "
-            "Update the index first, then run this again"
+            f"{shown} added items it has not indexed, so {purpose} could miss them. "
+            "Update the index first (m365lake index), then run this again"
         )
     # Asking for exactly the total keeps Tantivy's top-hits buffer no larger than needed.
     result = function(lake, kql, limit=int(counted.total), include_deleted=True)

@@ -99,7 +99,7 @@ def select_contacts(lake: Lake, selection: Selection) -> list[dict[str, Any]]:
     if selection.kql:
         matched = {
             (hit.container_id, hit.item_id)
-            for hit in search_hits(lake, selection.kql)
+            for hit in search_hits(lake, selection.kql, purpose="the restore --kql")
             if hit.workload == WORKLOAD
         }
     ids = set(selection.item_ids)

@@ -168,7 +168,7 @@ def _kql_items(lake: Lake, selection: Selection, workload: str) -> set[tuple[str
         return None
     return {
         (hit.container_id, hit.item_id)
-        for hit in search_hits(lake, selection.kql)
+        for hit in search_hits(lake, selection.kql, purpose="the restore --kql")
         if hit.workload == workload
     }
 

@@ -91,7 +91,7 @@ def select_channel_messages(lake: Lake, selection: Selection) -> list[dict[str, 
     if selection.kql:
         matched = {
             (hit.container_id, hit.item_id)
-            for hit in search_hits(lake, selection.kql)
+            for hit in search_hits(lake, selection.kql, purpose="the restore --kql")
             if hit.workload == WORKLOAD
         }
     ids = set(selection.item_ids)

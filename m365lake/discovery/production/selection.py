@@ -301,7 +301,7 @@ def select_families(
             f"case {details.case.case_id!r} has no custodians, so nothing is in scope; add "
             "custodians first (`m365lake case add-custodian`)"
         )
-    hits = search_hits(lake, kql)
+    hits = search_hits(lake, kql, purpose="the export")
     scope = _scope(lake, custodians)
     in_scope, out_of_scope = _split_by_scope(hits, scope)
 

@@ -7,6 +7,8 @@ import pytest
 from m365lake.discovery import add_custodians, create_case, place_hold
 from m365lake.errors import SearchIndexError
 from m365lake.lake import Lake
+from m365lake.restore.contacts_plan import select_contacts
+from m365lake.restore.selection import Selection
 from m365lake.retention import add_policy, plan_purge, purge
 from m365lake.retention.plan import versions_by_item
 from m365lake.search import search, update_index
@@ -126,3 +128,21 @@ def test_stale_index_stops_query_hold_purge(
 
     with pytest.raises(SearchIndexError, match="Update the index first"):
         plan_purge(indexed, now=NOW + 365 * DAY)
+
+
+def test_stale_index_message_names_restore(indexed: Lake) -> None:
+    with indexed.begin(run_id="late", kind="contacts", container=None) as tx:
+        tx.write_rows(
+            "contacts",
+            [contact("mb-bob", "c-late", "created", NOW)],
+            partition={"mailbox_id": "mb-bob"},
+        )
+        tx.commit()
+
+    with pytest.raises(SearchIndexError) as caught:
+        select_contacts(indexed, Selection(kql='"falcon merger"', workloads=("contacts",)))
+
+    message = str(caught.value)
+    assert "so the restore --kql could miss them" in message
+    assert "query hold" not in message
+    assert "Update the index first (m365lake index)" in message
