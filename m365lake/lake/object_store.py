@@ -5,10 +5,10 @@ system: s3fs for ``s3://bucket/prefix``, adlfs for ``az://container/prefix``. It
 fsspec rather than the cloud SDKs (boto3, azure-storage-blob) for two reasons. DuckDB
 is to read object storage through a file system registered on its connection, because
 its own extensions cannot be downloaded on every machine. And both file systems expose
-the one atomic primitive the lake needs, create-if-absent: s3fs sends
-``If-None-Match: *`` on the PUT or on the multipart completion (``mode="create"``), and
-adlfs uploads with ``overwrite=False``, which sends the same condition on the Put Blob or
-on the block list commit. Neither store shows an object before its upload completes, so
+the one atomic primitive the lake needs, create-if-absent. s3fs sends
+``If-None-Match: *`` on the PUT or on the multipart completion (``mode="create"``).
+adlfs uploads with ``overwrite=False``, which sends the same condition on the Put Blob
+or on the block list commit. Neither store shows an object before its upload completes, so
 readers never see a half-written file. Lake code does not list to decide what is
 committed, because manifests name every file.
 
@@ -27,8 +27,9 @@ DuckDB read that way works; encrypted reads through pyarrow are untested); lease
 the purge lock still renew with ``publish(overwrite=True)``, so two holders could both
 renew until they use ``read_tagged`` and ``replace_if_unchanged``; ``remove`` on a
 versioned bucket only adds a delete marker, so a purge must delete the version the
-manifest names; Object Lock retention and legal holds are not set on anything yet; and
-Azure immutability cannot be tested against Azurite, which implements none of it.
+manifest names; ``set_legal_hold`` exists for S3 only, nothing calls it yet, and Object
+Lock retention is not set on anything; and Azure immutability cannot be tested against
+Azurite, which implements none of it.
 """
 
 from __future__ import annotations
@@ -230,6 +231,37 @@ class ObjectStorage:
             raise
         self.fs.invalidate_cache(path)
         return True
+
+    def set_legal_hold(self, relative: str, *, on: bool) -> str:
+        """Place (``on=True``) or release the S3 legal hold on a file's current version.
+
+        Return the version id the hold applies to: later writes or deletes of the name
+        leave that version in place, so a caller records it. The bucket must have
+        Object Lock enabled.
+        """
+        bucket, key = self._s3_bucket_and_key(relative, "legal holds")
+        head = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        version: str = head["VersionId"]
+        self.fs.call_s3(
+            "put_object_legal_hold",
+            Bucket=bucket,
+            Key=key,
+            VersionId=version,
+            LegalHold={"Status": "ON" if on else "OFF"},
+        )
+        return version
+
+    def _s3_bucket_and_key(self, relative: str, feature: str) -> tuple[str, str]:
+        if self._is_azure:
+            # NOTE: Azure immutability (version-level legal holds and time-based
+            # retention) is not implemented, because Azurite, the only Azure server the
+            # tests can reach, implements none of it.
+            raise LakeError(
+                f"{feature} on Azure Blob Storage are not supported yet: {relative!r} "
+                "stays without one; use an S3 bucket with Object Lock for held items"
+            )
+        bucket, key, _ = self.fs.split_path(self.path(relative))
+        return bucket, key
 
     @property
     def _is_azure(self) -> bool:

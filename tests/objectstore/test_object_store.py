@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from botocore.exceptions import ClientError
 
 from m365lake.errors import LakeError
 from m365lake.lake.object_store import ObjectStorage, open_object_storage
@@ -179,3 +180,29 @@ def test_replace_if_unchanged_of_a_removed_file_fails(storage: ObjectStorage) ->
 
     assert not storage.replace_if_unchanged("locks/purge.json", b"holder a again", tag)
     assert not storage.exists("locks/purge.json")
+
+
+def test_legal_hold_keeps_the_version_until_released(s3_server: S3Server, s3_bucket: str) -> None:
+    storage = open_object_storage(f"s3://{s3_bucket}/lake", **s3_server.storage_options())
+    storage.publish("blobs/cd/cdef01", b"evidence")
+    client = s3_server.client()
+
+    version = storage.set_legal_hold("blobs/cd/cdef01", on=True)
+
+    with pytest.raises(ClientError, match="AccessDenied"):
+        client.delete_object(Bucket=s3_bucket, Key="lake/blobs/cd/cdef01", VersionId=version)
+    storage.set_legal_hold("blobs/cd/cdef01", on=False)
+    client.delete_object(Bucket=s3_bucket, Key="lake/blobs/cd/cdef01", VersionId=version)
+    assert not storage.exists("blobs/cd/cdef01")
+
+
+def test_legal_hold_on_azure_is_rejected(
+    azurite_server: AzuriteServer, azure_container: str
+) -> None:
+    storage = open_object_storage(
+        f"az://{azure_container}/lake", **azurite_server.storage_options()
+    )
+    storage.publish("blobs/cd/cdef01", b"evidence")
+
+    with pytest.raises(LakeError, match="not supported yet"):
+        storage.set_legal_hold("blobs/cd/cdef01", on=True)
