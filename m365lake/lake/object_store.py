@@ -22,8 +22,8 @@ NOTE: not done yet. ``open_storage`` does not route ``s3://`` or ``az://`` here,
 the lake still turns names into local ``Path`` objects in several places
 (``storage.path`` in ``lake.py``, ``reading.py``, ``retention/plan.py``,
 ``discovery/query_versions.py``); ``reading`` still hands DuckDB and pyarrow local
-paths, where it should register ``fs`` on the connection and pass ``url`` names (a plain
-DuckDB read that way works; encrypted reads through pyarrow are untested); leases and
+paths, where it should register ``fs`` on the connection and pass ``url`` names (plain
+DuckDB reads and encrypted pyarrow reads from ``fs.open`` work); leases and
 the purge lock still renew with ``publish(overwrite=True)``, so two holders could both
 renew until they use ``read_tagged`` and ``replace_if_unchanged``; ``remove`` on a
 versioned bucket only adds a delete marker, so a purge must delete the version the

@@ -13,7 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from m365lake.errors import LakeError
+from m365lake.lake.encryption import KeyRing
 from m365lake.lake.object_store import ObjectStorage, open_object_storage
+from m365lake.lake.parquet_keys import decryption_properties, encryption_properties
 from tests.objectstore.servers import AzuriteServer, S3Server
 
 pytestmark = pytest.mark.objectstore
@@ -206,3 +208,21 @@ def test_legal_hold_on_azure_is_rejected(
 
     with pytest.raises(LakeError, match="not supported yet"):
         storage.set_legal_hold("blobs/cd/cdef01", on=True)
+
+
+def test_encrypted_parquet_reads_back_through_the_store(storage: ObjectStorage) -> None:
+    """pyarrow decrypts a lake file opened on the store as it does a local one."""
+    keys = KeyRing(keys={"k1": bytes(range(32))}, current="k1")
+    table = pa.table({"subject": ["quarterly numbers", "lunch"], "size": [10, 20]})
+    key_id, encryption = encryption_properties(keys)
+    handle = storage.open_new("tables/messages/run-5.parquet")
+    writer = pq.ParquetWriter(handle, table.schema, encryption_properties=encryption)
+    writer.write_table(table)
+    writer.close()
+    storage.close_durably(handle)
+
+    assert b"quarterly numbers" not in storage.read_bytes("tables/messages/run-5.parquet")
+    decryption = decryption_properties(keys, key_id, "tables/messages/run-5.parquet")
+    with storage.fs.open(storage.path("tables/messages/run-5.parquet"), "rb") as remote:
+        read = pq.ParquetFile(remote, decryption_properties=decryption).read()
+    assert read.equals(table)
