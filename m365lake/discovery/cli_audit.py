@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -22,6 +23,7 @@ from m365lake.discovery.cli_common import (
 )
 from m365lake.discovery.integrity import verify_archive
 from m365lake.errors import LakeIntegrityError
+from m365lake.lake.encryption import WHERE_KEYS_COME_FROM
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]
 
@@ -289,6 +291,7 @@ def verify_command(
     counts checked.
     """
     lake = open_lake(lake_location, write=False)
+    missing_keys: Counter[str] = Counter()
     with reported_errors(lake):
         try:
             counts = verify_archive(
@@ -297,18 +300,21 @@ def verify_command(
                 blob_sample=sample,
                 seed=seed,
                 audit_anchor=_parse_anchor(audit_head_text),
+                missing_keys=missing_keys,
             )
         except LakeIntegrityError as error:
             if not error.problems:
                 raise
             for problem in error.problems:
                 click.echo(problem)
+            _echo_missing_keys(missing_keys)
             click.echo(
                 f"verification of the lake at {lake.root} failed with {len(error.problems)} "
                 "problem(s). Restore the files named above from a copy of the lake",
                 err=True,
             )
             sys.exit(1)
+    _echo_missing_keys(missing_keys)
     checked = f"{counts['manifests']} manifests, {counts['files']} files"
     if no_blobs:
         checked += ", blobs skipped (--no-blobs)"
@@ -320,4 +326,24 @@ def verify_command(
     else:
         checked += f", {counts['blobs']} blobs"
     checked += f", {counts['audit_events']} audit events"
+    if missing_keys:
+        checked += f"; {sum(missing_keys.values())} encrypted blobs and table files not checked"
     click.echo(f"OK: the lake at {lake.root} passed verification: {checked}")
+
+
+def _echo_missing_keys(missing_keys: Counter[str]) -> None:
+    """Print which keys were missing, so an unchecked file is not mistaken for damage."""
+    if not missing_keys:
+        return
+    for key_id, count in sorted(missing_keys.items()):
+        click.echo(
+            f"not checked: {count} encrypted blobs and table files need key id {key_id!r}, "
+            "which is not loaded",
+            err=True,
+        )
+    click.echo(
+        "The manifest chain, the table file hashes and the audit chain need no key and were "
+        "checked. To check the encrypted content too, add those keys "
+        f"({WHERE_KEYS_COME_FROM}) and run verify again",
+        err=True,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,16 @@ _BLOB_REFERENCES = {
 }
 
 
-def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
+def check_blob_references(
+    lake: Lake, missing_keys: Counter[str] | None = None
+) -> tuple[int, list[str]]:
     """Return the number of blobs committed rows reference and one message per missing blob.
 
     A purge deletes only blobs no remaining row references, so a missing blob means a
     purge went wrong or blobs were deleted by hand. A table file that cannot be read gets
-    its own message, and the references in every other file are still checked.
+    its own message, and the references in every other file are still checked. With
+    ``missing_keys``, a file whose key is not loaded is counted there under its key id
+    instead of being reported as a problem.
     """
     referenced = 0
     problems = []
@@ -52,7 +57,7 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
             f"WHERE {digest_column} IS NOT NULL AND {stored_apart} GROUP BY {digest_column}"
         )
         options = "union_by_name = true, hive_partitioning = false, filename = true"
-        rows, unreadable = _query_readable_files(lake, query, options, entries)
+        rows, unreadable = _query_readable_files(lake, query, options, entries, missing_keys)
         for path, error in unreadable:
             problems.append(
                 f"{path} could not be read to check the blobs its rows reference: {error}"
@@ -69,20 +74,27 @@ def check_blob_references(lake: Lake) -> tuple[int, list[str]]:
 
 
 def _query_readable_files(
-    lake: Lake, query: str, options: str, entries: list[dict[str, Any]]
+    lake: Lake,
+    query: str,
+    options: str,
+    entries: list[dict[str, Any]],
+    missing_keys: Counter[str] | None = None,
 ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
     """Run ``query`` with ``{source}`` reading ``entries``, leaving out unreadable files.
 
     Returns the rows and ``(lake path, error)`` for each file left out, including files
-    whose key is not loaded. The files are read one by one only after the query over
-    all of them failed, which is rare.
+    whose key is not loaded unless ``missing_keys`` counts those by key id. The files are
+    read one by one only after the query over all of them failed, which is rare.
     """
     keyed, unreadable = [], []
     for entry in entries:
         try:
             reading.check_key(lake.keys, entry)
         except LakeKeyError as error:
-            unreadable.append((entry["path"], str(error)))
+            if missing_keys is not None and _not_loaded(lake, error):
+                missing_keys[error.key_id] += 1
+            else:
+                unreadable.append((entry["path"], str(error)))
         else:
             keyed.append(entry)
 
@@ -109,6 +121,46 @@ def _query_readable_files(
     return rows, unreadable
 
 
+def _not_loaded(lake: Lake, error: LakeKeyError) -> bool:
+    """Return whether ``error`` is a key that is not loaded, rather than a different key."""
+    return error.key_id not in lake.keys.keys
+
+
+def _check_blobs(
+    lake: Lake, sample: int | None, seed: int | None, missing_keys: Counter[str] | None
+) -> tuple[dict[str, int], list[str]]:
+    """Read back every blob, or ``sample`` blobs drawn at random; return counts and problems.
+
+    The same checks as ``Lake.check``, except that a blob whose key is not loaded is
+    counted in ``missing_keys`` (when given) instead of being reported as a problem.
+    """
+    stored = sorted(lake.blobs.iter_hashes())
+    counts: dict[str, int] = {}
+    chosen = stored
+    if sample is not None:
+        if sample < 0:
+            raise ValueError("the blob sample size must be zero or more")
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        chosen = random.Random(seed).sample(stored, min(sample, len(stored)))
+        counts = {"blobs_stored": len(stored), "blob_seed": seed}
+    counts["blobs"] = len(chosen)
+    problems = []
+    for digest in chosen:
+        try:
+            lake.blobs.read(digest)
+        except LakeKeyError as error:
+            if missing_keys is not None and _not_loaded(lake, error):
+                missing_keys[error.key_id] += 1
+            else:
+                problems.append(str(error))
+        except LakeIntegrityError as error:
+            problems.append(str(error))
+        except OSError as error:
+            problems.append(f"blob {digest} could not be read: {error}")
+    return counts, problems
+
+
 def verify_archive(
     lake: Lake,
     *,
@@ -116,6 +168,7 @@ def verify_archive(
     blob_sample: int | None = None,
     seed: int | None = None,
     audit_anchor: tuple[int, str] | None = None,
+    missing_keys: Counter[str] | None = None,
 ) -> dict[str, int]:
     """Run ``Lake.verify``'s checks and the audit chain check, then report every problem.
 
@@ -126,8 +179,16 @@ def verify_archive(
     checked (``manifests``, ``files``, ``blobs``, ``audit_events``, ``blobs_referenced``,
     plus ``blobs_stored`` and ``blob_seed`` for a sample). Raises LakeIntegrityError
     listing every problem, one per line and in ``problems``, after running all checks.
+
+    Without ``missing_keys``, a blob or table file whose key is not loaded is a problem.
+    With it, such a blob or file is not checked and is counted there under its key id:
+    the hashes of the manifests and table files need no key, so they are still checked.
     """
-    counts, problems = lake.check(blobs=blobs, blob_sample=blob_sample, seed=seed)
+    counts, problems = lake.check(blobs=False)
+    if blobs:
+        blob_counts, blob_problems = _check_blobs(lake, blob_sample, seed, missing_keys)
+        counts.update(blob_counts)
+        problems.extend(blob_problems)
     try:
         counts["audit_events"], audit_problems = check_audit_chain(lake, anchor=audit_anchor)
     except LakeIntegrityError as error:
@@ -137,7 +198,7 @@ def verify_archive(
         audit_problems = [f"the audit chain could not be checked: {error}"]
     problems.extend(audit_problems)
     try:
-        counts["blobs_referenced"], reference_problems = check_blob_references(lake)
+        counts["blobs_referenced"], reference_problems = check_blob_references(lake, missing_keys)
     except LakeIntegrityError as error:
         counts["blobs_referenced"] = 0
         reference_problems = [f"the blobs that rows reference could not be checked: {error}"]

@@ -196,11 +196,19 @@ def test_verify_command_on_encrypted_lake(
     [parquet, *_] = [entry["path"] for entry in lake.manifests()[-1]["files"]]
     flip_byte(lake.root / parquet, (lake.root / parquet).stat().st_size // 2)
     damaged = verify_cli(lake, KEY)
+    damaged_keyless = verify_cli(lake, None)
 
     assert passed.returncode == 0, passed.stderr
     assert "passed verification" in passed.stdout
-    assert keyless.returncode == 1
-    assert "key id 'lake-2026', which is not loaded" in keyless.stdout
+    # Without the key the hashes are still checked; only the encrypted content is not.
+    assert keyless.returncode == 0, keyless.stdout + keyless.stderr
+    assert "passed verification" in keyless.stdout
+    assert "encrypted blobs and table files not checked" in keyless.stdout
+    assert "need key id 'lake-2026', which is not loaded" in keyless.stderr
+    assert "Restore the files" not in keyless.stderr
+    assert damaged_keyless.returncode == 1
+    assert parquet in damaged_keyless.stdout
+    assert "need key id 'lake-2026'" in damaged_keyless.stderr
     assert damaged.returncode == 1
     assert f"encrypted blob {blob} fails authentication" in damaged.stdout
     assert parquet in damaged.stdout

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
 from m365lake.discovery import record_event, verify_archive
 from m365lake.errors import LakeIntegrityError
 from m365lake.lake import Lake
+from m365lake.lake.encryption import ENV_ENCRYPTION_KEY, ENV_ENCRYPTION_KEY_FILE
 from tests.unit.discovery.lake_fixture import T0, message
+
+KEY = f"k-verify:{base64.b64encode(bytes(range(32))).decode()}"
 
 
 def stored_blobs(lake: Lake, count: int) -> list[str]:
@@ -146,3 +153,39 @@ def test_missing_referenced_blob_named(lake: Lake) -> None:
     [problem] = caught.value.problems
     assert problem.startswith(f"blob {digest} is missing but messages row mailbox_id=mb-bob")
     assert "message_id=big" in problem
+
+
+def test_missing_key_counted_not_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY_FILE, raising=False)
+    monkeypatch.setenv(ENV_ENCRYPTION_KEY, KEY)
+    keyed = Lake.open(tmp_path / "lake")
+    digest = keyed.blobs.put(b"large MIME " * 1000)
+    with keyed.begin(run_id="blob-row", kind="mail", container="mb-bob") as tx:
+        tx.write_rows(
+            "messages",
+            [message("mb-bob", "big", "created", T0, mime_sha256=digest)],
+            partition={"mailbox_id": "mb-bob"},
+        )
+        tx.commit()
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY)
+    keyless = Lake.open(tmp_path / "lake", create=False)
+    missing_keys: Counter[str] = Counter()
+
+    counts = verify_archive(keyless, missing_keys=missing_keys)
+
+    # One blob and one table file need the key; the file's hash was still checked.
+    assert missing_keys == {"k-verify": 2}
+    assert counts["files"] >= 1
+
+
+def test_missing_key_is_problem_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY_FILE, raising=False)
+    monkeypatch.setenv(ENV_ENCRYPTION_KEY, KEY)
+    Lake.open(tmp_path / "lake").blobs.put(b"secret")
+    monkeypatch.delenv(ENV_ENCRYPTION_KEY)
+
+    with pytest.raises(LakeIntegrityError) as caught:
+        verify_archive(Lake.open(tmp_path / "lake", create=False))
+
+    [problem] = caught.value.problems
+    assert "key id 'k-verify', which is not loaded" in problem
