@@ -17,6 +17,7 @@ from m365lake.lake.blob_users import DEFAULT_USER_WAIT_SECONDS, blob_user_async
 from m365lake.lake.disk_full import raise_if_disk_full
 from m365lake.sources.teams import TeamBackupResult, backup_team
 from m365lake.sources.teams_list import Team, list_teams
+from m365lake.sources.teams_senders import SenderDirectory
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ def lease_name(team_id: str) -> str:
 
 
 async def _backup_one(
-    graph: GraphClient, lake: Lake, team: Team, gate: asyncio.Semaphore
+    graph: GraphClient,
+    lake: Lake,
+    team: Team,
+    gate: asyncio.Semaphore,
+    senders: SenderDirectory,
 ) -> TeamBackupResult:
     async with gate:
         lease = lake.acquire_lease(lease_name(team.team_id), owner=new_run_id())
@@ -57,7 +62,9 @@ async def _backup_one(
         try:
             for attempt in range(1, CONFLICT_ATTEMPTS + 1):
                 try:
-                    return await backup_team(graph, lake, team, run_id=new_run_id())
+                    return await backup_team(
+                        graph, lake, team, run_id=new_run_id(), senders=senders
+                    )
                 except CommitConflictError as error:
                     if attempt == CONFLICT_ATTEMPTS:
                         raise
@@ -131,8 +138,9 @@ async def backup_teams(
         found = await list_teams(graph)
         selected = select_teams(found, teams, summary.failed) if teams else found
         gate = asyncio.Semaphore(concurrency)
+        senders = SenderDirectory(graph)
         outcomes = await asyncio.gather(
-            *(_backup_one(graph, lake, team, gate) for team in selected),
+            *(_backup_one(graph, lake, team, gate, senders) for team in selected),
             return_exceptions=True,
         )
         summary.graph = graph.stats

@@ -39,6 +39,7 @@ from m365lake.lake.blobs import sha256_hex
 from m365lake.sources import teams_rows
 from m365lake.sources.rows import failure_row, now_utc
 from m365lake.sources.teams_list import Channel, Team, list_channels
+from m365lake.sources.teams_senders import SenderDirectory
 from m365lake.sources.teams_state import (
     DriveItemResolver,
     KnownMessage,
@@ -153,8 +154,10 @@ class _TeamRun:
         tx: Transaction,
         team: Team,
         result: TeamBackupResult,
+        senders: SenderDirectory,
     ) -> None:
         self.graph = graph
+        self.senders = senders
         self.lake = lake
         self.tx = tx
         self.team = team
@@ -299,6 +302,7 @@ class _TeamRun:
             change=change,
             content=content,
             run_id=self.result.run_id,
+            from_address=await self.senders.address(teams_rows.sender_id(message)),
         )
         if row["reply_to_id"] is None and reply_to is not None:
             row["reply_to_id"] = reply_to
@@ -517,9 +521,16 @@ def run_row(result: TeamBackupResult) -> dict[str, Any]:
 
 
 async def backup_team(
-    graph: GraphClient, lake: Lake, team: Team, *, run_id: str
+    graph: GraphClient,
+    lake: Lake,
+    team: Team,
+    *,
+    run_id: str,
+    senders: SenderDirectory | None = None,
 ) -> TeamBackupResult:
     """Archive the changes in every channel of ``team`` since its last commit, in one commit.
+
+    ``senders`` gives the senders' addresses; a run over several teams shares one.
 
     Raises AccessDeniedError naming the missing permission or the protected API approval
     when Graph refuses the channel messages; nothing of the team is committed then.
@@ -527,7 +538,7 @@ async def backup_team(
     result = TeamBackupResult(team=team, run_id=run_id, started_at=now_utc())
     tx = lake.begin(run_id=run_id, kind="teams", container=team.team_id)
     try:
-        run = _TeamRun(graph, lake, tx, team, result)
+        run = _TeamRun(graph, lake, tx, team, result, senders or SenderDirectory(graph))
         # Read the archive after the transaction took its starting point, so a commit
         # by a concurrent run in between is caught as a conflict.
         run.load_state()

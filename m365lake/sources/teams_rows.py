@@ -39,6 +39,12 @@ def _user(identity: Any) -> dict[str, Any]:
     return user if isinstance(user, dict) else {}
 
 
+def sender_id(message: dict[str, Any]) -> str | None:
+    """Return the Entra object id of the user who sent ``message``, if a user did."""
+    user_id = _user(message.get("from")).get("id")
+    return str(user_id) if user_id else None
+
+
 def message_row(
     *,
     team_id: str,
@@ -47,8 +53,13 @@ def message_row(
     change: str,
     content: ContentRef,
     run_id: str,
+    from_address: str | None = None,
 ) -> dict[str, Any]:
-    """Build one ``channel_messages`` row; ``content`` is the archived JSON of the version."""
+    """Build one ``channel_messages`` row; ``content`` is the archived JSON of the version.
+
+    Graph's chatMessage names its sender without an address: ``from_address`` is the one
+    the tenant directory gives for the sender's object id.
+    """
     author = _user(message.get("from"))
     body = message.get("body") or {}
     mentions = [
@@ -68,8 +79,7 @@ def message_row(
         "importance": message.get("importance"),
         "from_user_id": author.get("id"),
         "from_name": author.get("displayName"),
-        # Graph's chatMessage identity has no address; the directory has it.
-        "from_address": None,
+        "from_address": from_address,
         "created_at": parse_graph_time(message.get("createdDateTime")),
         "modified_at": parse_graph_time(message.get("lastModifiedDateTime")),
         "edited_at": parse_graph_time(message.get("lastEditedDateTime")),

@@ -89,6 +89,15 @@ def test_phrase_only_in_teams_reply(archived: Archived):
     assert result.hits[0].custodian == archived.team_name
 
 
+def test_teams_reply_found_by_sender_address(tenant: Tenant, archived: Archived):
+    sender = [info.user for info in tenant.users() if info.has_mailbox][1]
+    address = sender.mail or sender.user_principal_name
+
+    result = search(archived.lake, f"kind:microsoftteams from:{address}")
+
+    assert archived.reply_id in {hit.item_id for hit in result.hits}
+
+
 def test_kind_meetings_returns_events_only(archived: Archived):
     expected = set(archived_events(archived.lake))
 

@@ -165,6 +165,28 @@ def test_second_run_writes_no_message_rows(
     assert rows(lake, "channel_message_parts", f"run_id = '{second.results[0].run_id}'") == []
 
 
+def test_sender_address_from_directory(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
+) -> None:
+    summary = run_teams(emulator, lake)
+    assert summary.failed == {}
+
+    messages = rows(lake, "channel_messages")
+    directory = {info.id: info.user for info in tenant.users()}
+    senders = {row["from_user_id"] for row in messages}
+    assert senders and senders <= set(directory)
+    for row in messages:
+        user = directory[row["from_user_id"]]
+        assert row["from_address"] == (user.mail or user.user_principal_name)
+    # One directory request per sender for the whole run, whatever their message count.
+    lookups = [
+        record.path
+        for record in emulator.requests
+        if record.path.startswith("/v1.0/users/") and record.path.count("/") == 3
+    ]
+    assert sorted(lookups) == sorted(f"/v1.0/users/{sender}" for sender in senders)
+
+
 def test_protected_api_off_fails_clearly(
     tenant: Tenant, emulator: EmulatorServer, lake: Lake, thread: GeneratedThread
 ) -> None:

@@ -210,7 +210,7 @@ def render_thread(lake: Lake, head: Mapping[str, Any]) -> list[RenderedNative]:
     as_json = _renderer("teams_thread", "render_thread_json")(items, deleted=deleted)
     root = members[0]
     subject = root.get("subject") or ""
-    sender = root.get("from_name") or root.get("from_address") or ""
+    sender = _address({"name": root.get("from_name"), "address": root.get("from_address")})
     fields = {
         "SUBJECT": subject,
         "FROM": sender,

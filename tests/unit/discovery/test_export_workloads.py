@@ -141,6 +141,7 @@ def test_thread_produced_whole_in_order(lake: Lake, produced: dict[str, Any]):
     assert page["SOURCEID"] == f"teams:{lakes.CHANNEL}:{lakes.ROOT}"
     assert as_json["SOURCEID"] == f"teams:{lakes.CHANNEL}:{lakes.ROOT}#json"
     assert page["SUBJECT"] == "Quarter close"
+    assert page["FROM"] == f"Alice Park <{ALICE}>"
     assert page["SOURCEPATH"] == f"{TEAM_NAME}/{lakes.CHANNEL_NAME}"
 
 

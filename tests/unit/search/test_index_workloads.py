@@ -162,6 +162,10 @@ def test_teams_properties(lake: Lake):
         teams_id(lakes.REPLY_ONE),
         teams_id(lakes.REPLY_DELETED),
     }
+    assert doc_ids(lake, f"from:{lakes.BOB}") == {
+        teams_id(lakes.REPLY_ONE),
+        teams_id(lakes.REPLY_DELETED),
+    }
     assert doc_ids(lake, 'mentions:"alice park"') == {teams_id(lakes.REPLY_ONE)}
     assert doc_ids(lake, 'subject:"quarter close"') == {teams_id(lakes.ROOT)}
     assert doc_ids(lake, "channel:general") == MESSAGES
