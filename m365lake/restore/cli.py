@@ -40,6 +40,18 @@ from m365lake.restore.selection import (
 
 _REASONS_SHOWN = 5
 PLAN_COLUMNS = ("workload", "outcome", "source", "target", "reason")
+_DRY_RUN_OUTCOMES = {
+    Outcome.CREATED: "would create",
+    Outcome.REPLACED: "would replace",
+    Outcome.RENAMED: "would rename",
+    Outcome.SKIPPED: "would skip",
+}
+"""How the table of a dry run words the outcomes that describe a write."""
+
+
+def shown_outcome(outcome: Outcome, *, dry_run: bool) -> str:
+    """Return the outcome as the table prints it: in a dry run, what would happen."""
+    return _DRY_RUN_OUTCOMES.get(outcome, outcome.value) if dry_run else outcome.value
 
 
 def register(main: click.Group) -> None:
@@ -68,7 +80,11 @@ def _check_folder(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.command("restore")
 @click.option("--kql", default=None, help="Restore the items this compliance search matches.")
 @click.option(
-    "--id", "item_ids", multiple=True, help="Archived message or drive item id (repeatable)."
+    "--id",
+    "item_ids",
+    multiple=True,
+    help="Archived message, drive item, event or contact id (repeatable). Events and "
+    "contacts need --workload calendar or --workload contacts.",
 )
 @click.option(
     "--custodian", default=None, help="User principal name or id: their mailbox and OneDrive."
@@ -168,12 +184,18 @@ def restore_command(
     actor: str | None,
     lake_location: str | None,
 ) -> None:
-    """Plan or carry out a restore of archived mail and files to the tenant.
+    """Plan or carry out a restore of archived mail, files, calendar events and contacts.
 
     Without --execute nothing is written: the plan lists what would be created where,
     the collisions with live items and what cannot be restored. Run it again with
     --execute to restore. A restore never overwrites a live item unless --conflict replace
     is given, and running it twice creates nothing the second time.
+
+    Mail and files are searched by default; calendar events (a series as a whole) and
+    contacts only with --workload calendar or --workload contacts. Teams messages cannot
+    be written back: they are listed with the export to use instead. Writing needs the
+    write permissions (Mail.ReadWrite, Files.ReadWrite.All, Calendars.ReadWrite,
+    Contacts.ReadWrite).
     """
     actor_name = resolve_actor(actor)
     lake = open_lake(lake_location, write=True)
@@ -255,7 +277,7 @@ def _echo_table(run: RestoreRun, limit: int) -> None:
     rows = [
         (
             result.planned.workload,
-            result.outcome.value,
+            shown_outcome(result.outcome, dry_run=report.dry_run),
             result.planned.source_path,
             result.planned.target_path,
             result.reason or result.planned.reason or "",
@@ -278,7 +300,11 @@ def _echo_table(run: RestoreRun, limit: int) -> None:
     for reason, count in reasons.most_common(_REASONS_SHOWN):
         click.echo(f"failed ({count} items): {reason}", err=True)
 
-    counts = ", ".join(f"{count} {name}" for name, count in report.counts().items() if count)
+    counts = ", ".join(
+        f"{count} {shown_outcome(Outcome(name), dry_run=report.dry_run)}"
+        for name, count in report.counts().items()
+        if count
+    )
     verb = "planned" if report.dry_run else "restored"
     click.echo(f"restore {report.restore_id} {verb}: {counts or 'nothing'}")
 

@@ -9,6 +9,17 @@ from click.testing import CliRunner
 
 from m365lake.cli import main
 from m365lake.lake import Lake
+from m365lake.restore.cli import _echo_table
+from m365lake.restore.model import (
+    ConflictPolicy,
+    ItemResult,
+    Outcome,
+    PlannedItem,
+    RestoreReport,
+    RestoreTarget,
+)
+from m365lake.restore.runner import RestoreRun
+from m365lake.restore.selection import Selection
 
 
 @pytest.fixture
@@ -62,3 +73,35 @@ def test_missing_lake_names_the_fix(tmp_path: Path) -> None:
 
     assert code == 1
     assert "m365lake backup" in output
+
+
+def _run(*, dry_run: bool) -> RestoreRun:
+    planned = PlannedItem(
+        workload="calendar",
+        source_container="mb-1",
+        source_item_id="e-1",
+        source_version="a" * 64,
+        source_path="Calendar/Budget review",
+        target_container="mb-1",
+        target_path="Calendar/Budget review",
+        action="create",
+    )
+    report = RestoreReport("restore-1", dry_run, ConflictPolicy.SKIP)
+    report.items.append(ItemResult(planned, Outcome.CREATED))
+    return RestoreRun(report, Selection(item_ids=("e-1",)), RestoreTarget())
+
+
+def test_dry_run_table_says_would_create(capsys: pytest.CaptureFixture[str]) -> None:
+    _echo_table(_run(dry_run=True), limit=10)
+
+    output = capsys.readouterr().out
+    assert "would create" in output
+    assert "restore restore-1 planned: 1 would create" in output
+
+
+def test_executed_table_says_created(capsys: pytest.CaptureFixture[str]) -> None:
+    _echo_table(_run(dry_run=False), limit=10)
+
+    output = capsys.readouterr().out
+    assert "would" not in output
+    assert "restore restore-1 restored: 1 created" in output
