@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Set
 from datetime import UTC, datetime
 from typing import Any
 
@@ -185,6 +186,8 @@ class _CalendarRestore:
                 else Outcome.UNRESTORABLE
             )
             return ItemResult(item, outcome, target_item_id=item.live_id, reason=item.reason)
+        if item.action == "failed":
+            return ItemResult(item, Outcome.FAILED, reason=item.reason)
 
         outcome = Outcome.CREATED
         if item.action == "collision":
@@ -202,18 +205,29 @@ class _CalendarRestore:
         assert item.json is not None
         archived = read_archived(self.lake, item.json)
         mailbox_id = item.target_container
-        calendar_id = await self.calendar_id(mailbox_id, item.calendar_name)
-        created = await self.graph.send_json(
-            "POST",
-            f"/users/{mailbox_id}/calendars/{calendar_id}/events",
-            json=create_body(archived),
-            mailbox=mailbox_id,
-        )
+        attached: set[str] = set()
+        created: dict[str, Any] | None
+        if item.action == "complete":
+            # An earlier restore created this event and failed after it: finish that one.
+            created = {"id": item.live_id}
+        else:
+            calendar_id = await self.calendar_id(mailbox_id, item.calendar_name)
+            created = await self.graph.send_json(
+                "POST",
+                f"/users/{mailbox_id}/calendars/{calendar_id}/events",
+                json=create_body(archived),
+                mailbox=mailbox_id,
+            )
         assert created is not None
         try:
+            if item.action == "complete":
+                created = await self.graph.get_json(
+                    f"/users/{mailbox_id}/events/{created['id']}", mailbox=mailbox_id
+                )
+                attached = await self._attachment_names(mailbox_id, created["id"])
             if archived.get("type") == "seriesMaster":
                 await self._shape_series(item, archived, created)
-            await self._attach(item, created["id"])
+            await self._attach(item, created["id"], skip=attached)
         except (GraphError, RestoreError) as error:
             # The event exists in the tenant now, so the result names it: whoever reads
             # the report can finish or remove it.
@@ -261,8 +275,23 @@ class _CalendarRestore:
                 "DELETE", f"/users/{mailbox_id}/events/{instance['id']}", mailbox=mailbox_id
             )
 
-    async def _attach(self, item: CalendarPlannedItem, event_id: str) -> None:
+    async def _attachment_names(self, mailbox_id: str, event_id: str) -> set[str]:
+        names: set[str] = set()
+        async for page in self.graph.iter_pages(
+            f"/users/{mailbox_id}/events/{event_id}/attachments",
+            params={"$select": "name"},
+            mailbox=mailbox_id,
+        ):
+            names.update(str(a.get("name")) for a in page.get("value") or [])
+        return names
+
+    async def _attach(
+        self, item: CalendarPlannedItem, event_id: str, *, skip: Set[str] = frozenset()
+    ) -> None:
+        """Attach the archived files, except those named in ``skip`` (already attached)."""
         for name, content_type, sha256 in item.attachments:
+            if name in skip:
+                continue
             content = self.lake.blobs.read(sha256)
             if len(content) > MAX_ATTACHMENT_BYTES:
                 # NOTE: large event attachments need an upload session, not written yet.

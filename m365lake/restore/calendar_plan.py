@@ -3,8 +3,9 @@
 A series is restored as a unit: its master, then its exceptions and cancellations, so a
 plan line stands for the master and carries the exceptions' archived JSON and the
 cancelled occurrences. An event is already present when it is live at the target (same id,
-restoring in place) or an earlier restore created it (ledger). It collides when a live
-single or master in the target calendar has the same subject and start.
+restoring in place) or an earlier restore created it (ledger). An event an earlier restore
+created but failed to complete (a series without its exceptions) is completed in place. It
+collides when a live single or master in the target calendar has the same subject and start.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from m365lake.catalog import connect
 from m365lake.discovery.search_api import search_hits
-from m365lake.errors import ItemNotFoundError
+from m365lake.errors import GraphError, ItemNotFoundError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake
 from m365lake.restore.ledger import RestoreLedger
@@ -220,26 +221,50 @@ async def plan_calendar_restore(
         reason: str | None = None
         live_id: str | None = None
         colliding: tuple[str, ...] = ()
-        earlier = ledger.find(
-            WORKLOAD, mailbox_id, row["event_id"], row["json_sha256"], target_mailbox
-        )
-        if row["json_sha256"] is None:
-            action, reason = "unrestorable", "Graph's JSON of this event was not archived"
-        elif earlier and await _is_live(graph, target_mailbox, earlier):
-            action, reason, live_id = "already_present", f"restored before as {earlier}", earlier
-        elif target_mailbox == mailbox_id and await _is_live(graph, mailbox_id, row["event_id"]):
-            action, reason, live_id = "already_present", "the event is live", row["event_id"]
-        else:
-            start = row["start_at"]
-            colliding = tuple(
-                str(live["id"])
-                for live in await _live_heads(graph, target_mailbox, live_cache)
-                if (live.get("subject") or "") == (row["subject"] or "")
-                and parse_date_time_zone(live.get("start")) == start
+        key = (WORKLOAD, mailbox_id, row["event_id"], row["json_sha256"], target_mailbox)
+        earlier = ledger.find(*key)
+        unfinished = ledger.find_unfinished(*key)
+        try:
+            if row["json_sha256"] is None:
+                action, reason = "unrestorable", "Graph's JSON of this event was not archived"
+            elif earlier and await _is_live(graph, target_mailbox, earlier):
+                action, reason, live_id = (
+                    "already_present",
+                    f"restored before as {earlier}",
+                    earlier,
+                )
+            elif unfinished and await _is_live(graph, target_mailbox, unfinished):
+                action, live_id = "complete", unfinished
+                reason = f"an earlier restore created it as {unfinished} but did not complete it"
+            elif target_mailbox == mailbox_id and await _is_live(
+                graph, mailbox_id, row["event_id"]
+            ):
+                action, reason, live_id = "already_present", "the event is live", row["event_id"]
+            else:
+                start = row["start_at"]
+                colliding = tuple(
+                    str(live["id"])
+                    for live in await _live_heads(graph, target_mailbox, live_cache)
+                    if (live.get("subject") or "") == (row["subject"] or "")
+                    and parse_date_time_zone(live.get("start")) == start
+                )
+                if colliding:
+                    action = "collision"
+                    reason = (
+                        f"a live event with the same subject and start: {colliding[0]}; "
+                        "run again with --conflict replace to replace it or --conflict rename "
+                        "to restore beside it"
+                    )
+        except GraphError as error:
+            # Only this event's target could not be checked; the other events still go.
+            logger.warning(
+                "calendar restore: checking the target of event %s in %s failed: %s",
+                row["event_id"],
+                target_mailbox,
+                error,
             )
-            if colliding:
-                action = "collision"
-                reason = f"a live event with the same subject and start: {colliding[0]}"
+            action, live_id = "failed", None
+            reason = f"the target could not be checked before restoring: {error}"[:500]
         plan.append(
             CalendarPlannedItem(
                 workload=WORKLOAD,

@@ -27,8 +27,11 @@ LedgerKey = tuple[str, str, str, str, str]
 class RestoreLedger:
     """The target item of every archived version restored before, by ledger key."""
 
-    def __init__(self, entries: dict[LedgerKey, str]) -> None:
+    def __init__(
+        self, entries: dict[LedgerKey, str], unfinished: dict[LedgerKey, str] | None = None
+    ) -> None:
         self._entries = entries
+        self._unfinished = unfinished or {}
 
     @classmethod
     def load(cls, lake: Lake) -> RestoreLedger:
@@ -52,7 +55,18 @@ class RestoreLedger:
             for row in rows
             if row["outcome"] in _LASTING and row["target_item_id"]
         }
-        return cls(entries)
+        unfinished = {
+            (
+                row["workload"],
+                row["source_container"],
+                row["source_item_id"],
+                row["source_version"],
+                row["target_container"],
+            ): row["target_item_id"]
+            for row in rows
+            if row["outcome"] == Outcome.FAILED and row["target_item_id"]
+        }
+        return cls(entries, unfinished)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,11 +84,31 @@ class RestoreLedger:
             (workload, source_container, source_item_id, source_version, target_container)
         )
 
+    def find_unfinished(
+        self,
+        workload: str,
+        source_container: str,
+        source_item_id: str,
+        source_version: str,
+        target_container: str,
+    ) -> str | None:
+        """Return the target item an earlier restore created but failed to complete, if any.
+
+        Such an item is in the tenant (a series without its exceptions, an event without
+        its attachments), and the latest ledger row of this version is its failure.
+        """
+        return self._unfinished.get(
+            (workload, source_container, source_item_id, source_version, target_container)
+        )
+
     def remember(self, results: Sequence[ItemResult]) -> None:
         """Add results of the running restore, so later lookups in the same run find them."""
         for result in results:
             if result.outcome in _LASTING and result.target_item_id:
                 self._entries[_key(result)] = result.target_item_id
+                self._unfinished.pop(_key(result), None)
+            elif result.outcome is Outcome.FAILED and result.target_item_id:
+                self._unfinished[_key(result)] = result.target_item_id
 
 
 def _key(result: ItemResult) -> LedgerKey:

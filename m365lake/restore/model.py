@@ -95,7 +95,9 @@ class PlannedItem:
     target_container: str
     target_path: str
     action: str
-    """``create``, ``collision``, ``already_present`` or ``unrestorable``."""
+    """``create``, ``collision``, ``already_present``, ``unrestorable``, ``complete`` (finish
+    an item an earlier restore created but did not complete) or ``failed`` (the target
+    could not be checked)."""
     reason: str | None = None
     """The colliding live item, or why the item cannot be restored."""
 
@@ -129,6 +131,8 @@ PLAN_OUTCOMES = {
     "create": Outcome.CREATED,
     "already_present": Outcome.ALREADY_PRESENT,
     "unrestorable": Outcome.UNRESTORABLE,
+    "complete": Outcome.CREATED,
+    "failed": Outcome.FAILED,
 }
 
 
@@ -145,7 +149,7 @@ def planned_outcome(item: PlannedItem, policy: ConflictPolicy) -> Outcome:
     except KeyError:
         raise ValueError(
             f"unknown plan action {item.action!r}; expected create, collision, "
-            "already_present or unrestorable"
+            "already_present, unrestorable, complete or failed"
         ) from None
 
 

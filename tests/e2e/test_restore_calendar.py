@@ -293,3 +293,59 @@ def test_unfinished_series_reported_with_its_id(
     assert result.outcome is Outcome.FAILED
     assert result.target_item_id in tenant.calendar_box(uid).events
     assert result.reason is not None and "not completed" in result.reason
+
+
+def test_rerun_completes_unfinished_series(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    upn = owner(tenant)
+    uid = tenant.user_id(upn)
+    series = weekly(tenant, upn)
+    before = shape(tenant, upn, series.id)
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    refresh_catalog(lake)
+    tenant.delete_event(uid, series.id)
+    selection = Selection(item_ids=(series.id,), workloads=("calendar",))
+    emulator.inject(path_pattern=r"/instances$", status=400, times=1)
+    (failed,), _ = restore_calendar(emulator, lake, selection)
+
+    (result,), findings = restore_calendar(emulator, lake, selection)
+
+    assert result.outcome is Outcome.CREATED
+    assert result.target_item_id == failed.target_item_id
+    assert findings == []
+    after = shape(tenant, upn, str(result.target_item_id))
+    assert [(kind, start) for kind, start, _ in after] == [
+        (kind, start) for kind, start, _ in before
+    ]
+    subject = series.master.properties["subject"]
+    masters = [
+        view
+        for view in tenant.calendar_events(uid, None)
+        if view.master.properties.get("subject") == subject
+    ]
+    assert len(masters) == 1
+
+
+def test_failed_live_check_fails_only_its_item(
+    tenant: Tenant, emulator: EmulatorServer, lake: Lake
+) -> None:
+    upn = owner(tenant)
+    uid = tenant.user_id(upn)
+    series = weekly(tenant, upn)
+    single = next(v for v in tenant.calendar_events(uid, None) if v.kind == "singleInstance")
+    asyncio.run(backup_calendars(emulator.settings(), lake))
+    refresh_catalog(lake)
+    tenant.delete_event(uid, series.id)
+    tenant.delete_event(uid, single.id)
+    emulator.inject(path_pattern=rf"/events/{series.id}$", status=400, times=1)
+
+    results, _ = restore_calendar(
+        emulator, lake, Selection(item_ids=(series.id, single.id), workloads=("calendar",))
+    )
+
+    outcomes = {r.planned.source_item_id: r for r in results}
+    assert outcomes[single.id].outcome is Outcome.CREATED
+    assert outcomes[series.id].outcome is Outcome.FAILED
+    assert outcomes[series.id].target_item_id is None
+    assert "400" in (outcomes[series.id].reason or "")

@@ -66,6 +66,28 @@ def test_remember_makes_running_results_visible() -> None:
     assert ledger.find("mail", "u1", "m1", "sha-m1", "u1") == "copy-1"
 
 
+def test_failure_after_create_is_found_unfinished(tmp_path: Path) -> None:
+    lake = Lake.open(tmp_path / "lake")
+    record(
+        lake,
+        "restore-1",
+        [
+            ItemResult(planned("m1"), Outcome.FAILED, target_item_id="half-1", reason="400"),
+            ItemResult(planned("m2"), Outcome.FAILED, reason="403"),
+            ItemResult(planned("m3"), Outcome.FAILED, target_item_id="half-3", reason="400"),
+        ],
+    )
+    record(lake, "restore-2", [ItemResult(planned("m3"), Outcome.CREATED, target_item_id="half-3")])
+
+    ledger = RestoreLedger.load(lake)
+
+    assert ledger.find_unfinished("mail", "u1", "m1", "sha-m1", "u1") == "half-1"
+    assert ledger.find("mail", "u1", "m1", "sha-m1", "u1") is None
+    assert ledger.find_unfinished("mail", "u1", "m2", "sha-m2", "u1") is None
+    assert ledger.find_unfinished("mail", "u1", "m3", "sha-m3", "u1") is None
+    assert ledger.find("mail", "u1", "m3", "sha-m3", "u1") == "half-3"
+
+
 def test_dry_run_outcomes_follow_policy() -> None:
     collision = planned("m1", action="collision")
 
@@ -73,6 +95,8 @@ def test_dry_run_outcomes_follow_policy() -> None:
     assert planned_outcome(collision, ConflictPolicy.RENAME) is Outcome.RENAMED
     assert planned_outcome(collision, ConflictPolicy.REPLACE) is Outcome.REPLACED
     assert planned_outcome(planned("m2"), ConflictPolicy.SKIP) is Outcome.CREATED
+    assert planned_outcome(planned("m3", "complete"), ConflictPolicy.SKIP) is Outcome.CREATED
+    assert planned_outcome(planned("m4", "failed"), ConflictPolicy.SKIP) is Outcome.FAILED
 
 
 def test_report_counts_every_outcome() -> None:
