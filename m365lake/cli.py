@@ -140,16 +140,26 @@ def emulator() -> None:
     show_default=True,
     help="Seed of the random faults, so a run can be replayed.",
 )
+@click.option(
+    "--write-roles",
+    is_flag=True,
+    help=(
+        "Also grant the app the write permissions restore needs (Mail.ReadWrite, "
+        "Files.ReadWrite.All, Calendars.ReadWrite, Contacts.ReadWrite). Default: read only."
+    ),
+)
 def emulator_serve(
     corpus: Path | None,
     state_dir: Path | None,
     port: int,
     fault_settings: tuple[str, ...],
     fault_seed: int,
+    write_roles: bool,
 ) -> None:
     """Serve an emulated tenant over HTTPS on loopback and print the client's environment."""
     from m365lake.emulator.app import EmulatorOptions
     from m365lake.emulator.faults import plan_from_settings
+    from m365lake.emulator.records import RESTORE_ROLES
     from m365lake.emulator.runtime import default_state_dir, start_emulator
 
     settings = dict(setting.partition("=")[::2] for setting in fault_settings)
@@ -163,6 +173,7 @@ def emulator_serve(
             state_dir=state_dir or default_state_dir(),
             port=port,
             options=EmulatorOptions(faults=plan),
+            extra_roles=RESTORE_ROLES if write_roles else (),
         )
     except M365LakeError as error:
         raise click.ClickException(str(error)) from error

@@ -53,6 +53,15 @@ class SeqCounter:
         return self.value
 
 
+RESTORE_ROLES = (
+    "Mail.ReadWrite",
+    "Files.ReadWrite.All",
+    "Calendars.ReadWrite",
+    "Contacts.ReadWrite",
+)
+"""The write permissions restore needs, which an app registration for backup lacks."""
+
+
 @dataclass
 class AppRegistration:
     """The one app registration the emulated tenant trusts.

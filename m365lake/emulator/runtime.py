@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import platformdirs
@@ -56,15 +57,22 @@ def _remembered_port(state_dir: Path) -> int:
 
 
 def start_emulator(
-    *, corpus: Path | None, state_dir: Path, port: int = 0, options: EmulatorOptions | None = None
+    *,
+    corpus: Path | None,
+    state_dir: Path,
+    port: int = 0,
+    options: EmulatorOptions | None = None,
+    extra_roles: Sequence[str] = (),
 ) -> RunningEmulator:
     """Start the emulator; with ``port`` 0, reuse the port of the last start when it is free.
 
     Delta links are absolute URLs, so a lake filled from this emulator keeps working
-    across restarts only while the emulator listens on the same address.
+    across restarts only while the emulator listens on the same address. ``extra_roles``
+    are granted to the app besides the read permissions, e.g. ``RESTORE_ROLES``.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     tenant = build_tenant(corpus)
+    tenant.app.roles.extend(role for role in extra_roles if role not in tenant.app.roles)
     candidates = [port] if port else [_remembered_port(state_dir), 0]
     for candidate in dict.fromkeys(candidates):
         server = EmulatorServer(tenant, state_dir, options=options, port=candidate)
