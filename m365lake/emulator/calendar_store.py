@@ -143,6 +143,10 @@ class CalendarMixin:
             if end < start:
                 raise EventInputError("the end of an event must not be before its start")
             recurrence = payload.get("recurrence")
+            # A series may start on a day its pattern does not match; its first occurrence
+            # is then the first matching day on or after the range's startDate (Graph's
+            # recurrenceRange). NOTE: whether Exchange also moves the master's start to that
+            # day, as Outlook's own form does, is unverified; the master keeps its start here.
             if recurrence is not None:
                 try:
                     next(patterns.occurrence_starts(recurrence, start.time(), until=start))

@@ -244,7 +244,8 @@ def rrule(recurrence: Mapping[str, Any], clock: _Clock, start: datetime) -> str:
 
 def _person(entry: Any) -> tuple[str, str]:
     email = (entry or {}).get("emailAddress") or {}
-    return str(email.get("name") or ""), str(email.get("address") or "")
+    # The address is written unescaped after "mailto:", so its control characters go here.
+    return str(email.get("name") or ""), _CONTROL.sub("", str(email.get("address") or ""))
 
 
 def _body_lines(event: Mapping[str, Any]) -> list[str]:

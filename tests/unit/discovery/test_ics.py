@@ -275,7 +275,7 @@ def test_control_characters_are_dropped_from_text() -> None:
         "location": {"displayName": "Room\x00 1"},
         "start": {"dateTime": "2024-03-01T14:00:00.0000000", "timeZone": "UTC"},
         "end": {"dateTime": "2024-03-01T15:00:00.0000000", "timeZone": "UTC"},
-        "organizer": {"emailAddress": {"name": "Ada\x00", "address": "ada@x.example"}},
+        "organizer": {"emailAddress": {"name": "Ada\x00", "address": "ada@x.example\x00"}},
     }
 
     raw = render_ics([event])
@@ -285,3 +285,4 @@ def test_control_characters_are_dropped_from_text() -> None:
     assert str(parsed["SUMMARY"]) == "Budget review"
     assert str(parsed["DESCRIPTION"]) == "Line one\nline\ttwo"
     assert str(parsed["LOCATION"]) == "Room 1"
+    assert str(parsed["ORGANIZER"]) == "mailto:ada@x.example"
