@@ -30,6 +30,10 @@ from m365lake.search.fields import SearchDocument
 if TYPE_CHECKING:
     from m365lake.search.extract import Extraction
 
+# How much of a message's text titles a hit when the message has no subject.
+TITLE_WORDS = 12
+TITLE_CHARACTERS = 80
+
 
 def channel_message_document(
     row: Mapping[str, Any],
@@ -84,13 +88,14 @@ def channel_message_document(
     issues: list[str] = []
     if content_issue:
         issues.append(f"message: {content_issue}")
-    if isinstance(body, str):
-        builder.add("body", body)
-    elif body is not None:
-        builder.add("body", body.text)
+    text = body if isinstance(body, str) or body is None else body.text
+    builder.add("body", text)
+    if body is not None and not isinstance(body, str):
         issue = extraction_issue("body", body)
         if issue:
             issues.append(issue)
+    if not (row.get("subject") or item.get("subject")):
+        builder.add("hit_title", _title(text, row, channel.display_name if channel else None))
     # NOTE: only a shared file's name is folded into the message. The file is indexed as
     # its own ``docs`` item when its drive is archived, so its text matches the file alone.
     names = [
@@ -103,6 +108,20 @@ def channel_message_document(
     builder.add("hasattachment", bool(count) if count is not None else any(names))
     add_issues(builder, issues)
     return builder.values
+
+
+def _title(text: str | None, row: Mapping[str, Any], channel: str | None) -> str:
+    """Return a title for a message without a subject: its first words, else its place."""
+    words = (text or "").split()
+    if words:
+        shown = " ".join(words[:TITLE_WORDS])
+        if len(shown) > TITLE_CHARACTERS:
+            shown = shown[: TITLE_CHARACTERS - 1].rstrip()
+        elif len(words) <= TITLE_WORDS:
+            return shown
+        return f"{shown}…"
+    kind = "reply" if row.get("reply_to_id") else "post"
+    return f"{kind} in {channel or row.get('channel_id')}"
 
 
 def _sender(row: Mapping[str, Any], item: Mapping[str, Any]) -> str | None:

@@ -98,6 +98,9 @@ IDENTITY_FIELDS: tuple[Field, ...] = (
     ),  # mailbox UPN or site/drive URL
     Field("partially_indexed", FieldKind.BOOL, stored=True, fast=True),
     Field("index_issues", FieldKind.KEYWORD, stored=True),  # one "part: reason" per problem
+    # A hit's title for an item without a subject, file name or display name: a Teams
+    # reply's first words, else where it was posted. Kept for display, not a property.
+    Field("hit_title", FieldKind.KEYWORD, stored=True),
 )
 
 KIND_VALUES: tuple[str, ...] = ("email", "docs", "meetings", "contacts", "microsoftteams")

@@ -48,7 +48,10 @@ class Hit:
     run_id: str | None
     deleted_at: dt.datetime | None
     title: str | None
-    """The subject of a message, event or Teams message, a file's name or a contact's name."""
+    """The subject of a message, event or Teams message, a file's name or a contact's name.
+
+    A Teams reply, which has no subject, is titled by its first words, or by its channel
+    when it has no text."""
     custodian: str | None
     location: str | None
     size: int | None
@@ -149,7 +152,7 @@ def _hit(searcher: tantivy.Searcher, score: float, address: tantivy.DocAddress) 
         captured_at=first("captured_at"),
         run_id=first("run_id"),
         deleted_at=first("deleted_at"),
-        title=first("subject") or first("filename") or first("displayname"),
+        title=first("subject") or first("filename") or first("displayname") or first("hit_title"),
         custodian=first("custodian_key"),
         location=first("location_key"),
         size=first("size"),

@@ -182,6 +182,41 @@ def test_teams_hits_name_channel_and_message(lake: Lake):
     assert hit.location == TEAM_URL
 
 
+def test_teams_reply_without_subject_titled_by_first_words(lake: Lake):
+    titles = {hit.item_id: hit.title for hit in search(lake, "kind:microsoftteams").hits}
+
+    assert titles[lakes.ROOT] == "Quarter close"
+    assert titles[lakes.REPLY_ONE] == "I do. The ledger closes on Friday."
+    assert titles[lakes.REPLY_TWO] == "Thanks, noted."
+    assert titles[lakes.REPLY_DELETED] == f"Ignore the {lakes.DELETED_WORD} figures."
+
+
+def test_teams_reply_title_shortened_or_named_by_channel(tmp_path: Path):
+    lake = Lake.open(tmp_path / "lake")
+    lakes.seed_workloads(lake)
+    long_id, empty_id = "1709543040000", "1709543100000"
+    long_text = " ".join(f"word{number}" for number in range(30))
+    items = [
+        lakes.message_json(
+            long_id, f"<p>{long_text}</p>", reply_to=lakes.ROOT, sender=lakes.ALICE_SENDER
+        ),
+        lakes.message_json(empty_id, "<p></p>", reply_to=lakes.ROOT, sender=lakes.ALICE_SENDER),
+    ]
+    with lake.begin(run_id="run-teams-3", kind="teams", container=TEAM) as tx:
+        tx.write_rows(
+            "channel_messages",
+            [lakes.message_row(item, lakes.T0, lake, address=ALICE) for item in items],
+            partition={"team_id": TEAM},
+        )
+        tx.commit()
+
+    update_index(lake, extractor=InlineExtractor())
+
+    titles = {hit.item_id: hit.title for hit in search(lake, "kind:microsoftteams").hits}
+    assert titles[long_id] == " ".join(long_text.split()[:12]) + "…"
+    assert titles[empty_id] == f"reply in {lakes.CHANNEL_NAME}"
+
+
 def test_deleted_teams_message_keeps_its_text(lake: Lake):
     [hit] = search(lake, lakes.DELETED_WORD).hits
     assert hit.item_id == lakes.REPLY_DELETED
