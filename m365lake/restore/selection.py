@@ -48,9 +48,10 @@ class Selection:
     as_of: datetime | None = None
     """Restore the state at this time; None means the newest archived versions."""
     workloads: tuple[str, ...] = ()
-    """Restore only these workloads (``mail``, ``files``, ``contacts``, ``teams``). Empty:
-    mail, files and Teams as the other criteria allow; contacts are restored only when named
-    here. Teams messages are planned as unrestorable (``m365lake.restore.teams``)."""
+    """Restore only these workloads (``mail``, ``files``, ``calendar``, ``contacts``,
+    ``teams``). Empty: mail, files and Teams as the other criteria allow; calendar events
+    and contacts are restored only when named here. Teams messages are planned as
+    unrestorable (``m365lake.restore.teams``)."""
 
     def __post_init__(self) -> None:
         if self.as_of is not None and self.as_of.tzinfo is None:
