@@ -162,7 +162,12 @@ def retention_purge(
         f"{verb}: {counts['versions']} versions ({counts['bytes']:,} bytes), "
         f"{counts['attachment_rows']} attachment rows, {counts['part_rows']} event "
         f"attachment and message part rows; kept {counts['held']} held and "
-        f"{counts['protected']} protected by keep policies",
+        f"{counts['protected']} protected by keep policies"
+        + (
+            f", and {counts['series_kept']} whose calendar series stays"
+            if counts["series_kept"]
+            else ""
+        ),
         err=True,
     )
     if apply:

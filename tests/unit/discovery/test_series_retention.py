@@ -6,8 +6,11 @@ import json
 from typing import Any
 
 from m365lake import catalog
+from m365lake.discovery import create_case, place_hold
 from m365lake.lake import Lake
 from m365lake.retention import add_policy, purge
+from m365lake.search import update_index
+from tests.e2e.test_search_index import InlineExtractor
 from tests.unit.discovery.lake_fixture import DAY, T0
 from tests.unit.discovery.workload_fixture import HOUR, NOW, event, event_attachment
 
@@ -45,6 +48,7 @@ def seed_series(lake: Lake, series_range: dict[str, Any]) -> str:
                     end=T0 + 8 * DAY + HOUR,
                     event_type="exception",
                     series_master_id="e-series",
+                    subject="Budget review moved to the offsite",
                 ),
             ],
             partition={"mailbox_id": MAILBOX},
@@ -129,10 +133,26 @@ def test_deleted_exception_waits_for_its_live_master(lake: Lake) -> None:
         tx.commit()
     delete_calendar_after(lake, 30, basis="deleted")
 
-    purge(lake, actor="erin", apply=True, now=NOW)
+    result = purge(lake, actor="erin", apply=True, now=NOW)
 
     assert table_rows(lake, "events", "event_id, change") == [
         ("e-series", "created"),
         ("e-series-x1", "created"),
         ("e-series-x1", "deleted"),
     ]
+    assert result.counts()["series_kept"] == 2
+
+
+def test_hold_on_exception_keeps_its_master(lake: Lake) -> None:
+    seed_series(lake, {"type": "endDate", "endDate": "2024-02-26"})
+    update_index(lake, extractor=InlineExtractor())
+    create_case(lake, "Matter", actor="carol", case_id="C")
+    hold_id = place_hold(lake, "C", actor="carol", kql="offsite", all_locations=True).hold_id
+    delete_calendar_after(lake, 30)
+
+    result = purge(lake, actor="erin", apply=True, now=NOW)
+
+    assert table_rows(lake, "events", "event_id") == [("e-series",), ("e-series-x1",)]
+    assert table_rows(lake, "event_attachments", "event_id") == [("e-series-x1",)]
+    held = {stored.version.item_id: ids for stored, ids in result.plan.held.items()}
+    assert held == {"e-series": [hold_id], "e-series-x1": [hold_id]}
