@@ -74,7 +74,7 @@ def channel_message_document(
     builder.add("size", item_size(row.get("size")))
     item = item or {}
 
-    sender = _sender(row, item)
+    sender = _sender(row, item, directory)
     mentioned = _mentioned(row, item)
     builder.add("from", sender)
     builder.add_all("mentions", mentioned)
@@ -124,9 +124,14 @@ def _title(text: str | None, row: Mapping[str, Any], channel: str | None) -> str
     return f"{kind} in {channel or row.get('channel_id')}"
 
 
-def _sender(row: Mapping[str, Any], item: Mapping[str, Any]) -> str | None:
+def _sender(row: Mapping[str, Any], item: Mapping[str, Any], directory: Directory) -> str | None:
     name = row.get("from_name")
     address = row.get("from_address")
+    if not address:
+        # A row archived before backups looked senders up has no address; an archived
+        # mailbox of the sender (its id is the user's object id) still names one.
+        mailbox = directory.mailboxes.get(str(row.get("from_user_id") or ""))
+        address = mailbox.user_principal_name if mailbox else None
     if not name:
         sender = item.get("from") or {}
         identity = sender.get("user") or sender.get("application") or {}

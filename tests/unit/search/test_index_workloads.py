@@ -182,6 +182,37 @@ def test_teams_hits_name_channel_and_message(lake: Lake):
     assert hit.location == TEAM_URL
 
 
+def test_teams_sender_without_address_named_by_archived_mailbox(tmp_path: Path):
+    lake = Lake.open(tmp_path / "lake")
+    lakes.seed_workloads(lake)
+    carol_id, message_id = "user-carol", "1709543040000"
+    with lake.begin(run_id="seed-carol", kind="directory", container=None) as tx:
+        tx.write_rows(
+            "mailboxes",
+            [
+                {
+                    "mailbox_id": carol_id,
+                    "user_principal_name": "carol@contoso.example",
+                    "display_name": "Carol",
+                }
+            ],
+            partition={},
+        )
+        tx.commit()
+    item = lakes.message_json(
+        message_id, "<p>Late note.</p>", reply_to=lakes.ROOT, sender=("Carol Diaz", carol_id)
+    )
+    row = lakes.message_row(item, lakes.T0, lake, address=ALICE)
+    row["from_address"] = None
+    with lake.begin(run_id="run-teams-3", kind="teams", container=TEAM) as tx:
+        tx.write_rows("channel_messages", [row], partition={"team_id": TEAM})
+        tx.commit()
+
+    update_index(lake, extractor=InlineExtractor())
+
+    assert doc_ids(lake, "from:carol@contoso.example") == {teams_id(message_id)}
+
+
 def test_teams_reply_without_subject_titled_by_first_words(lake: Lake):
     titles = {hit.item_id: hit.title for hit in search(lake, "kind:microsoftteams").hits}
 
