@@ -20,6 +20,8 @@ from typing import Any
 import lxml.etree
 import lxml.html
 
+from m365lake.discovery.production.printable import printable_text
+
 # Elements written back as they are, without attributes.
 _KEPT = frozenset(
     {
@@ -79,7 +81,7 @@ def _author(message: Mapping[str, Any]) -> str:
 
 
 def _escape(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(printable_text(str(value)), quote=True)
 
 
 # ---- body ----------------------------------------------------------------------------------

@@ -89,6 +89,17 @@ def test_thread_renders_in_posting_order() -> None:
     assert "<title>Kick-off</title>" in page
 
 
+def test_control_characters_leave_headings() -> None:
+    root = message(
+        "1700000000000", "2024-05-01T08:00:00.000Z", "<p>hi</p>", subject="Kick\x00off\x07"
+    )
+    page = render_thread_html([root]).decode()
+
+    assert "\x00" not in page
+    assert "\x07" not in page
+    assert "<title>Kick off </title>" in page
+
+
 def test_markers_mentions_reactions_attachments() -> None:
     page = render_thread_html(thread()).decode()
     assert "edited 2024-05-01T09:00:00.000Z" in page
