@@ -227,7 +227,7 @@ def _check_workload_flags(workload: str, given_flags: dict[str, tuple[str, ...]]
 
 @dataclass
 class _RunOutcome:
-    """Where one workload's backup reports its counts, failures and skips in ``backup``."""
+    """The destination of one workload's counts, failures and skips in ``backup``."""
 
     failed: dict[str, str]
     skipped: dict[str, str]

@@ -58,7 +58,7 @@ def zone_of(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(WINDOWS_ZONES.get(name, name))
     except (ZoneInfoNotFoundError, ValueError):
-        # NOTE: only the Windows names in WINDOWS_ZONES are mapped; Outlook knows ~140.
+        # NOTE: only the Windows names in WINDOWS_ZONES are mapped, while Outlook offers about 140.
         raise ValueError(f"unknown time zone {name!r}") from None
 
 

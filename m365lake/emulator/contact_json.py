@@ -88,7 +88,7 @@ def check_contact_body(body: dict[str, Any]) -> dict[str, Any]:
     """Return the writable properties of a posted contact, rejecting what Graph rejects.
 
     NOTE: Outlook has three email address slots and two business and two home phone
-    slots. How Graph answers a create with more is not modelled: the emulator keeps all.
+    slots. How Graph responds to a create with more is not modelled: the emulator keeps all.
     """
     properties: dict[str, Any] = {}
     for name, value in body.items():

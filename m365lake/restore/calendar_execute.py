@@ -229,7 +229,7 @@ class _CalendarRestore:
                 await self._shape_series(item, archived, created)
             await self._attach(item, created["id"], skip=attached)
         except (GraphError, RestoreError) as error:
-            # The event exists in the tenant now, so the result names it: whoever reads
+            # The event exists in the tenant now, so the result names it, and a reader of
             # the report can finish or remove it.
             logger.warning(
                 "calendar restore: event %s created as %s but not completed: %s",

@@ -46,7 +46,7 @@ _DRY_RUN_OUTCOMES = {
     Outcome.RENAMED: "would rename",
     Outcome.SKIPPED: "would skip",
 }
-"""How the table of a dry run words the outcomes that describe a write."""
+"""The wording a dry run's table uses for the outcomes that describe a write."""
 
 
 def shown_outcome(outcome: Outcome, *, dry_run: bool) -> str:

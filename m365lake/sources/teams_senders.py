@@ -2,7 +2,7 @@
 
 A chatMessage names its sender by Entra object id and display name only. The address
 comes from ``GET /users/{id}``: the user's ``mail``, else the user principal name. One
-backup run looks each sender up once and shares the answer between its teams. A sender the
+backup run looks each sender up once and shares the result between its teams. A sender the
 directory does not know (a guest of another tenant, a deleted user, an application) has
 no address, and the row keeps the display name alone.
 """

@@ -61,7 +61,7 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite
             "--location",
             str(workspace / "data"),
             "--silent",
-            # The Azure SDK may speak a newer API version than this Azurite knows.
+            # The Azure SDK may speak a newer API version than this Azurite supports.
             "--skipApiVersionCheck",
             "--disableTelemetry",
         ],

@@ -45,7 +45,7 @@ def put_locked(client: Any, bucket: str, key: str, data: bytes, mode: str) -> st
 
 
 def retained_until(client: Any, bucket: str, key: str, version: str) -> dt.datetime:
-    # NOTE: moto's GetObjectRetention answers 500 to botocore, so the date is read from
+    # NOTE: moto's GetObjectRetention returns 500 to botocore, so the date is read from
     # the object's headers, which carry the same retention.
     head = client.head_object(Bucket=bucket, Key=key, VersionId=version)
     until: dt.datetime = head["ObjectLockRetainUntilDate"]

@@ -14,7 +14,7 @@ from m365lake.sources.teams_senders import SenderDirectory
 
 
 class Directory:
-    """Answers ``GET /users/{id}`` from a table of users, and records each request."""
+    """Serve ``GET /users/{id}`` from a table of users, and records each request."""
 
     def __init__(self, users: dict[str, dict[str, Any]], *, denied: bool = False) -> None:
         self.users = users
