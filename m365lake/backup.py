@@ -258,5 +258,5 @@ async def backup_mail(
             summary.failed[upn] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)
-    raise_if_disk_full(lake.root, outcomes, "mailboxes")
+    raise_if_disk_full(lake.local_dir, outcomes, "mailboxes")
     return summary

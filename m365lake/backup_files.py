@@ -142,7 +142,7 @@ async def backup_files(
         try:
             await asyncio.to_thread(record_sites, lake, sites, new_run_id())
         except OSError as error:
-            raise_if_disk_full(lake.root, [error], "site lists")
+            raise_if_disk_full(lake.local_dir, [error], "site lists")
             raise
         selected = found
         if drives:
@@ -173,5 +173,5 @@ async def backup_files(
             summary.failed[drive.drive_id] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)
-    raise_if_disk_full(lake.root, outcomes, "drives")
+    raise_if_disk_full(lake.local_dir, outcomes, "drives")
     return summary

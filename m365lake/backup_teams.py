@@ -153,5 +153,5 @@ async def backup_teams(
             summary.failed[team.team_id] = f"{type(outcome).__name__}: {outcome}"
         else:
             summary.results.append(outcome)
-    raise_if_disk_full(lake.root, outcomes, "teams")
+    raise_if_disk_full(lake.local_dir, outcomes, "teams")
     return summary

@@ -74,17 +74,19 @@ def catalog_path(lake: Lake) -> Path:
 
     A read-only lake (a snapshot, a write-once mount) must still be queryable and
     verifiable, and the catalog is derived data, so it is then kept outside the lake,
-    named after the lake's path.
+    named after the lake's path. A lake on object storage keeps it in its local folder.
     """
     if lake_is_writable(lake):
-        return lake.root / CATALOG_FILE
-    digest = hashlib.sha256(str(lake.root).encode("utf-8")).hexdigest()[:16]
+        return lake.local_dir / CATALOG_FILE
+    digest = hashlib.sha256(lake.location.encode("utf-8")).hexdigest()[:16]
     return Path(platformdirs.user_cache_dir("m365lake")) / "catalogs" / f"{digest}.duckdb"
 
 
 def lake_is_writable(lake: Lake) -> bool:
-    """Return whether files can be created in the lake's root folder."""
-    return os.access(lake.root, os.W_OK)
+    """Return whether files can be created in the lake's local folder."""
+    if lake.is_remote:
+        make_private_dirs(lake.local_dir)
+    return os.access(lake.local_dir, os.W_OK)
 
 
 CATALOG_BLOCK_SIZE = 16 * 1024
@@ -275,7 +277,7 @@ def refresh_catalog(lake: Lake) -> Path:
     live = lake.live_files()
     files: list[tuple[str, str, int, int, str]] = [
         (
-            str(lake.storage.path(item.entry["path"])),
+            lake.storage.url(item.entry["path"]),
             item.entry["table"],
             item.seq,
             item.position,
@@ -312,7 +314,7 @@ def refresh_catalog(lake: Lake) -> Path:
                 "CREATE TABLE catalog_head AS SELECT ?::BIGINT AS commit_seq, "
                 "?::VARCHAR AS manifest_sha256, ?::VARCHAR AS lake_root, "
                 "now() AS refreshed_at",
-                [head.seq, head.sha256, str(lake.root)],
+                [head.seq, head.sha256, lake.location],
             )
             for table in SCHEMAS:
                 rows_view = _rows_view(table, scans[table], connection)
@@ -353,9 +355,9 @@ def _catalog_is_current(lake: Lake, path: Path) -> bool:
         logger.info("catalog %s is unreadable or outdated (%s); rebuilding it", path, error)
         return False
     head = lake.head()
-    if row is not None and row[2] != str(lake.root):
+    if row is not None and row[2] != lake.location:
         logger.info("catalog %s was built for the lake at %s; rebuilding it", path, row[2])
-    return row == (head.seq, head.sha256, str(lake.root))
+    return row == (head.seq, head.sha256, lake.location)
 
 
 def connect(lake: Lake, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -460,7 +462,7 @@ def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
     register_encrypted_files(lake, connection)
     # The views read Parquet under tables/; every other file, extension and setting is
     # closed, and the lock stops a query from reopening them.
-    tables_dir = str(lake.storage.path("tables")) + os.sep
+    tables_dir = lake.storage.url("tables") + ("/" if lake.is_remote else os.sep)
     connection.execute("SET allowed_directories = [?]", [tables_dir])
     connection.execute("SET enable_external_access = false")
     connection.execute("SET autoinstall_known_extensions = false")

@@ -309,7 +309,7 @@ def backup(
     lake = _open_lake(lake_location, create=True)
     failed: dict[str, str] = {}
     skipped: dict[str, str] = {}
-    with _reported_errors(lake.root):
+    with _reported_errors(lake.location):
         if workload in ("mail", "all"):
             started = time.monotonic()
             mail = asyncio.run(
@@ -404,7 +404,7 @@ def sql(
         query = query_file.read()
     assert query is not None
     lake = _open_lake(lake_location)
-    with _reported_errors(lake.root):
+    with _reported_errors(lake.location):
         columns, rows = run_sql(lake, query, timeout_seconds=timeout_seconds)
     if output_format == "json":
         click.echo(to_json(columns, rows))
@@ -422,7 +422,7 @@ def catalog(lake_location: str | None) -> None:
     from m365lake.catalog import refresh_catalog
 
     lake = _open_lake(lake_location)
-    with _reported_errors(lake.root):
+    with _reported_errors(lake.location):
         path = refresh_catalog(lake)
     click.echo(f"catalog written: {path}\nopen it with: duckdb -readonly {shlex.quote(str(path))}")
 
@@ -479,11 +479,11 @@ def _warn_if_behind(commits_behind: int) -> None:
 @_lake_option
 def index_command(rebuild: bool, optimize: bool, lake_location: str | None) -> None:
     """Bring the search index up to date with the lake's commits (incremental)."""
-    from m365lake.search.index import update_index
+    from m365lake.search.index import index_path, update_index
     from m365lake.search.optimize import optimize_index
 
     lake = _open_lake(lake_location)
-    with _reported_errors(lake.root):
+    with _reported_errors(lake.location):
         update = update_index(
             lake,
             rebuild=rebuild,
@@ -500,12 +500,12 @@ def index_command(rebuild: bool, optimize: bool, lake_location: str | None) -> N
         f"{update.seconds:.1f} s"
     )
     click.echo(
-        f"the index at {lake.root / 'index'} contains {update.documents_total} documents "
+        f"the index at {index_path(lake)} contains {update.documents_total} documents "
         f"({update.partially_indexed_total} partially indexed) up to commit "
         f"{update.manifest_seq}, {update.index_bytes / 1_000_000:.1f} MB"
     )
     if optimize:
-        with _reported_errors(lake.root):
+        with _reported_errors(lake.location):
             optimization = optimize_index(lake)
         click.echo(optimization.describe())
 
@@ -541,7 +541,7 @@ def search_command(
 
     actor_name = resolve_actor(actor)
     lake = _open_lake(lake_location)
-    with _reported_errors(lake.root), _reported_kql_errors(query):
+    with _reported_errors(lake.location), _reported_kql_errors(query):
         # The audit event is written before any result is shown, so a lake that cannot
         # record it fails here rather than after the results were seen.
         lake.check_writable()
@@ -622,7 +622,7 @@ def search_stats_command(
     keyword_list = _read_keywords(keywords, keywords_file)
     actor_name = resolve_actor(actor)
     lake = _open_lake(lake_location)
-    with _reported_errors(lake.root), _reported_kql_errors(query):
+    with _reported_errors(lake.location), _reported_kql_errors(query):
         lake.check_writable()
         statistics = search_statistics_audited(
             lake, query, keyword_list, actor=actor_name, include_deleted=not exclude_deleted

@@ -65,7 +65,7 @@ def mailbox_archive(
             **archive_metadata(
                 archive, "mail", result.mailbox.mailbox_id, result.run_id, result.started_at
             ),
-            "lake": dg.MetadataValue.path(str(archive.root)),
+            "lake": dg.MetadataValue.path(archive.location),
         }
     )
 
@@ -113,6 +113,6 @@ def drive_archive(
             "blobs_written": result.blobs_written,
             **graph_metadata(summary.graph),
             **archive_metadata(archive, "files", drive_id, result.run_id, result.started_at),
-            "lake": dg.MetadataValue.path(str(archive.root)),
+            "lake": dg.MetadataValue.path(archive.location),
         }
     )

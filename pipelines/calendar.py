@@ -56,7 +56,7 @@ def calendar_archive(
             "bytes_downloaded": dg.MetadataValue.int(result.bytes_downloaded),
             "blobs_written": result.blobs_written,
             **graph_metadata(summary.graph),
-            "lake": dg.MetadataValue.path(str(archive.root)),
+            "lake": dg.MetadataValue.path(archive.location),
         }
     )
 

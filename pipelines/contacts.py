@@ -56,7 +56,7 @@ def contacts_archive(
             "live_contacts": totals["live_contacts"],
             "contact_versions": totals["contact_versions"],
             "contact_version_bytes": dg.MetadataValue.int(totals["contact_version_bytes"]),
-            "lake": dg.MetadataValue.path(str(archive.root)),
+            "lake": dg.MetadataValue.path(archive.location),
         }
     )
 

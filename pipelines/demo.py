@@ -182,13 +182,14 @@ def run_demo(*, corpus: Path | None, lake_location: str | None, state_dir: Path 
     )
     mailboxes, messages, message_bytes, failures, drive_count, files, file_bytes = totals[0][:7]
     contacts = totals[0][7]
-    blobs = sum(1 for path in (lake.root / "blobs").rglob("*") if path.is_file())
+    blobs = sum(1 for _ in lake.blobs.iter_hashes())
+    stored = "" if lake.is_remote else f"{_disk_usage(lake.root):,} bytes on disk; "
     click.echo("")
-    click.echo(f"Lake: {lake.root}")
+    click.echo(f"Lake: {lake.location}")
     click.echo(
         f"  {mailboxes} mailboxes, {messages} live messages, {message_bytes:,} bytes of MIME; "
         f"{drive_count} drives, {files} files, {file_bytes:,} bytes; {contacts} contacts; "
-        f"{blobs} blobs, {failures} failures; {_disk_usage(lake.root):,} bytes on disk; "
+        f"{blobs} blobs, {failures} failures; {stored}"
         f"{time.monotonic() - started:.1f} s"
     )
     _, calendar_totals = run_sql(

@@ -19,7 +19,7 @@ the holder, and the next tick catches up.
 
 import dagster as dg
 
-from m365lake.search.index import update_index
+from m365lake.search.index import index_path, update_index
 from m365lake.search.optimize import optimize_index
 from pipelines.assets import drive_archive, mailbox_archive
 from pipelines.cron import cron_from_env
@@ -70,7 +70,7 @@ def search_index(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
             "partially_indexed_total": update.partially_indexed_total,
             "index_bytes": dg.MetadataValue.int(update.index_bytes),
             "seconds": float(round(update.seconds, 2)),
-            "index": dg.MetadataValue.path(str(archive.root / "index")),
+            "index": dg.MetadataValue.path(str(index_path(archive))),
         }
     )
 

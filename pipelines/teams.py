@@ -66,7 +66,7 @@ def teams_archive(
             "blobs_written": result.blobs_written,
             **graph_metadata(summary.graph),
             **archive_metadata(archive, "teams", team_id, result.run_id, result.started_at),
-            "lake": dg.MetadataValue.path(str(archive.root)),
+            "lake": dg.MetadataValue.path(archive.location),
         }
     )
 

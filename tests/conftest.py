@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# botocore's credential chain ends by asking the EC2 instance metadata address; tests
+# talk to loopback servers only, so that step is switched off for every test.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
 # The shared real-data corpus sits next to the checkout (../shared/corpus); tests never
 # copy it into the repository.
 _DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"

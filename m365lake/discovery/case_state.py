@@ -68,7 +68,7 @@ def load_case(lake: Lake, case_id: str) -> CaseDetails:
     details = find_case(lake, case_id)
     if details is None:
         raise CaseNotFoundError(
-            f"no case {case_id!r} in the lake at {lake.root}. List the cases with "
+            f"no case {case_id!r} in the lake at {lake.location}. List the cases with "
             "`m365lake case list`"
         )
     return details

@@ -309,7 +309,7 @@ def verify_command(
                 click.echo(problem)
             _echo_missing_keys(missing_keys)
             click.echo(
-                f"verification of the lake at {lake.root} failed with {len(error.problems)} "
+                f"verification of the lake at {lake.location} failed with {len(error.problems)} "
                 "problem(s). Restore the files named above from a copy of the lake",
                 err=True,
             )
@@ -328,7 +328,7 @@ def verify_command(
     checked += f", {counts['audit_events']} audit events"
     if missing_keys:
         checked += f"; {sum(missing_keys.values())} encrypted blobs and table files not checked"
-    click.echo(f"OK: the lake at {lake.root} passed verification: {checked}")
+    click.echo(f"OK: the lake at {lake.location} passed verification: {checked}")
 
 
 def _echo_missing_keys(missing_keys: Counter[str]) -> None:

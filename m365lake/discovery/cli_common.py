@@ -96,7 +96,7 @@ def reported_errors(lake: Lake) -> Iterator[None]:
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(
-            f"{error} (lake folder: {lake.root}). Check that the folder is readable and "
+            f"{error} (lake folder: {lake.location}). Check that the folder is readable and "
             "writable and that the disk has free space"
         ) from error
 

@@ -123,7 +123,7 @@ def resolve_custodian(lake: Lake, kind: str, reference: str) -> ResolvedCustodia
             "give the id instead"
         )
     raise CustodianNotFoundError(
-        f"no {kind} {text!r} in the lake at {lake.root}: the {_TABLES[checked]} table has no "
+        f"no {kind} {text!r} in the lake at {lake.location}: the {_TABLES[checked]} table has no "
         f"row with {_MATCHED_ON[checked]} equal to it ({len(candidates)} archived). "
         f"{_close_matches(text, candidates)}"
         f"List them with: {_LIST_HINTS[checked]}. Only a {kind} that was backed up "

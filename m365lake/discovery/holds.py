@@ -138,7 +138,8 @@ def _case_of_hold(lake: Lake, hold_id: str) -> str:
         if hold_id in details.holds:
             return details.case.case_id
     raise CaseNotFoundError(
-        f"no hold {hold_id!r} in the lake at {lake.root}. List the holds with `m365lake hold list`"
+        f"no hold {hold_id!r} in the lake at {lake.location}. "
+        "List the holds with `m365lake hold list`"
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -68,7 +67,7 @@ def check_blob_references(
                 problems.append(
                     f"blob {digest} is missing but {table} row {keys[0]}={container}, "
                     f"{keys[1]}={item}, captured_at={captured_at.isoformat()} in "
-                    f"{lake.storage.relative(Path(filename))} references it"
+                    f"{lake.storage.relative(filename)} references it"
                 )
     return referenced, problems
 
@@ -211,7 +210,7 @@ def verify_archive(
     )
     if problems:
         raise LakeIntegrityError(
-            f"the lake at {lake.root} failed verification with {len(problems)} "
+            f"the lake at {lake.location} failed verification with {len(problems)} "
             "problem(s):\n" + "\n".join(problems),
             problems=problems,
         )

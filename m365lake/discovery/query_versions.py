@@ -159,7 +159,7 @@ def _documents(
                     table=stored.table,
                     container_id=stored.version.container_id,
                     item_id=stored.version.item_id,
-                    path=lake.storage.path(path),
+                    path=lake.storage.url(path),
                     row_index=stored.row_index,
                     deleted_at=None,
                     entry=entries[path],

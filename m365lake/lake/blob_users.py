@@ -36,11 +36,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m365lake.errors import LakeError, Transient
 from m365lake.lake.leases import is_stale
-from m365lake.lake.storage import LocalStorage
+
+if TYPE_CHECKING:
+    from m365lake.lake.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def _record(token: str, owner: str, ttl: float) -> bytes:
     ).encode()
 
 
-def _read(storage: LocalStorage, name: str) -> dict[str, Any]:
+def _read(storage: Storage, name: str) -> dict[str, Any]:
     try:
         record = json.loads(storage.read_bytes(name))
     except (FileNotFoundError, ValueError):
@@ -100,7 +102,7 @@ def describe(holders: list[dict[str, Any]]) -> str:
 class BlobUse:
     """A registered blob user; ``renew`` before ``ttl`` runs out, ``release`` when done."""
 
-    storage: LocalStorage
+    storage: Storage
     name: str
     token: str
     owner: str
@@ -128,7 +130,7 @@ class BlobUse:
 
 
 def register_blob_user(
-    storage: LocalStorage,
+    storage: Storage,
     *,
     owner: str,
     ttl: float = DEFAULT_TTL_SECONDS,
@@ -166,7 +168,7 @@ def register_blob_user(
 
 
 @contextlib.contextmanager
-def blob_user(storage: LocalStorage, *, owner: str, **options: float) -> Iterator[BlobUse]:
+def blob_user(storage: Storage, *, owner: str, **options: float) -> Iterator[BlobUse]:
     """Hold a blob-user lease for the block, renewed in a thread."""
     use = register_blob_user(storage, owner=owner, **options)
     stop = threading.Event()
@@ -190,7 +192,7 @@ def blob_user(storage: LocalStorage, *, owner: str, **options: float) -> Iterato
 
 @contextlib.asynccontextmanager
 async def blob_user_async(
-    storage: LocalStorage, *, owner: str, **options: float
+    storage: Storage, *, owner: str, **options: float
 ) -> AsyncIterator[BlobUse]:
     """Hold a blob-user lease for the block, renewed by an asyncio task."""
     use = await asyncio.to_thread(register_blob_user, storage, owner=owner, **options)
@@ -202,7 +204,7 @@ async def blob_user_async(
         await asyncio.to_thread(use.release)
 
 
-def live_blob_users(storage: LocalStorage) -> list[dict[str, Any]]:
+def live_blob_users(storage: Storage) -> list[dict[str, Any]]:
     """Return the records of live blob users; remove those of runs that died."""
     live = []
     for name in storage.list_names(USERS_DIR):
@@ -218,7 +220,7 @@ def live_blob_users(storage: LocalStorage) -> list[dict[str, Any]]:
     return live
 
 
-def _take_purge_lock(storage: LocalStorage, token: str, owner: str, ttl: float) -> None:
+def _take_purge_lock(storage: Storage, token: str, owner: str, ttl: float) -> None:
     if storage.publish(PURGE_LOCK, _record(token, owner, ttl)):
         return
     holder = _read(storage, PURGE_LOCK)
@@ -237,7 +239,7 @@ def _take_purge_lock(storage: LocalStorage, token: str, owner: str, ttl: float) 
 class PurgeLock:
     """The held purge lock; call ``keep_alive`` between deletions of a long run."""
 
-    storage: LocalStorage
+    storage: Storage
     token: str
     owner: str
     ttl: float
@@ -258,7 +260,7 @@ class PurgeLock:
 
 @contextlib.contextmanager
 def exclusive_blobs(
-    storage: LocalStorage,
+    storage: Storage,
     *,
     owner: str,
     ttl: float = DEFAULT_TTL_SECONDS,

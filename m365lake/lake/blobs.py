@@ -7,11 +7,10 @@ import hashlib
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import zstandard
 
@@ -26,8 +25,10 @@ from m365lake.lake.encryption import (
     encrypt_bytes,
     is_encrypted,
 )
-from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, make_private_dirs
 from m365lake.lake.zstd_raw import RawFrameWriter
+
+if TYPE_CHECKING:
+    from m365lake.lake.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ def _check_hash(sha256: str) -> str:
 class BlobStore:
     """Blobs under ``blobs/sha256/ab/cd/<hex>``, each written once and never replaced."""
 
-    def __init__(
-        self, storage: LocalStorage, *, level: int = 3, keys: KeyRing | None = None
-    ) -> None:
+    def __init__(self, storage: Storage, *, level: int = 3, keys: KeyRing | None = None) -> None:
         self._storage = storage
         self._level = level
         self.keys = keys if keys is not None else KeyRing()
@@ -109,24 +108,24 @@ class BlobStore:
             compressed = self._storage.read_bytes(relative)
         except FileNotFoundError:
             raise LakeIntegrityError(
-                f"blob {sha256} is missing from {self._storage.path(relative)}; "
+                f"blob {sha256} is missing from {self._storage.url(relative)}; "
                 "restore it from a backup copy of the lake or re-run the backup"
             ) from None
         if is_encrypted(compressed):
-            compressed = decrypt_bytes(compressed, self.keys, str(self._storage.path(relative)))
+            compressed = decrypt_bytes(compressed, self.keys, str(self._storage.url(relative)))
         try:
             # A decompression object also reads frames without a content size in the
             # header, which ``BlobWriter`` writes because it learns the size only at the end.
             data = zstandard.ZstdDecompressor().decompressobj().decompress(compressed)
         except zstandard.ZstdError as error:
             raise LakeIntegrityError(
-                f"blob {sha256} at {self._storage.path(relative)} is not valid zstd data "
+                f"blob {sha256} at {self._storage.url(relative)} is not valid zstd data "
                 f"({error}); the file was damaged or altered after it was written"
             ) from error
         actual = sha256_hex(data)
         if actual != sha256:
             raise LakeIntegrityError(
-                f"blob {sha256} at {self._storage.path(relative)} hashes to {actual}; "
+                f"blob {sha256} at {self._storage.url(relative)} hashes to {actual}; "
                 "the file was damaged or altered after it was written"
             )
         return data
@@ -141,9 +140,10 @@ class BlobStore:
         """
         if chunk_bytes < 1:
             raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
-        location = self._storage.path(self.relative_path(sha256))
+        relative = self.relative_path(sha256)
+        location = self._storage.url(relative)
         try:
-            handle = open(location, "rb")  # noqa: SIM115 (closed in the finally below)
+            handle = self._storage.open_read(relative)
         except FileNotFoundError:
             raise LakeIntegrityError(
                 f"blob {sha256} is missing from {location}; restore it from a backup copy "
@@ -225,15 +225,16 @@ blocks. Content that zstd shrinks by less than 3 % is not worth compressing."""
 class BlobWriter:
     """Stream content into the blob store chunk by chunk.
 
-    Chunks are hashed and written in batches into a temp file under ``blobs/sha256``, so
+    Chunks are hashed and written in batches into a local temp file (under
+    ``blobs/sha256`` of a local lake, in the spool folder of one on object storage), so
     the memory used stays bounded by one batch, the compressor's window and the file's
     buffer. The file is written with direct I/O where the file system allows it. The first
     batch decides how the blob is stored: zstd-compressed, or in zstd raw blocks when a
     trial compression of it saves less than 3 %. Either way the file is one zstd frame
     that ``BlobStore.read`` and the ``zstd`` tool read. With a current encryption key the
     frame is sealed in chunks on its way to the file (``m365lake.lake.encryption``), and
-    only m365lake reads it. ``commit`` links the temp file under its SHA-256 name, or
-    drops it when a blob with that hash already exists.
+    only m365lake reads it. ``commit`` links or uploads the temp file under its SHA-256
+    name, or drops it when a blob with that hash already exists.
 
     NOTE: only the first batch is tried, so content whose first MiB does not compress
     is stored raw even when later parts would compress.
@@ -242,13 +243,10 @@ class BlobWriter:
     at a time.
     """
 
-    def __init__(
-        self, storage: LocalStorage, *, level: int = 3, keys: KeyRing | None = None
-    ) -> None:
+    def __init__(self, storage: Storage, *, level: int = 3, keys: KeyRing | None = None) -> None:
         self._storage = storage
         self._level = level
-        storage.make_dirs(BLOB_DIR)
-        self._temp = storage.path(BLOB_DIR) / f"{TEMP_PREFIX}blob-{uuid.uuid4().hex}"
+        self._temp = storage.new_temp(BLOB_DIR, "blob")
         self._file = DirectFile(self._temp)
         # With a current key the zstd frame passes through the chunk sealer on its way
         # to the file, so the blob is compressed, then encrypted, in one streaming pass.
@@ -321,17 +319,11 @@ class BlobWriter:
             self._file.finish()
             self._file.close()
             digest = self._digest.hexdigest()
-            target = self._storage.path(BlobStore.relative_path(digest))
-            make_private_dirs(target.parent)
-            try:
-                # A hard link fails when the name exists, so the first writer of a hash
-                # wins and an existing blob is never replaced.
-                os.link(self._temp, target)
-            except FileExistsError:
+            # The first writer of a hash wins and an existing blob is never replaced.
+            if not self._storage.adopt(self._temp, BlobStore.relative_path(digest)):
                 logger.debug("blob %s already stored; dropping the duplicate", digest)
             else:
                 self.created = True
-                self._storage.sync_directory(target.parent)
                 logger.debug(
                     "stored blob %s (%d bytes raw, %s)",
                     digest,
@@ -342,8 +334,6 @@ class BlobWriter:
             self.abort()
             raise
         self._status = "committed"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._temp)
         return digest, self.size
 
     def abort(self) -> None:

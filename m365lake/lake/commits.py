@@ -22,10 +22,12 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m365lake.errors import CommitConflictError, LakeIntegrityError
-from m365lake.lake.storage import LocalStorage
+
+if TYPE_CHECKING:
+    from m365lake.lake.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class Head:
 class ManifestLog:
     """Reads and appends the manifest chain of one lake."""
 
-    def __init__(self, storage: LocalStorage, *, max_attempts: int = 200) -> None:
+    def __init__(self, storage: Storage, *, max_attempts: int = 200) -> None:
         self._storage = storage
         self._max_attempts = max_attempts
 
@@ -93,13 +95,13 @@ class ManifestLog:
             manifest = json.loads(data)
         except ValueError as error:
             raise LakeIntegrityError(
-                f"manifest {self._storage.path(name)} is not valid JSON ({error}). "
+                f"manifest {self._storage.url(name)} is not valid JSON ({error}). "
                 f"{_STRAY_FILE_ADVICE}"
             ) from error
         if not isinstance(manifest, dict) or manifest.get("seq") != seq:
             recorded = manifest.get("seq") if isinstance(manifest, dict) else None
             raise LakeIntegrityError(
-                f"manifest {self._storage.path(name)} records seq {recorded!r} "
+                f"manifest {self._storage.url(name)} records seq {recorded!r} "
                 f"but its file name says {seq}. {_STRAY_FILE_ADVICE}"
             )
         return manifest, hashlib.sha256(data).hexdigest()
@@ -156,7 +158,7 @@ class ManifestLog:
                 continue
             except OSError as error:
                 problems.append(
-                    f"manifest {self._storage.path(manifest_name(seq))} could not be read: {error}"
+                    f"manifest {self._storage.url(manifest_name(seq))} could not be read: {error}"
                 )
                 prev_known = False
                 continue
@@ -169,7 +171,7 @@ class ManifestLog:
     def _gap_message(self, missing_seq: int, found_seq: int) -> str:
         found = manifest_name(found_seq)
         return (
-            f"the manifest chain of {self._storage.root} has a gap: "
+            f"the manifest chain of {self._storage.location} has a gap: "
             f"{manifest_name(missing_seq)} is missing but {found} exists. If {found} is "
             f"not a manifest this lake wrote, move it out of {COMMIT_DIR}/; otherwise "
             f"restore the missing manifest from a copy of the lake. {_VERIFY_ADVICE}"
@@ -177,9 +179,9 @@ class ManifestLog:
 
     def _prev_message(self, seq: int, manifest: Mapping[str, Any], expected: str | None) -> str:
         return (
-            f"manifest {self._storage.path(manifest_name(seq))} names prev "
+            f"manifest {self._storage.url(manifest_name(seq))} names prev "
             f"{manifest.get('prev')!r} but the previous manifest "
-            f"{self._storage.path(manifest_name(seq - 1))} hashes to {expected!r}, so one of "
+            f"{self._storage.url(manifest_name(seq - 1))} hashes to {expected!r}, so one of "
             "the two was altered. Restore the manifests from a copy of the lake. "
             f"{_VERIFY_ADVICE}"
         )
@@ -218,7 +220,7 @@ class ManifestLog:
 class StateView:
     """The delta state as of the head manifest, with a rebuildable cache under ``state/``."""
 
-    def __init__(self, storage: LocalStorage, log: ManifestLog) -> None:
+    def __init__(self, storage: Storage, log: ManifestLog) -> None:
         self._storage = storage
         self._log = log
         self._seq = 0
@@ -274,7 +276,7 @@ class StateView:
         else:
             logger.info(
                 "state cache %s does not match the manifests; rebuilding it",
-                self._storage.path(STATE_CACHE),
+                self._storage.url(STATE_CACHE),
             )
 
     def _save_cache(self) -> None:
@@ -284,7 +286,7 @@ class StateView:
         except OSError as error:
             # The cache only saves replaying manifests, and a read-only lake (a snapshot
             # being verified) cannot take it.
-            logger.info("state cache %s not saved: %s", self._storage.path(STATE_CACHE), error)
+            logger.info("state cache %s not saved: %s", self._storage.url(STATE_CACHE), error)
 
 
 def apply_state_updates(values: dict[str, Any], updates: Mapping[str, Any]) -> None:

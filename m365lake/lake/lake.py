@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import random
-import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from m365lake.errors import LakeError, LakeIntegrityError, LakeKeyError, LakeNotFoundError
 from m365lake.lake.blobs import BlobStore, ContentRef, sha256_hex
 from m365lake.lake.commits import COMMIT_DIR, Head, ManifestLog, StateView
 from m365lake.lake.encryption import load_keyring
 from m365lake.lake.leases import Lease, acquire_lease
-from m365lake.lake.storage import TEMP_PREFIX, LocalStorage, make_private_dirs, open_storage
+from m365lake.lake.object_store import STORE_ERRORS
+from m365lake.lake.storage import LocalStorage, make_private_dirs, open_storage
 from m365lake.lake.tables import SCHEMAS
 from m365lake.lake.transaction import Transaction
+
+if TYPE_CHECKING:
+    from m365lake.lake.object_store import ObjectStorage
+    from m365lake.lake.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +102,66 @@ def _warn_if_shared(root: Path) -> None:
         )
 
 
+LAKE_MARKER = f"{COMMIT_DIR}/lake.json"
+"""The object that makes a prefix of an object store a lake before its first commit."""
+
+
+def _open_folder(storage: LocalStorage, *, create: bool) -> None:
+    if storage.root.exists() and not storage.root.is_dir():
+        raise LakeError(
+            f"lake location {storage.root} is a file, not a folder: point it at the "
+            "lake's folder, or at a new folder to create a lake there"
+        )
+    if storage.is_dir(COMMIT_DIR):
+        _warn_if_shared(storage.root)
+        return
+    if not create:
+        raise LakeNotFoundError(
+            f"no lake at {storage.root}: the folder has no {COMMIT_DIR}/ directory. "
+            "Check the path, or open it with create=True to start a new lake.",
+            root=str(storage.root),
+        )
+    try:
+        make_private_dirs(storage.root)
+        for directory in _LAYOUT:
+            storage.make_dirs(directory)
+    except OSError as error:
+        raise LakeError(
+            f"could not create a lake at {storage.root}: {error}. Choose a folder "
+            "you can write to, or fix the permissions of this one"
+        ) from error
+    logger.info("created lake at %s", storage.root)
+
+
+def _open_prefix(storage: ObjectStorage, *, create: bool) -> None:
+    """Check that a prefix of an object store holds a lake, or mark it as one."""
+    try:
+        if storage.exists(LAKE_MARKER) or storage.list_names(COMMIT_DIR):
+            return
+        if not create:
+            raise LakeNotFoundError(
+                f"no lake at {storage.location}: nothing is stored under "
+                f"{storage.url(COMMIT_DIR)}. Check the URL, or open it with create=True "
+                "to start a new lake.",
+                root=storage.location,
+            )
+        marker = json.dumps({"format": "m365lake", "version": 1}).encode("utf-8")
+        storage.publish(LAKE_MARKER, marker)
+    except STORE_ERRORS as error:
+        raise LakeError(
+            f"could not open the lake at {storage.location}: {error}. Check the bucket or "
+            "container name and the credentials in the environment (AWS_* for S3, "
+            "AZURE_STORAGE_* for Azure)"
+        ) from error
+    logger.info("created lake at %s", storage.location)
+
+
 class Lake:
     """A lake root: open it, store content, write through transactions, read committed state."""
 
     def __init__(
         self,
-        storage: LocalStorage,
+        storage: Storage,
         *,
         inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
         flush_rows: int = DEFAULT_FLUSH_ROWS,
@@ -111,7 +170,13 @@ class Lake:
         if inline_threshold < 0:
             raise ValueError("inline_threshold must be zero or more bytes")
         self.storage = storage
-        self.root: Path = storage.root
+        self.location = storage.location
+        """The lake's folder path or object storage URL, as messages name the lake."""
+        self.local_dir = storage.local_dir
+        """Local folder for what derives from the lake: the search index, the SQL catalog.
+
+        The lake folder itself for a local lake; a cache folder for one on object storage.
+        """
         self.keys = load_keyring()
         """Encryption keys: the current one encrypts new blobs, and every loaded one decrypts."""
         self.blobs = BlobStore(storage, keys=self.keys)
@@ -132,32 +197,17 @@ class Lake:
         flush_rows: int = DEFAULT_FLUSH_ROWS,
         flush_bytes: int = DEFAULT_FLUSH_BYTES,
     ) -> Lake:
-        """Open the lake at ``location`` (a local folder), creating its layout if ``create``."""
+        """Open the lake at ``location``, creating its layout if ``create``.
+
+        ``location`` is a local folder or an object storage URL (``s3://bucket/prefix``,
+        ``az://container/prefix``) whose credentials come from the cloud's usual
+        environment variables.
+        """
         storage = open_storage(location)
-        if storage.root.exists() and not storage.root.is_dir():
-            raise LakeError(
-                f"lake location {storage.root} is a file, not a folder: point it at the "
-                "lake's folder, or at a new folder to create a lake there"
-            )
-        if not storage.is_dir(COMMIT_DIR):
-            if not create:
-                raise LakeNotFoundError(
-                    f"no lake at {storage.root}: the folder has no {COMMIT_DIR}/ directory. "
-                    "Check the path, or open it with create=True to start a new lake.",
-                    root=str(storage.root),
-                )
-            try:
-                make_private_dirs(storage.root)
-                for directory in _LAYOUT:
-                    storage.make_dirs(directory)
-            except OSError as error:
-                raise LakeError(
-                    f"could not create a lake at {storage.root}: {error}. Choose a folder "
-                    "you can write to, or fix the permissions of this one"
-                ) from error
-            logger.info("created lake at %s", storage.root)
+        if isinstance(storage, LocalStorage):
+            _open_folder(storage, create=create)
         else:
-            _warn_if_shared(storage.root)
+            _open_prefix(storage, create=create)
         return cls(
             storage,
             inline_threshold=inline_threshold,
@@ -166,7 +216,26 @@ class Lake:
         )
 
     def __repr__(self) -> str:
-        return f"Lake({str(self.root)!r})"
+        return f"Lake({self.location!r})"
+
+    @property
+    def root(self) -> Path:
+        """The lake folder of a local lake.
+
+        Raises LakeError for a lake on object storage, which has no folder: name it by
+        ``location`` and keep local files in ``local_dir``.
+        """
+        if isinstance(self.storage, LocalStorage):
+            return self.storage.root
+        raise LakeError(
+            f"the lake at {self.location} is on object storage and has no local folder; "
+            "this operation needs a lake in a local folder"
+        )
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the lake is on object storage rather than in a local folder."""
+        return self.storage.is_remote
 
     def acquire_lease(self, container: str, *, owner: str) -> Lease:
         """Take the advisory lease that lets one writer at a time work on ``container``."""
@@ -178,17 +247,7 @@ class Lake:
         A writer calls this before it downloads anything, so a read-only lake fails at once
         instead of after the downloads.
         """
-        for directory in ("", *_LAYOUT):
-            folder = self.storage.path(directory) if directory else self.root
-            try:
-                with tempfile.NamedTemporaryFile(dir=folder, prefix=f"{TEMP_PREFIX}write-check-"):
-                    pass
-            except OSError as error:
-                raise LakeError(
-                    f"the lake at {self.root} is not writable: a test file in {folder} could "
-                    f"not be created ({error.strerror or error}). Fix the folder's "
-                    "permissions, or choose another lake folder"
-                ) from error
+        self.storage.check_writable(_LAYOUT)
 
     def store_content(self, data: bytes) -> ContentRef:
         """Return a reference to ``data``: inline when small, otherwise written as a blob."""
@@ -278,7 +337,9 @@ class Lake:
         return len(entries), problems
 
     def committed_files(self, table: str) -> list[Path]:
-        """Return the absolute paths of ``table``'s committed Parquet files in commit order.
+        """Return the local paths of ``table``'s committed Parquet files in commit order.
+
+        Only a local lake has them (LakeError otherwise).
 
         Files that a later purge removed are left out. To read them, pass
         ``committed_entries`` to ``m365lake.lake.reading``: a file may be encrypted.
@@ -286,7 +347,7 @@ class Lake:
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}; the lake has: {', '.join(sorted(SCHEMAS))}")
         return [
-            self.storage.path(item.entry["path"])
+            self.root / item.entry["path"]
             for item in self.live_files()
             if item.entry.get("table") == table
         ]
@@ -342,7 +403,7 @@ class Lake:
         counts, problems = self.check(blobs=blobs, blob_sample=blob_sample, seed=seed)
         if problems:
             raise LakeIntegrityError(
-                f"the lake at {self.root} failed verification with {len(problems)} "
+                f"the lake at {self.location} failed verification with {len(problems)} "
                 "problem(s):\n" + "\n".join(problems),
                 problems=problems,
             )

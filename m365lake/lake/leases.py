@@ -20,10 +20,12 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from m365lake.errors import LakeError, Transient
-from m365lake.lake.storage import LocalStorage
+
+if TYPE_CHECKING:
+    from m365lake.lake.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def _lease_name(container: str) -> str:
 class Lease:
     """A held lease; ``renew`` before ``ttl`` runs out, ``release`` when done."""
 
-    storage: LocalStorage
+    storage: Storage
     name: str
     token: str
     ttl: float
@@ -91,7 +93,7 @@ class Lease:
             await asyncio.to_thread(self.renew)
 
 
-def _read(storage: LocalStorage, name: str) -> dict[str, Any]:
+def _read(storage: Storage, name: str) -> dict[str, Any]:
     try:
         record = json.loads(storage.read_bytes(name))
     except (FileNotFoundError, ValueError):
@@ -111,7 +113,7 @@ def is_stale(record: dict[str, Any]) -> bool:
 
 
 def acquire_lease(
-    storage: LocalStorage, container: str, *, owner: str, ttl: float = DEFAULT_TTL_SECONDS
+    storage: Storage, container: str, *, owner: str, ttl: float = DEFAULT_TTL_SECONDS
 ) -> Lease:
     """Take the lease on ``container`` or raise LeaseHeldError naming the holder."""
     name = _lease_name(container)

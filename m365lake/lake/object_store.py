@@ -39,22 +39,33 @@ import errno
 import hashlib
 import os
 import tempfile
+import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+import duckdb
 import fsspec
+import platformdirs
+import pyarrow.fs as pafs
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+from botocore.exceptions import BotoCoreError
 from fsspec.spec import AbstractFileSystem
 
 from m365lake.errors import LakeError
-from m365lake.lake.storage import TEMP_PREFIX
+from m365lake.lake.storage import TEMP_PREFIX, make_private_dirs
 
 PROTOCOLS = {"s3": "s3", "az": "az", "abfs": "az"}
 """URL schemes of lakes on object storage, and the fsspec protocol of each."""
 
 _CHUNK_BYTES = 1 << 20
+
+STORE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, AzureError)
+"""What a store operation raises for a failure of the store, the network or credentials.
+
+s3fs turns most S3 errors into OSError but lets botocore's credential errors through.
+"""
 
 
 class ObjectStorage:
@@ -66,12 +77,79 @@ class ObjectStorage:
     ``open_new``.
     """
 
-    def __init__(self, fs: AbstractFileSystem, root: str, spool: Path | None = None) -> None:
+    is_remote = True
+
+    def __init__(self, fs: AbstractFileSystem, root: str, local_dir: Path | None = None) -> None:
         self.fs = fs
         self.root = root.strip("/")
-        self.spool = spool or Path(tempfile.gettempdir())
+        self.local_dir = local_dir or cache_folder(self.location)
+        """The local folder for what derives from the lake (search index, SQL catalog)."""
+        self.spool = self.local_dir / "spool"
+        """Where files wait, complete, before their upload."""
         self._pending: dict[str, str] = {}
         """Spool file path -> lake-relative name, for the files ``open_new`` handed out."""
+
+    @property
+    def location(self) -> str:
+        """The lake URL, such as ``s3://bucket/prefix``."""
+        return self.url("")
+
+    def open_read(self, relative: str) -> BinaryIO:
+        handle: BinaryIO = self.fs.open(self.path(relative), "rb")
+        return handle
+
+    def arrow_filesystem(self) -> pafs.FileSystem:
+        """Return a pyarrow file system that opens ``path`` names through ``fs``."""
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+
+    def register(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Let DuckDB read ``url`` names through ``fs``, with no DuckDB extension."""
+        if not connection.filesystem_is_registered(self._scheme):
+            connection.register_filesystem(self.fs)
+
+    def new_temp(self, directory: str, label: str) -> Path:
+        """Return a free spool path for a file that ``adopt`` later uploads under a lake name."""
+        self.path(directory)
+        make_private_dirs(self.spool)
+        return self.spool / f"{TEMP_PREFIX}{label}-{uuid.uuid4().hex}"
+
+    def adopt(self, temp: Path, relative: str) -> bool:
+        """Upload the finished file ``temp`` under ``relative`` unless the name is taken.
+
+        Return False when it existed (the upload is create-if-absent, so the first
+        writer wins). ``temp`` is removed either way.
+        """
+        try:
+            self._put_new(str(temp), relative)
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        return True
+
+    def check_writable(self, directories: tuple[str, ...]) -> None:
+        """Raise LakeError unless an object can be created and removed under the lake prefix.
+
+        Object stores grant rights per bucket or container, not per folder, so one
+        probe covers ``directories``.
+        """
+        del directories
+        probe = f"{TEMP_PREFIX}write-check-{uuid.uuid4().hex}"
+        try:
+            self.fs.pipe_file(self.path(probe), b"", mode="create")
+            self.fs.rm_file(self.path(probe))
+        except OSError as error:
+            raise LakeError(
+                f"the lake at {self.location} is not writable: a test object could not be "
+                f"created and removed ({error}). Check the credentials in the environment "
+                "and their rights on the bucket or container"
+            ) from error
+
+    @property
+    def _scheme(self) -> str:
+        protocol = self.fs.protocol
+        return str(protocol[0] if isinstance(protocol, tuple | list) else protocol)
 
     def path(self, relative: str) -> str:
         """Return the store path (``bucket/prefix/name``) of a lake-relative POSIX name."""
@@ -85,12 +163,11 @@ class ObjectStorage:
 
     def url(self, relative: str) -> str:
         """Return the URL under which a connection with ``fs`` registered finds the file."""
-        protocol = self.fs.protocol
-        scheme = protocol[0] if isinstance(protocol, tuple | list) else protocol
-        return f"{scheme}://{self.path(relative)}"
+        return f"{self._scheme}://{self.path(relative)}"
 
     def relative(self, path: str) -> str:
-        text = path.strip("/")
+        """Return the lake-relative name of a store path or of a ``url`` name."""
+        text = path.split("://", 1)[-1].strip("/")
         if not text.startswith(self.root + "/"):
             raise LakeError(f"store path {path!r} is outside the lake root {self.root!r}")
         return text[len(self.root) + 1 :]
@@ -142,7 +219,7 @@ class ObjectStorage:
         """
         if self.exists(relative):
             raise FileExistsError(errno.EEXIST, "lake file exists", relative)
-        self.spool.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.spool)
         descriptor, spool_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.spool)
         os.close(descriptor)
         # Opened by name so that ``handle.name`` finds the file again (mkstemp made it 0600).
@@ -317,3 +394,15 @@ def open_object_storage(url: str, **options: Any) -> ObjectStorage:
     root = f"{parts.netloc}{parts.path}".strip("/")
     fs = fsspec.filesystem(protocol, skip_instance_cache=True, **options)
     return ObjectStorage(fs, root)
+
+
+def cache_folder(location: str) -> Path:
+    """Return the local folder for a remote lake's search index, SQL catalog and spool.
+
+    ``M365LAKE_CACHE_DIR`` chooses the parent folder, by default the user's cache folder
+    (``~/.cache/m365lake`` on Linux). Each lake URL gets its own subfolder.
+    """
+    parent = os.environ.get("M365LAKE_CACHE_DIR")
+    base = Path(parent).expanduser() if parent else Path(platformdirs.user_cache_dir("m365lake"))
+    digest = hashlib.sha256(location.encode("utf-8")).hexdigest()[:16]
+    return base / "lakes" / digest

@@ -58,10 +58,14 @@ def connect(
     """Open a DuckDB connection to read the lake through ``TableScan``.
 
     The keys stay in this process: encrypted files reach DuckDB as decrypted Arrow
-    batches, so the connection contains no key.
+    batches, so the connection contains no key. For a lake on object storage the
+    lake's fsspec file system is registered on the connection, so DuckDB reads the
+    ``s3://`` or ``az://`` names without its own extensions, which it could not
+    download on a machine without internet access.
     """
-    del lake  # Kept in the signature so a lake on object storage can set up its file system.
-    return duckdb.connect(database, read_only=read_only)
+    connection = duckdb.connect(database, read_only=read_only)
+    lake.storage.register(connection)
+    return connection
 
 
 def check_key(keys: KeyRing, entry: Entry) -> str | None:
@@ -92,7 +96,7 @@ class TableScan:
     def __init__(self, lake: Lake, entries: Sequence[Entry]) -> None:
         self.lake = lake
         self.entries = list(entries)
-        self.locations = [str(lake.storage.path(entry["path"])) for entry in self.entries]
+        self.locations = [lake.storage.url(entry["path"]) for entry in self.entries]
         self._by_key: dict[str | None, list[int]] = {}
         for index, entry in enumerate(self.entries):
             key_id = check_key(lake.keys, entry)
@@ -179,7 +183,8 @@ class TableScan:
         properties = decryption_properties(self.lake.keys, key_id, entries[0]["path"])
         scan_options = ds.ParquetFragmentScanOptions(decryption_properties=properties)
         return ds.dataset(
-            [self.locations[index] for index in indexes],
+            [arrow_path(self.lake, entry) for entry in entries],
+            filesystem=self.lake.storage.arrow_filesystem(),
             schema=_schema_of(self.lake, entries),
             format=ds.ParquetFileFormat(default_fragment_scan_options=scan_options),
         )
@@ -279,7 +284,11 @@ def open_parquet(lake: Lake, entry: Entry) -> pq.ParquetFile:
     """
     properties = _decryption(lake, entry)
     try:
-        return pq.ParquetFile(lake.storage.path(entry["path"]), decryption_properties=properties)
+        return pq.ParquetFile(
+            arrow_path(lake, entry),
+            decryption_properties=properties,
+            filesystem=lake.storage.arrow_filesystem(),
+        )
     except (pa.ArrowException, OSError) as error:
         raise read_error(lake, [entry], error) from error
 
@@ -289,7 +298,8 @@ def read_table(lake: Lake, entry: Entry, columns: Sequence[str] | None = None) -
     properties = _decryption(lake, entry)
     try:
         return pq.read_table(
-            lake.storage.path(entry["path"]),
+            arrow_path(lake, entry),
+            filesystem=lake.storage.arrow_filesystem(),
             columns=list(columns) if columns is not None else None,
             decryption_properties=properties,
         )
@@ -313,6 +323,11 @@ def iter_batches(lake: Lake, entry: Entry, batch_size: int) -> Iterator[pa.Recor
 def read_metadata(lake: Lake, entry: Entry) -> pq.FileMetaData:
     """Read the Parquet footer of one committed file."""
     return open_parquet(lake, entry).metadata
+
+
+def arrow_path(lake: Lake, entry: Entry) -> str:
+    """Return the name of an entry's file on ``lake.storage.arrow_filesystem()``."""
+    return str(lake.storage.path(entry["path"]))
 
 
 def _decryption(lake: Lake, entry: Entry) -> Any:

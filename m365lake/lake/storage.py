@@ -11,11 +11,15 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from m365lake.errors import LakeError
+
+if TYPE_CHECKING:
+    from m365lake.lake.object_store import ObjectStorage
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +61,77 @@ def _private_opener(path: str, flags: int) -> int:
 class LocalStorage:
     """The lake root on a local (or locally mounted) file system."""
 
+    is_remote = False
+
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @property
+    def location(self) -> str:
+        """The lake location as a user names it: here, the folder path."""
+        return str(self.root)
+
+    @property
+    def local_dir(self) -> Path:
+        """The local folder for what derives from the lake (search index, SQL catalog)."""
+        return self.root
+
+    def url(self, relative: str) -> str:
+        """Return the name under which DuckDB and pyarrow open a lake file."""
+        return str(self.path(relative))
+
+    def open_read(self, relative: str) -> BinaryIO:
+        return open(self.path(relative), "rb")
+
+    def arrow_filesystem(self) -> None:
+        """Return the pyarrow file system for ``url`` names; None means the local one."""
+        return None
+
+    def register(self, connection: object) -> None:
+        """Make ``url`` names readable on a DuckDB connection; local files need nothing."""
+
+    def new_temp(self, directory: str, label: str) -> Path:
+        """Return a free local path for a file that ``adopt`` later moves under a lake name.
+
+        It lies in ``directory`` of the lake, so ``adopt`` can link it into place.
+        """
+        folder = self.path(directory)
+        make_private_dirs(folder)
+        return folder / f"{TEMP_PREFIX}{label}-{uuid.uuid4().hex}"
+
+    def adopt(self, temp: Path, relative: str) -> bool:
+        """Give the finished file ``temp`` the lake name ``relative`` unless it is taken.
+
+        Return False when the name existed: the first writer wins and nothing is
+        replaced, because a hard link fails on an existing name. ``temp`` is removed
+        either way.
+        """
+        target = self.path(relative)
+        make_private_dirs(target.parent)
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            return False
+        else:
+            self.sync_directory(target.parent)
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+
+    def check_writable(self, directories: tuple[str, ...]) -> None:
+        """Raise LakeError unless a file can be created and removed in each folder."""
+        for directory in ("", *directories):
+            folder = self.path(directory) if directory else self.root
+            try:
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=f"{TEMP_PREFIX}write-check-"):
+                    pass
+            except OSError as error:
+                raise LakeError(
+                    f"the lake at {self.root} is not writable: a test file in {folder} could "
+                    f"not be created ({error.strerror or error}). Fix the folder's "
+                    "permissions, or choose another lake folder"
+                ) from error
 
     def path(self, relative: str) -> Path:
         """Return the absolute local path of a lake-relative POSIX name."""
@@ -70,8 +143,9 @@ class LocalStorage:
             )
         return self.root.joinpath(*name.parts)
 
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+    def relative(self, path: str | Path) -> str:
+        """Return the lake-relative name of a local path or of a ``url`` name."""
+        return Path(path).relative_to(self.root).as_posix()
 
     def exists(self, relative: str) -> bool:
         return self.path(relative).exists()
@@ -173,14 +247,24 @@ class LocalStorage:
             os.close(fd)
 
 
-def open_storage(location: str | Path) -> LocalStorage:
-    """Return the storage for a lake location; only local paths are supported so far."""
+def open_storage(location: str | Path) -> LocalStorage | ObjectStorage:
+    """Return the storage for a lake location: a local folder, or an object storage URL.
+
+    ``s3://bucket/prefix``, ``az://container/prefix`` and ``abfs://container/prefix``
+    name a lake on object storage (``m365lake.lake.object_store``).
+    """
     text = str(location)
     if text.startswith("file://"):
         text = text[len("file://") :]
     elif "://" in text:
-        raise LakeError(
-            f"lake location {text!r}: object storage URLs are not yet supported; "
-            "use a local folder path"
-        )
+        from m365lake.lake.object_store import open_object_storage
+
+        return open_object_storage(text)
     return LocalStorage(Path(text).expanduser().resolve())
+
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Storage: TypeAlias = LocalStorage | ObjectStorage
+    """Where a lake lives; both classes offer the same operations on lake-relative names."""

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import pyarrow as pa
@@ -25,8 +25,10 @@ from m365lake.errors import CommitConflictError, LakeError
 from m365lake.lake.commits import Head, ManifestLog, StateView, apply_state_updates, state_digest
 from m365lake.lake.encryption import KeyRing, derive_key_check
 from m365lake.lake.parquet_keys import encryption_properties
-from m365lake.lake.storage import LocalStorage
 from m365lake.lake.tables import build_batch, estimate_row_bytes, table_schema
+
+if TYPE_CHECKING:
+    from m365lake.lake.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class _PartitionFile:
 
     def __init__(
         self,
-        storage: LocalStorage,
+        storage: Storage,
         table: str,
         partition: Mapping[str, str],
         run_id: str,
@@ -188,7 +190,7 @@ class Transaction:
 
     def __init__(
         self,
-        storage: LocalStorage,
+        storage: Storage,
         log: ManifestLog,
         state: StateView,
         *,

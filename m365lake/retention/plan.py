@@ -28,7 +28,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -335,7 +334,7 @@ def _whole_series(
 def _stored_versions(
     lake: Lake, table: str, files: list[str], rows: pa.Table
 ) -> Iterator[StoredVersion]:
-    paths = [lake.storage.relative(Path(file)) for file in files]
+    paths = [lake.storage.relative(file) for file in files]
     for row in rows.to_pylist():
         yield StoredVersion(
             table=table,
@@ -664,7 +663,7 @@ def _attachment_rows(
             "USING (mailbox_id, message_id, mime_sha256)"
         )
         rows: list[Any] = db.execute(_scan_sql(statement, scan, db)).fetchall()
-    return [(lake.storage.relative(Path(row[0])), int(row[1])) for row in rows]
+    return [(lake.storage.relative(row[0]), int(row[1])) for row in rows]
 
 
 def _part_rows(
@@ -717,7 +716,7 @@ def _part_rows(
             )
             rows: list[Any] = db.execute(_scan_sql(statement, scan, db)).fetchall()
         found.extend(
-            PartRow(table, lake.storage.relative(Path(row[0])), int(row[1]), row[2]) for row in rows
+            PartRow(table, lake.storage.relative(row[0]), int(row[1]), row[2]) for row in rows
         )
     return found
 

@@ -201,7 +201,7 @@ def remove_policy(lake: Lake, policy_id: str, *, actor: str, reason: str) -> Ret
         value = lake.state(POLICY_PREFIX + policy_id)
         if value is None:
             raise CaseNotFoundError(
-                f"no retention policy {policy_id!r} in the lake at {lake.root}. List the "
+                f"no retention policy {policy_id!r} in the lake at {lake.location}. List the "
                 "policies with `m365lake retention policies`"
             )
         policy = RetentionPolicy.from_state(value)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
@@ -87,7 +87,7 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 class CommittedFile:
     """A Parquet file that a manifest lists, in commit order."""
 
-    path: Path
+    path: str
     table: str
     seq: int
     rows: int
@@ -113,7 +113,7 @@ def committed_files(lake: Lake, manifests: Sequence[Mapping[str, Any]]) -> list[
     removed = {entry["path"] for manifest in manifests for entry in removed_entries(manifest)}
     return [
         CommittedFile(
-            path=lake.storage.path(entry["path"]),
+            path=lake.storage.url(entry["path"]),
             table=entry["table"],
             seq=int(manifest["seq"]),
             rows=int(entry.get("rows") or 0),
@@ -167,7 +167,7 @@ class ItemVersion:
     table: str
     container_id: str
     item_id: str
-    path: Path
+    path: str
     row_index: int
     deleted_at: Any
     """When the tenant deleted the item after this version (a datetime), or None."""

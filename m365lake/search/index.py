@@ -75,7 +75,7 @@ REBUILD_ADVICE = "Run `m365lake index --rebuild` to build the index again from t
 
 def index_path(lake: Lake) -> Path:
     """Return the index folder of ``lake``."""
-    return lake.root / INDEX_DIR
+    return lake.local_dir / INDEX_DIR
 
 
 def schema_digest() -> str:
@@ -175,7 +175,7 @@ def open_index(lake: Lake) -> OpenIndex:
     state = read_state(folder) if folder.is_dir() else None
     if state is None:
         raise SearchIndexError(
-            f"the lake at {lake.root} has no search index yet: run `m365lake index` to build it"
+            f"the lake at {lake.location} has no search index yet: run `m365lake index` to build it"
         )
     if state.schema != schema_digest():
         raise SearchIndexError(
@@ -313,7 +313,7 @@ def held_lease(lake: Lake, owner: str) -> Iterator[list[BaseException]]:
     except LeaseHeldError as error:
         holder = error.holder
         raise SearchIndexError(
-            f"the search index of {lake.root} is being updated by {holder.get('owner')!r} "
+            f"the search index of {lake.location} is being updated by {holder.get('owner')!r} "
             f"(process {holder.get('pid')} on {holder.get('host')}). Wait for that update "
             "to finish, then run the command again"
         ) from error
@@ -375,7 +375,7 @@ class _Updater:
             )
         if rebuild and state is not None:
             self.update.rebuilt = True
-            target = self.lake.root / f"{REBUILD_PREFIX}{uuid.uuid4().hex[:12]}"
+            target = self.lake.local_dir / f"{REBUILD_PREFIX}{uuid.uuid4().hex[:12]}"
             try:
                 self._index_into(target, None)
                 _swap(target, folder)
@@ -411,7 +411,7 @@ class _Updater:
         except (duckdb.IOException, FileNotFoundError) as error:
             writer.rollback()
             raise SearchIndexError(
-                f"a file of the lake at {self.lake.root} could not be read while indexing "
+                f"a file of the lake at {self.lake.location} could not be read while indexing "
                 f"({error}). A purge that commits during an update deletes the files it "
                 "replaced, so run `m365lake index` again. If it fails the same way, run "
                 "`m365lake verify` to check the lake"
@@ -430,7 +430,7 @@ class _Updater:
         if after_seq > head.seq:
             raise SearchIndexError(
                 f"the search index at {folder} was built up to commit {after_seq}, but the "
-                f"lake at {self.lake.root} ends at commit {head.seq}: the lake was replaced "
+                f"lake at {self.lake.location} ends at commit {head.seq}: the lake was replaced "
                 f"or restored from an older copy. {REBUILD_ADVICE}"
             )
         manifests = self.log.read_range(0, None)
@@ -439,7 +439,7 @@ class _Updater:
             if digest != after_sha:
                 raise SearchIndexError(
                     f"the search index at {folder} was built up to commit {after_seq} with "
-                    f"SHA-256 {after_sha}, but that commit of the lake at {self.lake.root} "
+                    f"SHA-256 {after_sha}, but that commit of the lake at {self.lake.location} "
                     f"now hashes to {digest}: the lake was replaced or altered since. "
                     f"{REBUILD_ADVICE}"
                 )
@@ -524,7 +524,7 @@ class _Updater:
     def _check_lease(self) -> None:
         if self.lease_problems:
             raise SearchIndexError(
-                f"the search index lease of {self.lake.root} could not be renewed "
+                f"the search index lease of {self.lake.location} could not be renewed "
                 f"({self.lease_problems[0]}), so another writer may have taken it; nothing "
                 "after the last commit was kept. Run `m365lake index` again"
             )
@@ -598,7 +598,7 @@ def remove_leftover_folders(lake: Lake) -> int:
     """
     leftovers = [
         entry
-        for entry in sorted(lake.root.iterdir())
+        for entry in sorted(lake.local_dir.iterdir())
         if entry.is_dir() and entry.name.startswith((REBUILD_PREFIX, OLD_PREFIX))
     ]
     for entry in leftovers:

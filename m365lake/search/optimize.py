@@ -75,7 +75,7 @@ def optimize_index(lake: Lake, *, owner: str | None = None) -> IndexOptimization
         _merge(opened.index, folder)
         if lease_problems:
             raise SearchIndexError(
-                f"the search index lease of {lake.root} could not be renewed "
+                f"the search index lease of {lake.location} could not be renewed "
                 f"({lease_problems[0]}) while segments were merged. The merged index is "
                 "complete; run `m365lake index --optimize` again to delete unused files"
             )

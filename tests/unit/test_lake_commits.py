@@ -168,10 +168,18 @@ def test_open_missing_lake_without_create(tmp_path: Path) -> None:
         Lake.open(tmp_path / "absent", create=False)
 
 
-def test_object_storage_not_yet_supported() -> None:
+def test_object_storage_without_credentials_names_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from m365lake.errors import LakeError
 
-    with pytest.raises(LakeError, match="not yet supported"):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("M365LAKE_CACHE_DIR", str(tmp_path / "cache"))
+
+    with pytest.raises(LakeError, match="credentials"):
         Lake.open("s3://bucket/lake")
 
 

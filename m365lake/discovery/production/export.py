@@ -83,6 +83,8 @@ def _settings(case_id: str, selection: Selection, options: ExportOptions) -> dic
 
 def _check_destination(lake: Lake, destination: Path) -> Path:
     root = destination.expanduser().resolve()
+    if lake.is_remote:
+        return root
     lake_root = lake.root.resolve()
     if root == lake_root or lake_root in root.parents:
         raise InvalidRequestError(

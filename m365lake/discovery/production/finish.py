@@ -109,7 +109,7 @@ def _custody_report(
         "started_at": header["started_at"],
         "finished_at": utc_now().isoformat(),
         "tool": {"name": "m365lake", "version": header["runs"][-1]["tool_version"]},
-        "source": {"lake_root": str(lake.root), "runs": header["runs"]},
+        "source": {"lake_root": lake.location, "runs": header["runs"]},
         "settings": settings["options"],
         "deduplication": {"scope": settings["options"]["dedup"], **DEDUP_DEFINITION},
         "dates": "ISO 8601 in UTC, to the second",

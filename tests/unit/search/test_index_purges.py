@@ -55,7 +55,7 @@ def test_committed_files_skip_removed_mark_copies(tmp_path: Path):
 
     files = committed_files(lake, manifests)
 
-    assert [(file.path.name, file.seq, file.purge_copy) for file in files] == [
+    assert [(file.path.rsplit("/", 1)[-1], file.seq, file.purge_copy) for file in files] == [
         ("m2.parquet", 1, False),
         ("m3.parquet", 2, True),
     ]
