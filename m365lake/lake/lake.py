@@ -14,7 +14,6 @@ from m365lake.lake.blobs import BlobStore, ContentRef, sha256_hex
 from m365lake.lake.commits import COMMIT_DIR, Head, ManifestLog, StateView
 from m365lake.lake.encryption import load_keyring
 from m365lake.lake.leases import Lease, acquire_lease
-from m365lake.lake.object_store import STORE_ERRORS
 from m365lake.lake.storage import LocalStorage, make_private_dirs, open_storage
 from m365lake.lake.tables import SCHEMAS
 from m365lake.lake.transaction import Transaction
@@ -135,6 +134,9 @@ def _open_folder(storage: LocalStorage, *, create: bool) -> None:
 
 def _open_prefix(storage: ObjectStorage, *, create: bool) -> None:
     """Check that a prefix of an object store holds a lake, or mark it as one."""
+    # Imported here: the cloud SDKs take half a second to import, which local lakes skip.
+    from m365lake.lake.object_store import STORE_ERRORS
+
     try:
         if storage.exists(LAKE_MARKER) or storage.list_names(COMMIT_DIR):
             return
