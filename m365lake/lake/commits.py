@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from m365lake.errors import CommitConflictError, LakeIntegrityError
+from m365lake.lake.storage import make_private_dirs
 
 if TYPE_CHECKING:
     from m365lake.lake.storage import Storage
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 COMMIT_DIR = "commits"
 STATE_CACHE = "state/cache.json"
+LOCAL_STATE_CACHE = "state-cache.json"
+"""The state cache of a lake on object storage, in the lake's local folder."""
 _MANIFEST_NAME = re.compile(r"^(\d{10})\.json$")
 
 _VERIFY_ADVICE = "Run `m365lake verify` to check the whole chain."
@@ -265,7 +269,7 @@ class StateView:
     def _load_cache(self, upto: int) -> None:
         self._seq, self._sha256, self._values = 0, None, {}
         try:
-            cached = json.loads(self._storage.read_bytes(STATE_CACHE))
+            cached = json.loads(self._read_cache())
             seq, sha256, values = cached["seq"], cached["manifest_sha256"], cached["values"]
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return
@@ -276,17 +280,39 @@ class StateView:
         else:
             logger.info(
                 "state cache %s does not match the manifests; rebuilding it",
-                self._storage.url(STATE_CACHE),
+                self._cache_location(),
             )
 
     def _save_cache(self) -> None:
         payload = {"seq": self._seq, "manifest_sha256": self._sha256, "values": self._values}
         try:
-            self._storage.publish(STATE_CACHE, json.dumps(payload).encode("utf-8"), overwrite=True)
+            self._write_cache(json.dumps(payload).encode("utf-8"))
         except OSError as error:
             # The cache only saves replaying manifests, and a read-only lake (a snapshot
             # being verified) cannot take it.
-            logger.info("state cache %s not saved: %s", self._storage.url(STATE_CACHE), error)
+            logger.info("state cache %s not saved: %s", self._cache_location(), error)
+
+    def _cache_location(self) -> str:
+        if self._storage.is_remote:
+            return str(self._storage.local_dir / LOCAL_STATE_CACHE)
+        return self._storage.url(STATE_CACHE)
+
+    def _read_cache(self) -> bytes:
+        if self._storage.is_remote:
+            return (self._storage.local_dir / LOCAL_STATE_CACHE).read_bytes()
+        return self._storage.read_bytes(STATE_CACHE)
+
+    def _write_cache(self, data: bytes) -> None:
+        # On object storage every overwrite would keep a new version, locked for as long
+        # as the bucket's retention says, so the cache of a remote lake stays local.
+        if self._storage.is_remote:
+            target = self._storage.local_dir / LOCAL_STATE_CACHE
+            make_private_dirs(target.parent)
+            temp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            temp.write_bytes(data)
+            os.replace(temp, target)
+            return
+        self._storage.publish(STATE_CACHE, data, overwrite=True)
 
 
 def apply_state_updates(values: dict[str, Any], updates: Mapping[str, Any]) -> None:
