@@ -304,7 +304,7 @@ class StateView:
 
     def _write_cache(self, data: bytes) -> None:
         # On object storage every overwrite would keep a new version, locked for as long
-        # as the bucket's retention says, so the cache of a remote lake stays local.
+        # as the bucket's retention sets, so the cache of a remote lake stays local.
         if self._storage.is_remote:
             target = self._storage.local_dir / LOCAL_STATE_CACHE
             make_private_dirs(target.parent)

@@ -133,7 +133,7 @@ def _open_folder(storage: LocalStorage, *, create: bool) -> None:
 
 
 def _open_prefix(storage: ObjectStorage, *, create: bool) -> None:
-    """Check that a prefix of an object store holds a lake, or mark it as one."""
+    """Check that a prefix of an object store contains a lake, or mark it as one."""
     # Imported here: the cloud SDKs take half a second to import, which local lakes skip.
     from m365lake.lake.object_store import STORE_ERRORS
 
