@@ -19,6 +19,9 @@ least one of them sees the other: the user backs off, or the purge waits. Both w
 bounded time and then raise ``BlobsInUseError`` naming the runs they waited for.
 
 A record names its owner, host, process id and expiry, renewed while the run lasts.
+Renewals and takeovers of the purge lock replace a record only if it is unchanged
+since it was read (``leases.renew_record`` and ``leases.take_over``), so a record
+removed or taken over as stale is never written back by its former holder.
 The record of a killed run stops protecting when it expires (``ttl`` seconds after
 its last renewal) or, on the same host, as soon as its process no longer runs.
 """
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from m365lake.errors import LakeError, Transient
-from m365lake.lake.leases import is_stale
+from m365lake.lake.leases import is_stale, read_record, renew_record, take_over
 
 if TYPE_CHECKING:
     from m365lake.lake.storage import Storage
@@ -109,12 +112,12 @@ class BlobUse:
     ttl: float
 
     def renew(self) -> None:
-        if _read(self.storage, self.name).get("token") != self.token:
+        record = _record(self.token, self.owner, self.ttl)
+        if not renew_record(self.storage, self.name, self.token, record):
             raise LakeError(
                 f"the blob-user lease of run {self.owner!r} was removed as stale; a purge "
                 "may have deleted blobs this run references. Run `m365lake verify` after it"
             )
-        self.storage.publish(self.name, _record(self.token, self.owner, self.ttl), overwrite=True)
 
     def release(self) -> None:
         self.storage.remove(self.name)
@@ -149,7 +152,9 @@ def register_blob_user(
     deadline = time.monotonic() + wait_seconds
     announced = False
     while True:
-        storage.publish(use.name, _record(token, owner, ttl), overwrite=True)
+        # The name carries a fresh token, so this create-if-absent cannot collide with
+        # another run; it only fails if the store fails.
+        storage.publish(use.name, _record(token, owner, ttl))
         purge = _read(storage, PURGE_LOCK)
         if not purge or is_stale(purge):
             return use
@@ -223,16 +228,20 @@ def live_blob_users(storage: Storage) -> list[dict[str, Any]]:
 def _take_purge_lock(storage: Storage, token: str, owner: str, ttl: float) -> None:
     if storage.publish(PURGE_LOCK, _record(token, owner, ttl)):
         return
-    holder = _read(storage, PURGE_LOCK)
+    holder, tag = read_record(storage, PURGE_LOCK)
     if holder and not is_stale(holder):
         raise BlobsInUseError(
             f"another purge, {describe([holder])}, is deleting blobs; run this one after it",
             holders=[holder],
         )
     logger.info("taking over the stale purge lock of run %s", holder.get("owner"))
-    storage.publish(PURGE_LOCK, _record(token, owner, ttl), overwrite=True)
-    if _read(storage, PURGE_LOCK).get("token") != token:
-        raise BlobsInUseError("another purge took over the stale purge lock", holders=[holder])
+    if not take_over(storage, PURGE_LOCK, _record(token, owner, ttl), tag):
+        winner, _ = read_record(storage, PURGE_LOCK)
+        raise BlobsInUseError(
+            f"another purge, {describe([winner])}, took over the stale purge lock at the "
+            "same moment; run this one after it",
+            holders=[winner],
+        )
 
 
 @dataclass
@@ -249,12 +258,12 @@ class PurgeLock:
         """Renew the lock once a third of its lifetime has passed since the last renewal."""
         if time.monotonic() - self.renewed < self.ttl / 3:
             return
-        if _read(self.storage, PURGE_LOCK).get("token") != self.token:
+        record = _record(self.token, self.owner, self.ttl)
+        if not renew_record(self.storage, PURGE_LOCK, self.token, record):
             raise LakeError(
                 f"the purge lock of {self.owner!r} was taken over while it deleted blobs; "
                 "stop, and run the purge again"
             )
-        self.storage.publish(PURGE_LOCK, _record(self.token, self.owner, self.ttl), overwrite=True)
         self.renewed = time.monotonic()
 
 
@@ -294,5 +303,8 @@ def exclusive_blobs(
             lock.keep_alive()
         yield lock
     finally:
+        # NOTE: as with container leases, the token check and the removal are two
+        # requests, so a purge whose lock expired just before this point can remove the
+        # lock of a purge that took it over.
         if _read(storage, PURGE_LOCK).get("token") == token:
             storage.remove(PURGE_LOCK)

@@ -1,9 +1,18 @@
 """The manifest chain under ``commits/`` and the delta state derived from it.
 
-Manifest ``commits/<seq:010d>.json`` is created exclusively (temp file, fsync, hard link).
-When two writers read the same head, only one gets the next sequence number, and the
-other re-reads the head and tries the following number. Each manifest stores the SHA-256
-of the previous manifest's bytes in ``prev``, which makes the history tamper-evident.
+Manifest ``commits/<seq:010d>.json`` is created exclusively (temp file, fsync and hard
+link on a local lake, a conditional upload on object storage). When two writers read the
+same head, only one gets the next sequence number, and the other re-reads the head and
+tries the following number. Each manifest stores the SHA-256 of the previous manifest's
+bytes in ``prev``, which makes the history tamper-evident.
+
+Listing ``commits/`` is the only way to find the manifests, and it is safe even where a
+listing may lag behind writes. A commit never relies on it: a head that is too old only
+makes the create-if-absent of the next name fail, and the writer retries. Readers
+(``head``, ``read_range``, ``check_chain``) list, then probe the names after the largest
+listed one with ``exists`` until one is missing, so a lagging listing cannot show them
+an old head. A listing that misses a manifest in the middle of the chain shows up as a
+gap, which ``verify`` reports instead of skipping over it.
 
 The state (delta tokens and similar) is the fold of every manifest's ``state`` updates in
 sequence order. Each manifest also records ``state_sha256``, the hash of the whole state
@@ -76,12 +85,23 @@ class ManifestLog:
         self._max_attempts = max_attempts
 
     def sequence_numbers(self) -> list[int]:
+        """Return the sequence numbers of the manifests present, in order.
+
+        A listing finds them, and then ``exists`` probes the numbers after the largest
+        listed one until one is missing, so a listing that lags behind the newest
+        commits does not hide them.
+        """
         numbers = []
         for name in self._storage.list_names(COMMIT_DIR):
             match = _MANIFEST_NAME.match(name)
             if match:
                 numbers.append(int(match.group(1)))
-        return sorted(numbers)
+        numbers.sort()
+        following = (numbers[-1] if numbers else 0) + 1
+        while self._storage.exists(manifest_name(following)):
+            numbers.append(following)
+            following += 1
+        return numbers
 
     def head(self) -> Head:
         numbers = self.sequence_numbers()

@@ -8,6 +8,13 @@ only saves the wasted work.
 
 A holder that died is detected two ways: its lease expires (``ttl`` seconds after
 the last renewal), or, on the same host, its process id no longer runs.
+
+Renewals and takeovers replace the record only if it is unchanged since it was read
+(``read_tagged`` and ``replace_if_unchanged``: an ETag with If-Match on object storage,
+a content hash checked under a file lock on a local lake). So when two writers take
+over the same stale lease, or a holder renews while another takes over, one wins and
+the other gets LeaseHeldError or LeaseLostError. Only a new lease is written with
+create-if-absent.
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ class LeaseHeldError(LakeError, Transient):
     def __init__(self, message: str, *, holder: dict[str, Any]) -> None:
         super().__init__(message)
         self.holder = holder
+
+
+class LeaseLostError(LakeError):
+    """A renewal found that another writer had taken over the expired lease."""
 
 
 def _process_alive(pid: int) -> bool:
@@ -78,11 +89,18 @@ class Lease:
         ).encode()
 
     def renew(self) -> None:
-        if _read(self.storage, self.name).get("token") != self.token:
-            raise LakeError(f"lease {self.name} was taken over by another writer")
-        self.storage.publish(self.name, self._record(), overwrite=True)
+        """Extend the lease by ``ttl``, or raise LeaseLostError if another writer took it over."""
+        if not renew_record(self.storage, self.name, self.token, self._record()):
+            raise LeaseLostError(
+                f"the lease {self.storage.url(self.name)} of run {self.owner!r} was taken "
+                "over by another writer, or removed, after it expired, so two writers may "
+                "now work on the same container. Stop this run; the other writer's commit stands"
+            )
 
     def release(self) -> None:
+        # NOTE: the token check and the removal are two requests, so a holder that
+        # releases just as its expired lease is taken over removes the new holder's
+        # lease. A conditional delete (S3 DeleteObject If-Match) would close that gap.
         if _read(self.storage, self.name).get("token") == self.token:
             self.storage.remove(self.name)
 
@@ -95,10 +113,54 @@ class Lease:
 
 def _read(storage: Storage, name: str) -> dict[str, Any]:
     try:
-        record = json.loads(storage.read_bytes(name))
-    except (FileNotFoundError, ValueError):
+        return _parse(storage.read_bytes(name))
+    except FileNotFoundError:
+        return {}
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(data)
+    except ValueError:
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def read_record(storage: Storage, name: str) -> tuple[dict[str, Any], str | None]:
+    """Return a lease record and its tag for ``replace_if_unchanged``, or ({}, None) if absent.
+
+    A record that is not a JSON object reads as {} with its tag, so it can be taken over.
+    """
+    try:
+        data, tag = storage.read_tagged(name)
+    except FileNotFoundError:
+        return {}, None
+    return _parse(data), tag
+
+
+def renew_record(storage: Storage, name: str, token: str, record: bytes) -> bool:
+    """Replace the record ``name`` by ``record`` if it still carries ``token``.
+
+    Return False when another holder's record replaced it, or it was removed. The
+    replacement is conditional on the tag read with the token, so a takeover between
+    the read and the write makes it fail instead of being overwritten.
+    """
+    current, tag = read_record(storage, name)
+    if tag is None or current.get("token") != token:
+        return False
+    return storage.replace_if_unchanged(name, record, tag)
+
+
+def take_over(storage: Storage, name: str, record: bytes, seen_tag: str | None) -> bool:
+    """Replace the stale record ``name`` that was read with ``seen_tag`` by ``record``.
+
+    Return False when another writer changed it first: of several writers taking
+    over the same stale record, exactly one succeeds. A record removed since it was
+    read is claimed again with create-if-absent, which also has one winner.
+    """
+    if seen_tag is None:
+        return storage.publish(name, record)
+    return storage.replace_if_unchanged(name, record, seen_tag)
 
 
 def is_stale(record: dict[str, Any]) -> bool:
@@ -120,7 +182,7 @@ def acquire_lease(
     lease = Lease(storage, name, uuid.uuid4().hex, ttl, owner)
     if storage.publish(name, lease._record()):
         return lease
-    holder = _read(storage, name)
+    holder, tag = read_record(storage, name)
     if not is_stale(holder):
         raise LeaseHeldError(
             f"{container} is being archived by run {holder.get('owner')!r} "
@@ -129,9 +191,12 @@ def acquire_lease(
             holder=holder,
         )
     log.info("taking over the stale lease of %s from run %s", container, holder.get("owner"))
-    storage.publish(name, lease._record(), overwrite=True)
-    # Two writers can take over the same stale lease at once. The last write wins,
-    # and the other finds a foreign token here.
-    if _read(storage, name).get("token") != lease.token:
-        raise LeaseHeldError(f"{container} was taken over by another writer", holder=holder)
+    if not take_over(storage, name, lease._record(), tag):
+        winner, _ = read_record(storage, name)
+        raise LeaseHeldError(
+            f"{container} was taken over by run {winner.get('owner')!r} "
+            f"(process {winner.get('pid')} on {winner.get('host')}) at the same moment; "
+            "this run leaves the container to it",
+            holder=winner,
+        )
     return lease

@@ -8,13 +8,14 @@ local paths and makes writes durable and exclusive.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal, overload
 
 from m365lake.errors import LakeError
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-"
+REPLACE_LOCK = f"{TEMP_PREFIX}replace.lock"
+"""The lock file in a folder whose files ``replace_if_unchanged`` overwrites."""
 
 
 PRIVATE_DIR_MODE = 0o700
@@ -182,22 +185,40 @@ class LocalStorage:
         make_private_dirs(target.parent)
         return open_private(target)
 
-    def close_durably(self, handle: BinaryIO) -> None:
-        """Flush, fsync and close a file from ``open_new`` so it survives a crash."""
+    def close_durably(self, handle: BinaryIO) -> tuple[str, int]:
+        """Flush, fsync and close a file from ``open_new``, and return its SHA-256 and size.
+
+        The name was claimed by ``open_new``, so this never raises FileExistsError.
+        """
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
         self.sync_directory(Path(handle.name).parent)
+        return hash_local_file(Path(handle.name))
+
+    def upload_as(self, handle: BinaryIO, relative: str) -> tuple[str, int]:
+        """Move a closed file from ``open_new`` to the free name ``relative``.
+
+        Raises FileExistsError, keeping the file, when the name is taken. Object
+        storage needs this when another writer claimed a name first. Here ``open_new``
+        has already claimed one, so the method only keeps both storages alike.
+        """
+        target = self.path(relative)
+        make_private_dirs(target.parent)
+        os.link(handle.name, target)
+        os.unlink(handle.name)
+        self.sync_directory(target.parent)
+        return hash_local_file(target)
+
+    def abandon_new(self, handle: BinaryIO) -> None:
+        """Close and delete a file from ``open_new`` that is not to be kept."""
+        handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
 
     def hash_file(self, relative: str) -> tuple[str, int]:
         """Return the SHA-256 hex digest and size of a stored file, read in chunks."""
-        digest = hashlib.sha256()
-        size = 0
-        with open(self.path(relative), "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size
+        return hash_local_file(self.path(relative))
 
     def publish(self, relative: str, data: bytes, *, overwrite: bool = False) -> bool:
         """Write ``data`` under ``relative`` atomically; return False if it already existed.
@@ -228,9 +249,54 @@ class LocalStorage:
         self.sync_directory(target.parent)
         return True
 
+    def read_tagged(self, relative: str) -> tuple[bytes, str]:
+        """Return a file's bytes and the tag that ``replace_if_unchanged`` expects.
+
+        The tag is the SHA-256 of the bytes, so it changes with every write of other
+        content. Records written through it carry a fresh token or expiry each time,
+        so no write repeats the bytes before it.
+        """
+        target = self.path(relative)
+        # The lock file exists before the first tag is handed out, so every ``remove``
+        # that could race with a replacement in this folder takes the lock too.
+        _open_replace_lock(target.parent, create=True).close()
+        data = target.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def replace_if_unchanged(self, relative: str, data: bytes, tag: str) -> bool:
+        """Overwrite a file only while its tag is ``tag``; return False otherwise.
+
+        False also means the file is gone. Replacers and removers in one folder
+        serialise on an exclusive ``flock`` of its lock file, and the tag is checked
+        again under that lock, so of two replacers holding the same tag one wins.
+        """
+        target = self.path(relative)
+        try:
+            lock = _open_replace_lock(target.parent, create=True)
+        except FileNotFoundError:
+            return False
+        with lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                current = target.read_bytes()
+            except FileNotFoundError:
+                return False
+            if hashlib.sha256(current).hexdigest() != tag:
+                return False
+            self.publish(relative, data, overwrite=True)
+        return True
+
     def remove(self, relative: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(relative))
+        target = self.path(relative)
+        lock = _open_replace_lock(target.parent, create=False)
+        if lock is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+            return
+        with lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
 
     def sync_directory(self, directory: Path) -> None:
         """Fsync a directory so a new name in it survives a power loss."""
@@ -245,6 +311,39 @@ class LocalStorage:
             logger.debug("fsync of directory %s failed: %s", directory, error)
         finally:
             os.close(fd)
+
+
+def hash_local_file(path: Path) -> tuple[str, int]:
+    """Return the SHA-256 hex digest and size of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@overload
+def _open_replace_lock(folder: Path, *, create: Literal[True]) -> BinaryIO: ...
+@overload
+def _open_replace_lock(folder: Path, *, create: Literal[False]) -> BinaryIO | None: ...
+def _open_replace_lock(folder: Path, *, create: bool) -> BinaryIO | None:
+    """Open the folder's replace lock file, or return None if it is missing and not ``create``.
+
+    NOTE: ``flock`` excludes other processes on this host and on file systems that
+    pass the lock on (local disks, NFSv4 through Linux's emulation with fcntl
+    locks). A share mounted without lock support lets two hosts replace at once.
+    """
+    path = folder / REPLACE_LOCK
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    try:
+        descriptor = os.open(path, flags, PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    return os.fdopen(descriptor, "r+b")
 
 
 def open_storage(location: str | Path) -> LocalStorage | ObjectStorage:
@@ -267,4 +366,4 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     Storage: TypeAlias = LocalStorage | ObjectStorage
-    """Where a lake lives; both classes offer the same operations on lake-relative names."""
+    """The place of a lake; both classes offer the same operations on lake-relative names."""
