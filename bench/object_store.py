@@ -11,8 +11,11 @@ baseline: each store's items/s is divided by the local lake's from the same roun
 Requests to S3 are counted in this process, per HTTP attempt and per S3 operation, by
 a botocore ``before-send`` handler on the s3fs client. moto's access log counts them
 again on the server side as a check. Requests to Azurite are counted from Azurite's
-access log only: adlfs builds its Azure clients inside ``Lake.open``, so nothing can
-hook them from here.
+access log only, because adlfs builds its Azure clients inside ``Lake.open`` where
+nothing can hook them from here. Each table of requests is followed by the object names
+requested most, with hashes, ids and sequence numbers replaced by placeholders. Before
+the backups, the median time of a 1 KiB PUT and GET through fsspec shows each store's
+latency from this process.
 
 Workloads: mail (the Enron maildir when present, else the generated tenant) and a
 OneDrive of small generated files.
@@ -50,6 +53,7 @@ from _common import ENRON_MAILDIR, MIB, ServedTenant, header, serve_emulator
 from m365lake.backup import backup_mail
 from m365lake.backup_files import backup_files
 from m365lake.lake import DEFAULT_INLINE_THRESHOLD, Lake
+from m365lake.lake.object_store import open_object_storage
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BLOB = PROJECT_ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -65,6 +69,8 @@ AZURITE_KEY = (
 )
 """Azurite's development account key, published by Microsoft and valid only against Azurite."""
 
+ROUND_TRIPS = 20
+"""Small PUTs and GETs whose median shows a store's latency from this process."""
 QUICK_CORPUS = ENRON_MAILDIR / "arora-h"
 QUICK_FILES = 1_000
 DEFAULT_FILES = 5_000
@@ -326,7 +332,7 @@ def serve_azurite(folder: Path) -> Iterator[Store]:
 
 
 class S3RequestCounter:
-    """Counts the HTTP requests an s3fs file system sends, per kind and target.
+    """Counter of the HTTP requests an s3fs file system sends, per kind and target.
 
     botocore emits ``before-send.s3.<Operation>`` once per HTTP attempt, retries
     included, on the thread of s3fs's event loop.
@@ -358,6 +364,22 @@ class S3RequestCounter:
         return counts
 
 
+def time_round_trips(store: Store) -> tuple[float, float]:
+    """Return the median seconds of a 1 KiB PUT and of its GET, through the lake's storage."""
+    storage = open_object_storage(store.url(f"round-trips-{uuid.uuid4().hex[:8]}"))
+    puts, gets = [], []
+    for number in range(ROUND_TRIPS):
+        name = f"probe/{number}"
+        started = time.perf_counter()
+        storage.publish(name, bytes(1024))
+        puts.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        storage.read_bytes(name)
+        gets.append(time.perf_counter() - started)
+    store.server_log.take()
+    return statistics.median(puts), statistics.median(gets)
+
+
 # ---- one backup --------------------------------------------------------------------------
 
 
@@ -372,6 +394,8 @@ class Run:
     seconds: float
     stored: int = 0
     """Bytes of every object or file under the lake root after both backups."""
+    commits: int = 0
+    """Manifests in the lake after the backup."""
     requests: Counter[Request] = field(default_factory=Counter)
     server_requests: Counter[Request] = field(default_factory=Counter)
 
@@ -428,26 +452,33 @@ def back_up_twice(
     counter = None
     if store and store.counts_client_side:
         counter = S3RequestCounter(lake.storage.fs, store.bucket)  # type: ignore[union-attr]
-    if store:
-        # Opening the lake wrote its marker, and only the backups count.
-        store.server_log.take()
     runs = []
     for _ in range(2):
+        # Opening the lake and reading its head between the backups are not counted.
+        take_requests(counter, store)
         items, downloaded, seconds = run_backup(workload, served, lake)
         run = Run(lake.location, items, downloaded, seconds)
-        if counter:
-            run.requests = counter.take()
-        if store:
-            # moto and Azurite write their log line after the response, so give them a moment.
-            time.sleep(0.5)
-            run.server_requests = store.server_log.take()
-            if not counter:
-                run.requests = run.server_requests
+        run.requests, run.server_requests = take_requests(counter, store)
+        run.commits = lake.head().seq
         runs.append(run)
     runs[0].stored = runs[1].stored = stored_bytes(lake)
-    if store:
-        store.server_log.take()
     return runs[0], runs[1]
+
+
+def take_requests(
+    counter: S3RequestCounter | None, store: Store | None
+) -> tuple[Counter[Request], Counter[Request]]:
+    """Return the store requests since the previous call: the client's count, the server's.
+
+    The client's count is the server's where only the server counts.
+    """
+    if store is None:
+        return Counter(), Counter()
+    # moto and Azurite write their log line after the response, so give them a moment.
+    time.sleep(0.5)
+    server = store.server_log.take()
+    client = counter.take() if counter else server
+    return client, server
 
 
 # ---- reports -----------------------------------------------------------------------------
@@ -484,7 +515,7 @@ def print_requests(title: str, runs: dict[str, Run], per_item: bool, top: int) -
     print()
     print(f"### {title}")
     print()
-    headings = [f"{name}" + (f" | {name} per item" if per_item else "") for name in stores]
+    headings = [f"{name}" + (f" | {name} per 1,000 items" if per_item else "") for name in stores]
     print(f"| request | {' | '.join(headings)} |")
     print("|---" * (1 + len(stores) * (2 if per_item else 1)) + "|")
     kinds = {name: by_kind(run.requests) for name, run in stores.items()}
@@ -496,7 +527,7 @@ def print_requests(title: str, runs: dict[str, Run], per_item: bool, top: int) -
             count = sum(kinds[name].values()) if row == "total" else kinds[name][row]
             cells.append(f"{count:,}")
             if per_item:
-                cells.append(f"{count / run.items:.2f}" if run.items else "-")
+                cells.append(f"{count * 1000 / run.items:.1f}" if run.items else "-")
         print(f"| {row} | {' | '.join(cells)} |")
     print()
     for name, run in stores.items():
@@ -535,8 +566,9 @@ def benchmark(
             print(
                 f"round {round_number}: {name:16} {initial.items:,} items in "
                 f"{initial.seconds:.1f} s ({initial.items_per_second:.0f} items/s), "
-                f"{sum(initial.requests.values()):,} store requests; no-change run "
-                f"{repeat.seconds:.1f} s, {sum(repeat.requests.values()):,} store requests",
+                f"{sum(initial.requests.values()):,} store requests, {initial.commits} "
+                f"commits; no-change run {repeat.seconds:.1f} s, "
+                f"{sum(repeat.requests.values()):,} store requests, {repeat.commits} commits",
                 flush=True,
             )
     print_throughput(workload, first)
@@ -624,6 +656,12 @@ def main() -> None:
             print(f"azure: skipped, Azurite is not installed at {AZURITE_BLOB}")
         else:
             stores.append(stack.enter_context(serve_azurite(scratch)))
+        for store in stores:
+            put, get = time_round_trips(store)
+            print(
+                f"{store.name}: a 1 KiB PUT takes {put * 1000:.1f} ms and its GET "
+                f"{get * 1000:.1f} ms (median of {ROUND_TRIPS}, through fsspec)"
+            )
 
         with serve_emulator(corpora=corpora) as served:
             source = corpora[0] if corpora else "the generated tenant"
