@@ -82,11 +82,10 @@ def _tenant(corpus_root: Path) -> Tenant:
 
 @pytest.fixture
 def mailbox(
-    corpus_root: Path, emulator_state: Path, tmp_path: Path
+    corpus_root: Path, emulator_state: Path, lake: Lake
 ) -> Iterator[tuple[Tenant, EmulatorServer, Lake]]:
     tenant = _tenant(corpus_root)
     with EmulatorServer(tenant, emulator_state) as server:
-        lake = Lake.open(tmp_path / "lake")
         _backup(server, lake)
         yield tenant, server, lake
 
@@ -272,14 +271,13 @@ def test_restore_into_other_mailbox_folder(mailbox: tuple[Tenant, EmulatorServer
 
 
 def test_lost_create_responses_leave_no_duplicates(
-    corpus_root: Path, emulator_state: Path, tmp_path: Path
+    corpus_root: Path, emulator_state: Path, lake: Lake
 ) -> None:
     # Resets hit message creates after the emulator stored the message, as when a
     # response is lost on the way back. The client must not send such a POST again.
     faults = FaultPlan(seed=3, reset_rate=0.3, path_pattern=r"/mailFolders/[^/]+/messages$")
     tenant = _tenant(corpus_root)
     with EmulatorServer(tenant, emulator_state, EmulatorOptions(faults=faults)) as server:
-        lake = Lake.open(tmp_path / "lake")
         _backup(server, lake)
         before = _moment()
         expected = _mailbox_state(lake, before)[1]
