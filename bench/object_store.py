@@ -22,7 +22,7 @@ OneDrive of small generated files.
 
     uv run python bench/object_store.py [--quick] [--corpus PATH | --generated]
                                         [--files N] [--rounds N] [--inline-threshold BYTES]
-                                        [--no-azure]
+                                        [--top N] [--no-azure]
 """
 
 from __future__ import annotations
