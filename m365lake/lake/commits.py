@@ -23,15 +23,18 @@ values hash to that manifest's ``state_sha256``, and is rebuilt from the manifes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import random
 import re
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m365lake.errors import CommitConflictError, LakeIntegrityError
@@ -45,6 +48,8 @@ logger = logging.getLogger(__name__)
 COMMIT_DIR = "commits"
 STATE_CACHE = "state/cache.json"
 LOCAL_STATE_CACHE = "state-cache.json"
+MANIFEST_COPIES = "manifests"
+"""Folder of local copies of a remote lake's manifests, in the lake's local folder."""
 """The state cache of a lake on object storage, in the lake's local folder."""
 _MANIFEST_NAME = re.compile(r"^(\d{10})\.json$")
 
@@ -83,6 +88,8 @@ class ManifestLog:
     def __init__(self, storage: Storage, *, max_attempts: int = 200) -> None:
         self._storage = storage
         self._max_attempts = max_attempts
+        self._copies_checked = False
+        """Whether the local copy of manifest 1 was compared with the store in this process."""
 
     def sequence_numbers(self) -> list[int]:
         """Return the sequence numbers of the manifests present, in order.
@@ -108,13 +115,16 @@ class ManifestLog:
         if not numbers:
             return Head(0, None)
         seq = numbers[-1]
-        data = self._storage.read_bytes(manifest_name(seq))
+        data = self._read_bytes(seq, fresh=False)
         return Head(seq, hashlib.sha256(data).hexdigest())
 
-    def read(self, seq: int) -> tuple[dict[str, Any], str]:
-        """Return one manifest and the SHA-256 of its bytes."""
+    def read(self, seq: int, *, fresh: bool = False) -> tuple[dict[str, Any], str]:
+        """Return one manifest and the SHA-256 of its bytes.
+
+        ``fresh`` reads the stored object even where a local copy exists (verification).
+        """
         name = manifest_name(seq)
-        data = self._storage.read_bytes(name)
+        data = self._read_bytes(seq, fresh=fresh)
         try:
             manifest = json.loads(data)
         except ValueError as error:
@@ -129,6 +139,53 @@ class ManifestLog:
                 f"but its file name says {seq}. {_STRAY_FILE_ADVICE}"
             )
         return manifest, hashlib.sha256(data).hexdigest()
+
+    def _read_bytes(self, seq: int, *, fresh: bool) -> bytes:
+        """Return a manifest's bytes, for a remote lake from its local copy when there is one.
+
+        Every run reads the whole chain to find the live files, and on object storage
+        that was one GET per manifest per mailbox. A manifest name is written once and
+        never replaced, so a copy stays valid. ``verify`` passes ``fresh`` and so still
+        sees a manifest changed in the store.
+        """
+        name = manifest_name(seq)
+        if not self._storage.is_remote:
+            return self._storage.read_bytes(name)
+        copies = self._storage.local_dir / MANIFEST_COPIES
+        if not self._copies_checked:
+            self._check_copies(copies)
+        copy = copies / name.rsplit("/", 1)[-1]
+        if not fresh:
+            with contextlib.suppress(FileNotFoundError):
+                return copy.read_bytes()
+        data = self._storage.read_bytes(name)
+        try:
+            make_private_dirs(copy.parent)
+            temp = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
+            temp.write_bytes(data)
+            os.replace(temp, copy)
+        except OSError as error:
+            logger.info("local copy of manifest %s not saved: %s", name, error)
+        return data
+
+    def _check_copies(self, copies: Path) -> None:
+        """Drop the local manifest copies when the store's first manifest differs from its copy.
+
+        A new lake at the same URL (the prefix emptied and written again) starts another
+        chain, and copies of the old one must not stand in for it. One GET per process.
+        """
+        self._copies_checked = True
+        try:
+            local = (copies / manifest_name(1).rsplit("/", 1)[-1]).read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            stored: bytes | None = self._storage.read_bytes(manifest_name(1))
+        except FileNotFoundError:
+            stored = None
+        if stored != local:
+            logger.info("the manifest chain at %s was replaced", self._storage.location)
+            shutil.rmtree(copies, ignore_errors=True)
 
     def read_range(
         self, after: int, after_sha256: str | None, upto: int | None = None
@@ -175,7 +232,7 @@ class ManifestLog:
                 prev_known = False
             expected_seq = seq + 1
             try:
-                manifest, digest = self.read(seq)
+                manifest, digest = self.read(seq, fresh=True)
             except LakeIntegrityError as error:
                 problems.append(str(error))
                 prev_known = False
