@@ -8,7 +8,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, cast
 
@@ -46,6 +46,8 @@ class ContentRef:
     size: int
     inline: bytes | None
     """The raw content when it is stored inline in Parquet; None when it is a blob."""
+    created: bool = field(default=False, compare=False)
+    """Whether storing the content wrote a new blob (False: inline, or already stored)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -77,10 +79,18 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` unless a blob with the same hash exists; return its SHA-256."""
+        return self.store(data)[0]
+
+    def store(self, data: bytes) -> tuple[str, bool]:
+        """Store ``data`` unless a blob with the same hash exists.
+
+        Return its SHA-256 and whether this call wrote it, so callers that count new
+        blobs need not ask the store first (a request each on object storage).
+        """
         digest = sha256_hex(data)
         relative = self.relative_path(digest)
         if self._storage.exists(relative):
-            return digest
+            return digest, False
 
         # A compressor object is not thread-safe, and making one per blob is cheap.
         compressed = zstandard.ZstdCompressor(level=self._level).compress(data)
@@ -91,7 +101,7 @@ class BlobStore:
             logger.debug(
                 "stored blob %s (%d bytes raw, %d compressed)", digest, len(data), len(compressed)
             )
-        return digest
+        return digest, created
 
     def writer(self) -> BlobWriter:
         """Open a streaming writer for content too large to hold in memory.

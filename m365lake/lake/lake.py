@@ -255,7 +255,8 @@ class Lake:
         """Return a reference to ``data``: inline when small, otherwise written as a blob."""
         if len(data) <= self.inline_threshold:
             return ContentRef(sha256_hex(data), len(data), data)
-        return ContentRef(self.blobs.put(data), len(data), None)
+        digest, created = self.blobs.store(data)
+        return ContentRef(digest, len(data), None, created)
 
     def read_content(self, sha256: str, inline: bytes | None) -> bytes:
         """Return content by hash, from ``inline`` if given, else from the blob store.

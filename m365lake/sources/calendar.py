@@ -32,7 +32,6 @@ from typing import Any
 from m365lake.errors import GraphError, ItemNotFoundError
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake, Transaction
-from m365lake.lake.blobs import sha256_hex
 from m365lake.recurrence import (
     from_utc,
     occurrence_starts,
@@ -353,10 +352,8 @@ class _CalendarRun:
         cancelled: list[str],
     ) -> None:
         data = calendar_rows.event_json_bytes(event)
-        new_blob = len(data) > self.lake.inline_threshold and not self.lake.blobs.exists(
-            sha256_hex(data)
-        )
         content = self.lake.store_content(data)
+        new_blob = content.created
         known = self.state.events.get(event["id"])
         change = "updated" if known is not None and not known.deleted else "created"
         row = calendar_rows.event_row(
@@ -398,9 +395,8 @@ class _CalendarRun:
     def _store_attachment(self, event_id: str, attachment: dict[str, Any], content: bytes) -> None:
         sha256 = None
         if attachment.get("@odata.type") == "#microsoft.graph.fileAttachment":
-            new_blob = not self.lake.blobs.exists(sha256_hex(content))
-            sha256 = self.lake.blobs.put(content)
-            self.result.blobs_written += int(new_blob)
+            sha256, created = self.lake.blobs.store(content)
+            self.result.blobs_written += int(created)
             self.result.bytes_downloaded += len(content)
         # Graph's JSON without contentBytes: the bytes live in the blob named by the row.
         self.tx.write_rows(

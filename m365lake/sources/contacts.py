@@ -15,7 +15,6 @@ than messages.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -323,9 +322,8 @@ class _ContactsRun:
 
     def _store(self, contact: dict[str, Any], folder_id: str, change: str) -> None:
         data = contact_rows.contact_json_bytes(contact)
-        sha256 = hashlib.sha256(data).hexdigest()
-        new_blob = len(data) > self.lake.inline_threshold and not self.lake.blobs.exists(sha256)
         content = self.lake.store_content(data)
+        new_blob = content.created
         row = contact_rows.contact_row(
             mailbox_id=self.mailbox.mailbox_id,
             contact=contact,

@@ -11,7 +11,6 @@ with exactly the state a clean run would have.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -474,9 +473,8 @@ class _MailboxRun:
 
     def _store(self, message: dict[str, Any], mime: bytes, folder_id: str, change: str) -> None:
         message_id = message["id"]
-        sha256 = hashlib.sha256(mime).hexdigest()
-        new_blob = len(mime) > self.lake.inline_threshold and not self.lake.blobs.exists(sha256)
         content = self.lake.store_content(mime)
+        new_blob = content.created
 
         try:
             attachments = list_attachments(mime)

@@ -35,7 +35,6 @@ from m365lake.errors import (
 )
 from m365lake.graph import GraphClient
 from m365lake.lake import Lake, Transaction
-from m365lake.lake.blobs import sha256_hex
 from m365lake.sources import teams_rows
 from m365lake.sources.rows import failure_row, now_utc
 from m365lake.sources.teams_list import Channel, Team, list_channels
@@ -400,11 +399,10 @@ class _TeamRun:
             )
             return None
         self.pending.discard(key)
-        existed = self.lake.blobs.exists(sha256_hex(data))
-        digest = self.lake.blobs.put(data)
+        digest, created = self.lake.blobs.store(data)
         self.result.hosted_contents_downloaded += 1
         self.result.bytes_downloaded += len(data)
-        self.result.blobs_written += int(not existed)
+        self.result.blobs_written += int(created)
         stored = (digest, content_type, len(data))
         self.hosted[(channel_id, message_id, hosted_id)] = stored
         return stored
