@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from m365lake.config import GraphSettings
-from m365lake.discovery.cli_common import actor_option, open_lake, resolve_actor
+from m365lake.discovery.cli_common import (
+    LAKE_OPTION_HELP,
+    actor_option,
+    open_lake,
+    resolve_actor,
+    storage_advice,
+)
 from m365lake.errors import KqlSyntaxError, M365LakeError
 from m365lake.sources.mail import CHECKPOINT_MESSAGES
 
@@ -25,10 +31,6 @@ if TYPE_CHECKING:
     from m365lake.lake import Lake
 
 log = logging.getLogger("m365lake")
-
-LAKE_OPTION_HELP = (
-    "Lake folder. Default: $M365LAKE_LAKE, else 'lake' under the user data directory."
-)
 
 
 def _lake_option(function: Any) -> Any:
@@ -45,7 +47,7 @@ def _open_lake(location: str | None, *, create: bool = False) -> Lake:
 
 
 @contextlib.contextmanager
-def _reported_errors(lake_root: Path | str) -> Iterator[None]:
+def _reported_errors(lake_location: str) -> Iterator[None]:
     """Turn m365lake and operating-system errors into one-line messages without a traceback."""
     try:
         yield
@@ -53,8 +55,7 @@ def _reported_errors(lake_root: Path | str) -> Iterator[None]:
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(
-            f"{error} (lake folder: {lake_root}). Check that the folder is readable and "
-            "writable and that the disk has free space"
+            f"{error} (lake: {lake_location}). {storage_advice(lake_location)}"
         ) from error
 
 
@@ -69,7 +70,17 @@ def _configure_logging(verbose: int) -> None:
 @click.group()
 @click.option("-v", "--verbose", count=True, help="-v: one line per Graph request; -vv: debug.")
 def main(verbose: int) -> None:
-    """Keep your own archive of Microsoft 365 mail, searchable with SQL."""
+    """Keep your own archive of Microsoft 365 mail, searchable with SQL.
+
+    \b
+    Each command finds the lake in --lake, else in $M365LAKE_LAKE, else in 'lake'
+    under the user data directory. The lake is a local folder or an object storage URL:
+      s3://BUCKET/PREFIX       credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+                               AWS_DEFAULT_REGION, AWS_ENDPOINT_URL (or an AWS profile)
+      az://CONTAINER/PREFIX    credentials from AZURE_STORAGE_CONNECTION_STRING
+    The search index and SQL catalog of a lake on object storage live in a local cache
+    folder under $M365LAKE_CACHE_DIR (default: the user cache directory).
+    """
     _configure_logging(verbose)
 
 
@@ -425,6 +436,13 @@ def catalog(lake_location: str | None) -> None:
     with _reported_errors(lake.location):
         path = refresh_catalog(lake)
     click.echo(f"catalog written: {path}\nopen it with: duckdb -readonly {shlex.quote(str(path))}")
+    if lake.is_remote:
+        click.echo(
+            f"note: its views read the tables at {lake.location}, which the duckdb CLI can "
+            "reach only with its httpfs (S3) or azure extension loaded and the credentials "
+            "given as a DuckDB secret; `m365lake sql` needs neither",
+            err=True,
+        )
 
 
 OUTPUT_FORMAT_OPTION = click.option(

@@ -16,14 +16,25 @@ from m365lake.query_output import format_table, to_json
 
 ENV_ACTOR = "M365LAKE_ACTOR"
 
+LAKE_OPTION_HELP = (
+    "Lake folder, or object storage URL: s3://BUCKET/PREFIX or az://CONTAINER/PREFIX. "
+    "Default: $M365LAKE_LAKE, else 'lake' under the user data directory."
+)
+
 
 def lake_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--lake",
-        "lake_location",
-        default=None,
-        help="Lake folder. Default: $M365LAKE_LAKE, else 'lake' under the user data directory.",
-    )(function)
+    return click.option("--lake", "lake_location", default=None, help=LAKE_OPTION_HELP)(function)
+
+
+def storage_advice(location: str) -> str:
+    """Return what to check when reading or writing the lake at ``location`` failed."""
+    if "://" in location and not location.startswith("file://"):
+        return (
+            "Check the lake URL, the credentials in the environment (AWS_* for S3, "
+            "AZURE_STORAGE_* for Azure), that the store is reachable, and that the disk of "
+            "the local cache folder ($M365LAKE_CACHE_DIR) has free space"
+        )
+    return "Check that the folder is readable and writable and that the disk has free space"
 
 
 def actor_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,7 +92,7 @@ def open_lake(location: str | None, *, write: bool, create: bool = False) -> Lak
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(
-            f"could not open the lake at {path}: {error}. Check the path given by --lake "
+            f"could not open the lake at {path}: {error}. Check the location given by --lake "
             f"or {ENV_LAKE}"
         ) from error
     return lake
@@ -96,8 +107,7 @@ def reported_errors(lake: Lake) -> Iterator[None]:
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(
-            f"{error} (lake folder: {lake.location}). Check that the folder is readable and "
-            "writable and that the disk has free space"
+            f"{error} (lake: {lake.location}). {storage_advice(lake.location)}"
         ) from error
 
 

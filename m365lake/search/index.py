@@ -39,6 +39,7 @@ import tantivy
 from m365lake.errors import LakeError, SearchIndexError
 from m365lake.lake import Lake, LeaseHeldError
 from m365lake.lake.commits import ManifestLog
+from m365lake.lake.storage import make_private_dirs
 from m365lake.search import fields
 from m365lake.search.changes import (
     ITEM_TABLES,
@@ -365,6 +366,9 @@ class _Updater:
         self.purges = PurgeSchedule([])
 
     def run(self, rebuild: bool) -> IndexUpdate:
+        # A lake on object storage keeps its index in a cache folder that a machine which
+        # never wrote to the lake does not have yet. The index contains mail text, so it is private.
+        make_private_dirs(self.lake.local_dir)
         remove_leftover_folders(self.lake)
         folder = index_path(self.lake)
         state = read_state(folder) if folder.is_dir() else None
