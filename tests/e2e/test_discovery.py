@@ -180,7 +180,7 @@ def test_cli_case_and_hold_on_archive(lake: Lake, archived: dict[str, Any]) -> N
     runner = CliRunner()
 
     def run(*args: str) -> str:
-        result = runner.invoke(main, [*args, "--lake", str(lake.root), "--actor", "carol"])
+        result = runner.invoke(main, [*args, "--lake", lake.location, "--actor", "carol"])
         assert result.exit_code == 0, result.output
         return result.output.strip()
 
@@ -197,7 +197,7 @@ def test_cli_case_and_hold_on_archive(lake: Lake, archived: dict[str, Any]) -> N
     hold_id = run("hold", "place", "FALCON")
     run("hold", "release", hold_id, "--reason", "settled")
     run("case", "close", "FALCON")
-    verified = runner.invoke(main, ["verify", "--lake", str(lake.root), "--sample", "3"])
+    verified = runner.invoke(main, ["verify", "--lake", lake.location, "--sample", "3"])
 
     assert load_case(lake, "FALCON").case.status == "closed"
     actions = [event.action for event in read_audit_events(lake, case_id="FALCON")]
