@@ -354,10 +354,10 @@ def test_update_removes_killed_rebuild_folders(
 ):
     archive(emulator, lake)
     update_index(lake, extractor=InlineExtractor())
-    killed = lake.root / f"{REBUILD_PREFIX}0123456789ab"
+    killed = lake.local_dir / f"{REBUILD_PREFIX}0123456789ab"
     killed.mkdir()
     (killed / "meta.json").write_text("{}")
-    swapped = lake.root / f"{OLD_PREFIX}0123456789ab"
+    swapped = lake.local_dir / f"{OLD_PREFIX}0123456789ab"
     swapped.mkdir()
 
     lease = lake.acquire_lease(LEASE_NAME, owner="running-rebuild")
