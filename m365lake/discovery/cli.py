@@ -1,4 +1,5 @@
-"""The ``m365lake case``, ``hold``, ``audit``, ``retention``, ``verify`` and ``export`` commands.
+"""The ``m365lake case``, ``hold``, ``audit``, ``retention``, ``immutability``, ``verify``
+and ``export`` commands.
 
 ``register(main)`` adds them to the m365lake command group.
 """
@@ -21,10 +22,12 @@ from m365lake.discovery.cli_common import (
 )
 from m365lake.discovery.production.cli import export_command
 from m365lake.retention.cli import retention
+from m365lake.retention.immutability_cli import immutability
 
 
 def register(main: click.Group) -> None:
-    """Add the ``case``, ``hold``, ``audit``, ``retention``, ``verify`` and ``export`` commands.
+    """Add the ``case``, ``hold``, ``audit``, ``retention``, ``immutability``, ``verify`` and
+    ``export`` commands.
 
     The ``verify`` added here replaces one already registered: it runs the same checks,
     prints the same lines, and adds the audit chain and blob reference checks,
@@ -35,6 +38,7 @@ def register(main: click.Group) -> None:
     main.add_command(audit_command)
     main.add_command(verify_command)
     main.add_command(retention)
+    main.add_command(immutability)
     main.add_command(export_command)
 
 

@@ -22,6 +22,7 @@ from m365lake.discovery.records import (
     utc_now,
 )
 from m365lake.discovery.search_api import validate_kql
+from m365lake.errors import M365LakeError
 from m365lake.lake import Lake, Transaction
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def place_hold(
 
     hold = commit_with_retry(lake, kind="case", container=case_id, work=work)
     logger.info("placed %s hold %s on case %s", hold.kind, hold.hold_id, case_id)
+    _sync_object_legal_holds(lake, actor)
     return hold
 
 
@@ -185,7 +187,29 @@ def release_hold(lake: Lake, hold_id: str, *, actor: str, reason: str) -> Hold:
 
     released = commit_with_retry(lake, kind="case", container=case_id, work=work)
     logger.info("released hold %s of case %s", hold_id, case_id)
+    _sync_object_legal_holds(lake, actor)
     return released
+
+
+def _sync_object_legal_holds(lake: Lake, actor: str) -> None:
+    """Update the S3 legal holds of a lake with Object Lock after a hold change.
+
+    A failure is logged, not raised: the hold is committed and protects its items from
+    purge either way, and the next sync (after a hold change or a purge, or
+    ``m365lake immutability sync``) retries.
+    """
+    # Imported here because retention builds on discovery.
+    from m365lake.retention.immutability import sync_legal_holds
+
+    try:
+        sync_legal_holds(lake, actor=actor)
+    except (M365LakeError, OSError) as error:
+        logger.error(
+            "the S3 legal holds of the lake at %s were not updated after the hold change: "
+            "%s. Run `m365lake immutability sync` to retry",
+            lake.location,
+            error,
+        )
 
 
 def list_holds(lake: Lake, *, case_id: str | None = None, active_only: bool = False) -> list[Hold]:

@@ -464,6 +464,22 @@ class Lake:
         path = entry["path"]
         if not self.storage.exists(path):
             return []
+        locked = None
+        if self.storage.is_remote:
+            from m365lake.lake.object_store import ObjectStorage
+
+            if isinstance(self.storage, ObjectStorage):
+                locked = self.storage.lock_status(path)
+        if locked is not None:
+            # S3 Object Lock keeps it, as intended: the purge reported it and retries it.
+            # A warning, so that the verify command shows it without --verbose.
+            logger.warning(
+                "file %s removed by purge commit %d is pending deletion: %s",
+                path,
+                removed[path],
+                locked.describe(),
+            )
+            return []
         return [
             f"file {path} listed in commit {seq} was removed by purge commit {removed[path]} "
             "but is still present: the purge did not finish, so run the purge again "

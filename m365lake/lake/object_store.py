@@ -23,13 +23,12 @@ the lake still turns names into local ``Path`` objects in several places
 (``storage.path`` in ``lake.py``, ``reading.py``, ``retention/plan.py``,
 ``discovery/query_versions.py``); ``reading`` still hands DuckDB and pyarrow local
 paths, where it should register ``fs`` on the connection and pass ``url`` names (plain
-DuckDB reads and encrypted pyarrow reads from ``fs.open`` work); leases and
-the purge lock still renew with ``publish(overwrite=True)``, so two holders could both
-renew until they use ``read_tagged`` and ``replace_if_unchanged``; ``remove`` on a
-versioned bucket only adds a delete marker, so a purge must delete the version the
-manifest names; ``set_legal_hold`` exists for S3 only, nothing calls it yet, and Object
-Lock retention is not set on anything; and Azure immutability cannot be tested against
-Azurite, which implements none of it.
+DuckDB reads and encrypted pyarrow reads from ``fs.open`` work); and Azure immutability
+is not implemented, because Azurite implements none of it.
+
+On S3, write-once names (``object_lock.WRITE_ONCE_DIRS``) get the lake's Object Lock
+retention on upload, reads go to the oldest version of a name someone wrote over, and
+``remove`` deletes every version (``m365lake.retention.immutability``).
 """
 
 from __future__ import annotations
@@ -52,14 +51,28 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from botocore.exceptions import BotoCoreError
 from fsspec.spec import AbstractFileSystem
+from s3fs.core import calculate_chunksize
 
 from m365lake.errors import LakeError
+from m365lake.lake.object_lock import (
+    LockedObjectError,
+    ObjectLockRule,
+    S3ObjectVersions,
+    is_write_once,
+    load_rule,
+)
 from m365lake.lake.storage import TEMP_PREFIX, make_private_dirs
 
 PROTOCOLS = {"s3": "s3", "az": "az", "abfs": "az"}
 """URL schemes of lakes on object storage, and the fsspec protocol of each."""
 
 _CHUNK_BYTES = 1 << 20
+BLOB_PREFIX = "blobs/"
+"""Blobs are named by their content's hash, so a blob uploaded again over a delete marker
+has the same content as the lake's version. ``exists`` and uploads of blobs therefore
+skip the version index, so that backups need not list every blob's versions."""
+_PIPE_CHUNK_BYTES = 50 << 20
+"""The part size of s3fs's ``pipe_file``; it uploads in parts from twice this size."""
 
 STORE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, AzureError)
 """What a store operation raises for a failure of the store, the network or credentials.
@@ -88,6 +101,9 @@ class ObjectStorage:
         """Where files wait, complete, before their upload."""
         self._pending: dict[str, str] = {}
         """Spool file path -> lake-relative name, for the files ``open_new`` handed out."""
+        self._lock_rule: ObjectLockRule | None = None
+        self._lock_rule_loaded = False
+        self._versions: S3ObjectVersions | None = None
 
     @property
     def location(self) -> str:
@@ -95,17 +111,32 @@ class ObjectStorage:
         return self.url("")
 
     def open_read(self, relative: str) -> BinaryIO:
+        version = self._authentic_version(relative)
+        if version is not None:
+            opened: BinaryIO = self._s3_versions.open_version(self.path(relative), version)
+            return opened
         handle: BinaryIO = self.fs.open(self.path(relative), "rb")
         return handle
 
     def arrow_filesystem(self) -> pafs.FileSystem:
         """Return a pyarrow file system that opens ``path`` names through ``fs``."""
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self._reading_fs()))
 
     def register(self, connection: duckdb.DuckDBPyConnection) -> None:
         """Let DuckDB read ``url`` names through ``fs``, with no DuckDB extension."""
         if not connection.filesystem_is_registered(self._scheme):
-            connection.register_filesystem(self.fs)
+            connection.register_filesystem(self._reading_fs())
+
+    def _reading_fs(self) -> AbstractFileSystem:
+        """Return the file system through which DuckDB and pyarrow open ``url`` names.
+
+        When someone wrote over a write-once name, it is one that opens the lake's own
+        version of that name (``S3ObjectVersions.pinned_fs``).
+        """
+        if not self._is_azure and self._s3_versions.index("tables/").authentic:
+            pinned: AbstractFileSystem = self._s3_versions.pinned_fs()
+            return pinned
+        return self.fs
 
     def new_temp(self, directory: str, label: str) -> Path:
         """Return a free spool path for a file that ``adopt`` later uploads under a lake name."""
@@ -137,8 +168,15 @@ class ObjectStorage:
         del directories
         probe = f"{TEMP_PREFIX}write-check-{uuid.uuid4().hex}"
         try:
-            self.fs.pipe_file(self.path(probe), b"", mode="create")
-            self.fs.rm_file(self.path(probe))
+            created = self.fs.pipe_file(self.path(probe), b"", mode="create")
+            version = created.get("VersionId") if isinstance(created, dict) else None
+            if version and not self._is_azure:
+                # On a versioned bucket a plain delete would leave the probe behind a
+                # delete marker, one more version for each writer that starts.
+                bucket, key, _ = self.fs.split_path(self.path(probe))
+                self.fs.call_s3("delete_object", Bucket=bucket, Key=key, VersionId=version)
+            else:
+                self.fs.rm_file(self.path(probe))
         except OSError as error:
             raise LakeError(
                 f"the lake at {self.location} is not writable: a test object could not be "
@@ -173,11 +211,16 @@ class ObjectStorage:
         return text[len(self.root) + 1 :]
 
     def exists(self, relative: str) -> bool:
+        if not relative.startswith(BLOB_PREFIX) and self._authentic_version(relative) is not None:
+            return True
         path = self.path(relative)
         self.fs.invalidate_cache(path)
         return bool(self.fs.exists(path))
 
     def read_bytes(self, relative: str) -> bytes:
+        if self._authentic_version(relative) is not None:
+            with self.open_read(relative) as handle:
+                return handle.read()
         data: bytes = self.fs.cat_file(self.path(relative))
         return data
 
@@ -190,11 +233,13 @@ class ObjectStorage:
         """Return the lake-relative names of all files below ``directory``, temp files excluded."""
         path = self.path(directory)
         self.fs.invalidate_cache(path)
-        return sorted(
+        found = {
             self.relative(found)
             for found in self.fs.find(path)
             if not PurePosixPath(found).name.startswith(TEMP_PREFIX)
-        )
+        }
+        found.update(self._hidden_names(directory, recursive=True))
+        return sorted(found)
 
     def list_names(self, directory: str) -> list[str]:
         """Return the names directly inside ``directory``, temp files excluded."""
@@ -204,8 +249,26 @@ class ObjectStorage:
             entries = self.fs.ls(path, detail=False)
         except FileNotFoundError:
             return []
-        names = (PurePosixPath(entry.rstrip("/")).name for entry in entries)
+        names = {PurePosixPath(entry.rstrip("/")).name for entry in entries}
+        names.update(self._hidden_names(directory, recursive=False))
         return [name for name in names if not name.startswith(TEMP_PREFIX)]
+
+    def _hidden_names(self, directory: str, *, recursive: bool) -> list[str]:
+        """Return names under ``directory`` that only a delete marker or overwrite hides.
+
+        Listings show the newest version of each name, so a name whose lake version lies
+        under a delete marker would go missing. ``recursive`` returns lake-relative
+        names below ``directory``; without it, the names directly inside it.
+        """
+        folder = directory.strip("/")
+        if self._is_azure or not is_write_once(f"{folder}/"):
+            return []
+        bucket = self.fs.split_path(self.path(folder))[0]
+        keys = self._s3_versions.keys_under(self._s3_key(folder) + "/")
+        names = [self.relative(f"{bucket}/{key}") for key in keys]
+        if recursive:
+            return names
+        return [name[len(folder) + 1 :] for name in names if "/" not in name[len(folder) + 1 :]]
 
     def make_dirs(self, relative: str) -> None:
         """Do nothing: object stores have no folders, names carry their prefixes."""
@@ -239,18 +302,26 @@ class ObjectStorage:
                 os.unlink(spool_name)
 
     def _put_new(self, local: str, relative: str) -> None:
+        if not relative.startswith(BLOB_PREFIX) and self._authentic_version(relative) is not None:
+            # S3 lets a create-if-absent upload through when the newest entry is a
+            # delete marker, but the lake's version of the name is still there.
+            raise FileExistsError(errno.EEXIST, "lake file exists", relative)
+        lock = self._lock_arguments(relative)
         try:
-            self.fs.put_file(local, self.path(relative), mode="create")
+            self.fs.put_file(local, self.path(relative), mode="create", **lock)
         except OSError as error:
             if _name_taken(error):
                 raise FileExistsError(errno.EEXIST, "lake file exists", relative) from error
             raise
+        size = os.path.getsize(local)
+        if lock and size >= 2 * calculate_chunksize(size):
+            self._lock_multipart_upload(relative)
 
     def hash_file(self, relative: str) -> tuple[str, int]:
         """Return the SHA-256 hex digest and size of a stored file, read in chunks."""
         digest = hashlib.sha256()
         size = 0
-        with self.fs.open(self.path(relative), "rb") as handle:
+        with self.open_read(relative) as handle:
             while chunk := handle.read(_CHUNK_BYTES):
                 digest.update(chunk)
                 size += len(chunk)
@@ -263,12 +334,20 @@ class ObjectStorage:
         ``overwrite=False`` the upload is conditional, so the first writer wins.
         """
         path = self.path(relative)
+        lock: dict[str, Any] = {}
+        if not overwrite:
+            hidden = not relative.startswith(BLOB_PREFIX) and self._authentic_version(relative)
+            if hidden:
+                return False
+            lock = self._lock_arguments(relative)
         try:
-            self.fs.pipe_file(path, data, mode="overwrite" if overwrite else "create")
+            self.fs.pipe_file(path, data, mode="overwrite" if overwrite else "create", **lock)
         except OSError as error:
             if not overwrite and _name_taken(error):
                 return False
             raise
+        if lock and len(data) >= 2 * _PIPE_CHUNK_BYTES:
+            self._lock_multipart_upload(relative)
         return True
 
     def read_tagged(self, relative: str) -> tuple[bytes, str]:
@@ -316,17 +395,8 @@ class ObjectStorage:
         leave that version in place, so a caller records it. The bucket must have
         Object Lock enabled.
         """
-        bucket, key = self._s3_bucket_and_key(relative, "legal holds")
-        head = self.fs.call_s3("head_object", Bucket=bucket, Key=key)
-        version: str = head["VersionId"]
-        self.fs.call_s3(
-            "put_object_legal_hold",
-            Bucket=bucket,
-            Key=key,
-            VersionId=version,
-            LegalHold={"Status": "ON" if on else "OFF"},
-        )
-        return version
+        _, key = self._s3_bucket_and_key(relative, "legal holds")
+        return self._s3_versions.set_legal_hold(key, on=on)
 
     def _s3_bucket_and_key(self, relative: str, feature: str) -> tuple[str, str]:
         if self._is_azure:
@@ -347,8 +417,69 @@ class ObjectStorage:
         return "az" in protocols
 
     def remove(self, relative: str) -> None:
+        """Delete a file; a write-once file on a versioned bucket loses every version.
+
+        A plain delete on a versioned bucket only adds a delete marker. Raises
+        LockedObjectError when Object Lock keeps the lake's version of the file.
+        """
+        if not self._is_azure and is_write_once(relative) and self._s3_versions.is_versioned():
+            self._s3_versions.delete_all(self._s3_key(relative), relative)
+            self.fs.invalidate_cache(self.path(relative))
+            return
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(relative))
+
+    @property
+    def object_lock_rule(self) -> ObjectLockRule | None:
+        """The S3 Object Lock retention of new write-once objects, from the lake state.
+
+        Read once per storage object, so settings committed by another process apply
+        to lakes opened after the commit. Always None on Azure.
+        """
+        if not self._lock_rule_loaded:
+            self._lock_rule = None if self._is_azure else load_rule(self)
+            self._lock_rule_loaded = True
+        return self._lock_rule
+
+    def reload_object_lock(self) -> None:
+        """Read the Object Lock settings from the lake state again at the next upload."""
+        self._lock_rule_loaded = False
+
+    def object_lock_enabled(self) -> bool:
+        """Tell whether the bucket has S3 Object Lock enabled; LakeError on Azure."""
+        self._s3_bucket_and_key("", "Object Lock settings")
+        return self._s3_versions.object_lock_enabled()
+
+    def lock_status(self, relative: str) -> LockedObjectError | None:
+        """Return why Object Lock keeps the lake's version of a file, or None if it does not."""
+        if self._is_azure or not is_write_once(relative):
+            return None
+        return self._s3_versions.lock_state(self._s3_key(relative), relative)
+
+    @property
+    def _s3_versions(self) -> S3ObjectVersions:
+        if self._versions is None:
+            self._versions = S3ObjectVersions(self.fs, self.root)
+        return self._versions
+
+    def _s3_key(self, relative: str) -> str:
+        key: str = self.fs.split_path(self.path(relative))[1]
+        return key
+
+    def _authentic_version(self, relative: str) -> str | None:
+        """Return the version id to read for a write-once name someone wrote over, or None."""
+        if self._is_azure or not is_write_once(relative):
+            return None
+        return self._s3_versions.authentic_version(self._s3_key(relative))
+
+    def _lock_arguments(self, relative: str) -> dict[str, Any]:
+        rule = self.object_lock_rule if is_write_once(relative) else None
+        return rule.upload_arguments() if rule is not None else {}
+
+    def _lock_multipart_upload(self, relative: str) -> None:
+        rule = self.object_lock_rule
+        if rule is not None:
+            self._s3_versions.lock_latest(self._s3_key(relative), rule)
 
 
 def _name_taken(error: OSError) -> bool:

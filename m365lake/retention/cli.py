@@ -178,3 +178,10 @@ def retention_purge(
         )
     if result.blobs_deferred:
         click.echo(f"blobs left for the next purge: {result.blobs_deferred}", err=True)
+    if result.locked:
+        click.echo(
+            f"{len(result.locked)} removed files and blobs are kept by S3 Object Lock for now:",
+            err=True,
+        )
+        for error in result.locked:
+            click.echo(f"  {error}", err=True)

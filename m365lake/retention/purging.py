@@ -20,13 +20,18 @@ a backup running meanwhile may already have found a blob present and reference i
 a row it has not committed, so the purge waits until no backup or restore is
 registered before it reads which blobs rows reference. When they do not finish within
 the wait, the purge's commit remains and its blobs are left for the next purge.
+
+On an S3 bucket with Object Lock, a removed file or blob may be locked for a while
+(``m365lake.retention.immutability``). Every version of it is deleted by version id
+once the store allows it: until then the purge reports it in ``locked`` and each later
+purge tries again, because the purge commit keeps listing it as removed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -38,9 +43,12 @@ from m365lake.discovery import audit
 from m365lake.discovery.commit_loop import commit_with_retry
 from m365lake.discovery.coverage import HoldCoverage
 from m365lake.discovery.records import check_actor, utc_now
+from m365lake.errors import M365LakeError
 from m365lake.lake import SCHEMAS, BlobStore, Lake, Transaction, reading
 from m365lake.lake.blob_users import DEFAULT_PURGE_WAIT_SECONDS, BlobsInUseError, exclusive_blobs
+from m365lake.lake.object_lock import LockedObjectError
 from m365lake.lake.reading import TableScan
+from m365lake.retention.immutability import sync_legal_holds
 from m365lake.retention.plan import PurgePlan, build_plan
 from m365lake.retention.policies import list_policies
 
@@ -64,6 +72,8 @@ class PurgeResult:
     blobs_deferred: str | None = None
     """The reason unreferenced blobs were left for the next purge, naming the runs that
     still used blobs; None when every unreferenced blob was deleted."""
+    locked: list[LockedObjectError] = field(default_factory=list)
+    """Removed files and blobs that Object Lock kept; a later purge deletes them."""
 
     def counts(self) -> dict[str, int]:
         return {
@@ -71,6 +81,7 @@ class PurgeResult:
             "files_replaced": self.files_replaced,
             "files_deleted": self.files_deleted,
             "blobs_deleted": self.blobs_deleted,
+            "objects_locked": len(self.locked),
         }
 
 
@@ -124,9 +135,20 @@ def purge(
         return result, {"versions_purged": len(plan.purge), "files_replaced": len(replaced)}
 
     result = commit_with_retry(lake, kind="purge", container=None, work=work)
+    # The replaced files may carry S3 legal holds for held rows that their replacements
+    # now store, so the legal holds move over before the deletes.
+    try:
+        sync_legal_holds(lake, actor=actor)
+    except (M365LakeError, OSError) as error:
+        logger.warning(
+            "the S3 legal holds of the lake at %s were not updated after the purge: %s. "
+            "Files that keep one are reported as locked; run `m365lake immutability sync`",
+            lake.location,
+            error,
+        )
     try:
         deleted_files, deleted_blobs = finish_purges(
-            lake, actor=actor, blob_wait_seconds=blob_wait_seconds
+            lake, actor=actor, blob_wait_seconds=blob_wait_seconds, locked=result.locked
         )
     except BlobsInUseError as error:
         logger.warning("%s", error)
@@ -134,11 +156,13 @@ def purge(
         result.blobs_deferred = str(error)
     result.files_deleted, result.blobs_deleted = deleted_files, deleted_blobs
     logger.info(
-        "purged %d versions: %d files replaced, %d files and %d blobs deleted",
+        "purged %d versions: %d files replaced, %d files and %d blobs deleted, "
+        "%d objects locked for a later purge",
         len(result.plan.purge),
         result.files_replaced,
         deleted_files,
         deleted_blobs,
+        len(result.locked),
     )
     return result
 
@@ -186,6 +210,7 @@ def finish_purges(
     actor: str,
     delete_blobs: bool = True,
     blob_wait_seconds: float = DEFAULT_PURGE_WAIT_SECONDS,
+    locked: list[LockedObjectError] | None = None,
 ) -> tuple[int, int]:
     """Delete what committed purges removed but a killed run left behind; return the counts.
 
@@ -194,33 +219,58 @@ def finish_purges(
     committed row references, under the exclusive blob lease. Records a
     ``purge.cleanup`` audit event when it deleted anything. Raises BlobsInUseError
     (with ``files_deleted``) when backups or restores kept using blobs for
-    ``blob_wait_seconds``.
+    ``blob_wait_seconds``. Files and blobs that Object Lock keeps are appended to
+    ``locked`` and left for a later call.
     """
+    refused: list[LockedObjectError] = [] if locked is None else locked
+    already = len(refused)
     files_deleted = 0
     for path in lake.removed_files():
-        if lake.storage.exists(path):
-            lake.storage.remove(path)
+        if lake.storage.exists(path) and _delete(lake, path, refused):
             files_deleted += 1
     unreferenced: list[str] = []
     try:
         if delete_blobs:
-            unreferenced = _delete_unreferenced_blobs(lake, actor, blob_wait_seconds)
+            unreferenced = _delete_unreferenced_blobs(lake, actor, blob_wait_seconds, refused)
     except BlobsInUseError as error:
         error.files_deleted = files_deleted
         raise
     finally:
-        if files_deleted or unreferenced:
+        kept = refused[already:]
+        if files_deleted or unreferenced or kept:
             audit.record_event(
                 lake,
                 actor,
                 PURGE_CLEANUP,
-                {"blobs": unreferenced},
-                {"files_deleted": files_deleted, "blobs_deleted": len(unreferenced)},
+                {
+                    "blobs": unreferenced,
+                    "locked": [
+                        {"path": error.relative, "reason": error.describe()} for error in kept
+                    ],
+                },
+                {
+                    "files_deleted": files_deleted,
+                    "blobs_deleted": len(unreferenced),
+                    "objects_locked": len(kept),
+                },
             )
     return files_deleted, len(unreferenced)
 
 
-def _delete_unreferenced_blobs(lake: Lake, actor: str, wait_seconds: float) -> list[str]:
+def _delete(lake: Lake, relative: str, locked: list[LockedObjectError]) -> bool:
+    """Delete a removed file or blob; return False, noting why, when Object Lock keeps it."""
+    try:
+        lake.storage.remove(relative)
+    except LockedObjectError as error:
+        logger.info("purge left %s", error)
+        locked.append(error)
+        return False
+    return True
+
+
+def _delete_unreferenced_blobs(
+    lake: Lake, actor: str, wait_seconds: float, locked: list[LockedObjectError]
+) -> list[str]:
     """Delete the removed content hashes' blobs that no committed row references."""
     candidates = {
         digest
@@ -235,10 +285,12 @@ def _delete_unreferenced_blobs(lake: Lake, actor: str, wait_seconds: float) -> l
         # No blob user is registered now, so every row that may reference a candidate
         # is committed, and runs that start later wait for the lock.
         unreferenced = sorted(candidates - referenced_hashes(lake, candidates))
+        deleted = []
         for digest in unreferenced:
             lock.keep_alive()
-            lake.storage.remove(BlobStore.relative_path(digest))
-    return unreferenced
+            if _delete(lake, BlobStore.relative_path(digest), locked):
+                deleted.append(digest)
+    return deleted
 
 
 def _hash_columns() -> dict[str, list[str]]:
