@@ -61,7 +61,7 @@ from m365lake.lake.object_lock import (
     is_write_once,
     load_rule,
 )
-from m365lake.lake.storage import TEMP_PREFIX, make_private_dirs
+from m365lake.lake.storage import TEMP_PREFIX, hash_local_file, make_private_dirs
 
 PROTOCOLS = {"s3": "s3", "az": "az", "abfs": "az"}
 """URL schemes of lakes on object storage, and the fsspec protocol of each."""
@@ -290,16 +290,38 @@ class ObjectStorage:
         self._pending[spool_name] = relative
         return handle
 
-    def close_durably(self, handle: BinaryIO) -> None:
-        """Close a file from ``open_new`` and upload it under its name if still free."""
-        spool_name = handle.name
-        relative = self._pending.pop(spool_name)
+    def close_durably(self, handle: BinaryIO) -> tuple[str, int]:
+        """Close a file from ``open_new`` and upload it under its name if still free.
+
+        Return the SHA-256 and size of its bytes, hashed from the spool file so that
+        nobody downloads the object again to list it in a manifest. FileExistsError
+        means another writer claimed the name first. The spool file is then kept for
+        ``upload_as`` under another name or for ``abandon_new``.
+        """
         handle.close()
-        try:
-            self._put_new(spool_name, relative)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(spool_name)
+        return self.upload_as(handle, self._pending[handle.name])
+
+    def upload_as(self, handle: BinaryIO, relative: str) -> tuple[str, int]:
+        """Upload a closed file from ``open_new`` under ``relative`` if that name is free.
+
+        Return the SHA-256 and size of its bytes. On FileExistsError, or on a failed
+        upload, the spool file stays until ``upload_as`` or ``abandon_new`` is called.
+        """
+        spool_name = handle.name
+        self._pending[spool_name] = relative
+        digest = hash_local_file(Path(spool_name))
+        self._put_new(spool_name, relative)
+        del self._pending[spool_name]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spool_name)
+        return digest
+
+    def abandon_new(self, handle: BinaryIO) -> None:
+        """Close and delete the spool file of a file from ``open_new``; upload nothing."""
+        handle.close()
+        self._pending.pop(handle.name, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
 
     def _put_new(self, local: str, relative: str) -> None:
         if not relative.startswith(BLOB_PREFIX) and self._authentic_version(relative) is not None:

@@ -59,6 +59,9 @@ def partition_directory(table: str, partition: Mapping[str, str]) -> str:
     return "/".join(parts)
 
 
+MAX_FILE_NUMBER = 10_000
+"""File numbers a run tries per partition before it gives up on finding a free name."""
+
 PARQUET_ZSTD_LEVEL = 9
 PARQUET_PAGE_BYTES = 8 * 1024 * 1024
 
@@ -108,26 +111,62 @@ class _PartitionFile:
         self.pending_bytes = 0
         self.rows_written = 0
         self.row_groups = 0
+        self.number = 0
         self.relative: str | None = None
         self._handle: BinaryIO | None = None
         self._writer: pq.ParquetWriter | None = None
 
     def _open(self) -> None:
         # Exclusive creation never overwrites a committed file, even when a run id is reused.
-        for number in range(10_000):
-            relative = f"{self.directory}/{self.run_id}-{number}.parquet"
+        for number in range(MAX_FILE_NUMBER):
+            relative = self._name(number)
             try:
                 self._handle = self.storage.open_new(relative)
             except FileExistsError:
                 continue
-            self.relative = relative
+            self.number, self.relative = number, relative
             schema = table_schema(self.table)
             options = parquet_options(schema)
             if self.keys.enabled:
                 self.key_id, options["encryption_properties"] = encryption_properties(self.keys)
             self._writer = pq.ParquetWriter(self._handle, schema, **options)
             return
-        raise LakeError(f"no free file name for run {self.run_id!r} in {self.directory}")
+        raise self._no_free_name()
+
+    def _name(self, number: int) -> str:
+        return f"{self.directory}/{self.run_id}-{number}.parquet"
+
+    def _no_free_name(self) -> LakeError:
+        return LakeError(
+            f"no free file name for run {self.run_id!r} in {self.directory}: "
+            f"{MAX_FILE_NUMBER} names are taken. Start the run under a new run id"
+        )
+
+    def _store(self, handle: BinaryIO) -> tuple[str, int]:
+        """Store the closed file under a free name; return its SHA-256 and size.
+
+        Object storage claims the name only on upload, so a writer that reuses this
+        run id can take it after ``_open`` saw it free. The same bytes then go under
+        the next free number, and no row is lost.
+        """
+        try:
+            return self.storage.close_durably(handle)
+        except FileExistsError:
+            logger.info(
+                "%s was taken by another writer; storing the file under the next number",
+                self.relative,
+            )
+        for number in range(self.number + 1, MAX_FILE_NUMBER):
+            relative = self._name(number)
+            if self.storage.exists(relative):
+                continue
+            try:
+                digest = self.storage.upload_as(handle, relative)
+            except FileExistsError:
+                continue
+            self.number, self.relative = number, relative
+            return digest
+        raise self._no_free_name()
 
     def flush(self) -> int:
         """Write pending rows as one row group; return the bytes of memory released."""
@@ -150,9 +189,9 @@ class _PartitionFile:
         if self._writer is None or self._handle is None or self.relative is None:
             return None
         self._writer.close()
-        self.storage.close_durably(self._handle)
-        self._writer, self._handle = None, None
-        digest, size = self.storage.hash_file(self.relative)
+        self._writer = None
+        digest, size = self._store(self._handle)
+        self._handle = None
         entry: dict[str, Any] = {
             "path": self.relative,
             "sha256": digest,
@@ -175,10 +214,11 @@ class _PartitionFile:
         except Exception as error:
             logger.debug("closing aborted file %s failed: %s", self.relative, error)
         if self._handle is not None:
-            self._handle.close()
-        if self.relative is not None:
+            # Not stored yet: the name may belong to another writer by now.
+            self.storage.abandon_new(self._handle)
+        elif self.relative is not None:
             self.storage.remove(self.relative)
-        self._writer, self._handle = None, None
+        self._writer, self._handle, self.relative = None, None, None
 
 
 class Transaction:

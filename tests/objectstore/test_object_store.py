@@ -103,6 +103,8 @@ def test_close_durably_rejects_name_taken_meanwhile(storage: ObjectStorage) -> N
         storage.close_durably(handle)
 
     assert storage.read_bytes("tables/messages/run-1.parquet") == b"winner"
+    assert len(list(storage.spool.iterdir())) == 1
+    storage.abandon_new(handle)
     assert list(storage.spool.iterdir()) == []
 
 
