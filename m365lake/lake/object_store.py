@@ -92,9 +92,18 @@ class ObjectStorage:
 
     is_remote = True
 
-    def __init__(self, fs: AbstractFileSystem, root: str, local_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        fs: AbstractFileSystem,
+        root: str,
+        local_dir: Path | None = None,
+        *,
+        scheme: str | None = None,
+    ) -> None:
         self.fs = fs
         self.root = root.strip("/")
+        self._url_scheme = scheme
+        """The scheme the user wrote (``az`` or ``abfs`` name the same store)."""
         self.local_dir = local_dir or cache_folder(self.location)
         """The local folder for what derives from the lake (search index, SQL catalog)."""
         self.spool = self.local_dir / "spool"
@@ -186,6 +195,8 @@ class ObjectStorage:
 
     @property
     def _scheme(self) -> str:
+        if self._url_scheme is not None:
+            return self._url_scheme
         protocol = self.fs.protocol
         return str(protocol[0] if isinstance(protocol, tuple | list) else protocol)
 
@@ -545,8 +556,22 @@ def open_object_storage(url: str, **options: Any) -> ObjectStorage:
             f"write it as {parts.scheme}://BUCKET/PREFIX"
         )
     root = f"{parts.netloc}{parts.path}".strip("/")
-    fs = fsspec.filesystem(protocol, skip_instance_cache=True, **options)
-    return ObjectStorage(fs, root)
+    try:
+        fs = fsspec.filesystem(protocol, skip_instance_cache=True, **options)
+    except ValueError as error:
+        # adlfs raises ValueError when it finds no account to connect to.
+        raise LakeError(
+            f"could not open the lake at {url}: {error}. {CREDENTIAL_ADVICE[protocol]}"
+        ) from error
+    return ObjectStorage(fs, root, scheme=parts.scheme)
+
+
+CREDENTIAL_ADVICE = {
+    "s3": "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and "
+    "AWS_ENDPOINT_URL for a store other than AWS",
+    "az": "Set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with "
+    "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or a service principal",
+}
 
 
 def cache_folder(location: str) -> Path:

@@ -285,13 +285,6 @@ def test_export_of_case_is_byte_exact(
     assert "passed verification" in verified
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open_object_storage lets adlfs's ValueError through when no Azure credentials "
-        "are set, so the command ends with a traceback"
-    ),
-)
 def test_azure_lake_without_credentials_fails_clearly(tmp_path: Path) -> None:
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("AZURE_")
@@ -305,13 +298,6 @@ def test_azure_lake_without_credentials_fails_clearly(tmp_path: Path) -> None:
     assert "AZURE_STORAGE" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ObjectStorage.url uses the first protocol of adlfs, abfs, so an az:// lake "
-        "reports and is sandboxed under abfs:// URLs"
-    ),
-)
 def test_azure_lake_keeps_its_url(
     azurite_server: AzuriteServer,
     azure_container: str,
