@@ -18,13 +18,13 @@ roles) for S3, and ``AZURE_STORAGE_CONNECTION_STRING`` or ``AZURE_STORAGE_ACCOUN
 with a key, a SAS token or Azure identity for Azure. ``open_object_storage`` accepts
 explicit options too.
 
-NOTE: not done yet. ``open_storage`` does not route ``s3://`` or ``az://`` here, because
-the lake still turns names into local ``Path`` objects in several places
-(``storage.path`` in ``lake.py``, ``reading.py``, ``retention/plan.py``,
-``discovery/query_versions.py``); ``reading`` still hands DuckDB and pyarrow local
-paths, where it should register ``fs`` on the connection and pass ``url`` names (plain
-DuckDB reads and encrypted pyarrow reads from ``fs.open`` work); and Azure immutability
-is not implemented, because Azurite implements none of it.
+``storage.open_storage`` routes ``s3://``, ``az://`` and ``abfs://`` lake locations
+here. Derived files (search index, SQL catalog, state cache, manifest copies, upload
+spool) live in ``local_dir``, never in the store.
+
+NOTE: Azure immutability (time-based retention and legal holds on blob versions) is not
+implemented, because Azurite, the only Azure server the tests reach, implements none of
+it. An Azure lake has no write-once protection beyond create-if-absent uploads.
 
 On S3, write-once names (``object_lock.WRITE_ONCE_DIRS``) get the lake's Object Lock
 retention on upload, reads go to the oldest version of a name someone wrote over, and
