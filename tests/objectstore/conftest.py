@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from m365lake.lake.object_store import ObjectStorage, open_object_storage
 from tests.objectstore.servers import (
     AZURITE_ACCOUNT,
     AZURITE_BLOB,
@@ -87,3 +88,15 @@ def azure_container(azurite_server: AzuriteServer) -> str:
     name = unique_name("lake")
     azurite_server.service().create_container(name)
     return name
+
+
+@pytest.fixture(params=["s3", "azure"])
+def opened_store(request: pytest.FixtureRequest) -> ObjectStorage:
+    """Storage under ``lake/`` in a new S3 bucket (moto) or Azure container (Azurite)."""
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        bucket: str = request.getfixturevalue("s3_bucket")
+        return open_object_storage(f"s3://{bucket}/lake", **server.storage_options())
+    azurite: AzuriteServer = request.getfixturevalue("azurite_server")
+    container: str = request.getfixturevalue("azure_container")
+    return open_object_storage(f"az://{container}/lake", **azurite.storage_options())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from m365lake.lake.object_store import ObjectStorage, open_object_storage
-from tests.objectstore.servers import AzuriteServer, S3Server
+from m365lake.lake.object_store import ObjectStorage
 from tests.unit.test_lake_leases_tagged import (
     TagGate,
     check_purge_takeover_race,
@@ -26,18 +25,11 @@ class GatedObjectStorage(ObjectStorage):
         return result
 
 
-@pytest.fixture(params=["s3", "azure"])
+@pytest.fixture
 def storage(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    opened_store: ObjectStorage, tmp_path_factory: pytest.TempPathFactory
 ) -> GatedObjectStorage:
-    if request.param == "s3":
-        server: S3Server = request.getfixturevalue("s3_server")
-        bucket: str = request.getfixturevalue("s3_bucket")
-        opened = open_object_storage(f"s3://{bucket}/lake", **server.storage_options())
-    else:
-        azurite: AzuriteServer = request.getfixturevalue("azurite_server")
-        container: str = request.getfixturevalue("azure_container")
-        opened = open_object_storage(f"az://{container}/lake", **azurite.storage_options())
+    opened = opened_store
     gated = GatedObjectStorage(opened.fs, opened.root, tmp_path_factory.mktemp("cache"))
     gated.gate = TagGate()
     return gated

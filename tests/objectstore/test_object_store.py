@@ -21,20 +21,10 @@ from tests.objectstore.servers import AzuriteServer, S3Server
 pytestmark = pytest.mark.objectstore
 
 
-@pytest.fixture(params=["s3", "azure"])
-def storage(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ObjectStorage:
-    if request.param == "s3":
-        server: S3Server = request.getfixturevalue("s3_server")
-        bucket: str = request.getfixturevalue("s3_bucket")
-        opened = open_object_storage(f"s3://{bucket}/lake", **server.storage_options())
-    else:
-        azurite: AzuriteServer = request.getfixturevalue("azurite_server")
-        container: str = request.getfixturevalue("azure_container")
-        opened = open_object_storage(f"az://{container}/lake", **azurite.storage_options())
-    opened.spool = tmp_path_factory.mktemp("spool")
-    return opened
+@pytest.fixture
+def storage(opened_store: ObjectStorage, tmp_path_factory: pytest.TempPathFactory) -> ObjectStorage:
+    opened_store.spool = tmp_path_factory.mktemp("spool")
+    return opened_store
 
 
 def test_publish_first_writer_wins(storage: ObjectStorage) -> None:
