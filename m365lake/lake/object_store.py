@@ -226,7 +226,16 @@ class ObjectStorage:
             return True
         path = self.path(relative)
         self.fs.invalidate_cache(path)
-        return bool(self.fs.exists(path))
+        if self._is_azure:
+            return bool(self.fs.exists(path))
+        # s3fs's ``exists`` lists the name as a folder after a 404, one request more for
+        # every missing name; lake names are always objects, so a HEAD decides.
+        bucket, key, _ = self.fs.split_path(path)
+        try:
+            self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
 
     def read_bytes(self, relative: str) -> bytes:
         if self._authentic_version(relative) is not None:
