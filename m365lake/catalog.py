@@ -462,8 +462,9 @@ def _open_sandboxed(lake: Lake) -> duckdb.DuckDBPyConnection:
     register_encrypted_files(lake, connection)
     # The views read Parquet under tables/; every other file, extension and setting is
     # closed, and the lock stops a query from reopening them.
-    tables_dir = lake.storage.url("tables") + ("/" if lake.is_remote else os.sep)
-    connection.execute("SET allowed_directories = [?]", [tables_dir])
+    separator = "/" if lake.is_remote else os.sep
+    tables_dirs = [url + separator for url in lake.storage.url_aliases("tables")]
+    connection.execute("SET allowed_directories = ?", [tables_dirs])
     connection.execute("SET enable_external_access = false")
     connection.execute("SET autoinstall_known_extensions = false")
     connection.execute("SET autoload_known_extensions = false")

@@ -103,7 +103,7 @@ class ObjectStorage:
         self.fs = fs
         self.root = root.strip("/")
         self._url_scheme = scheme
-        """The scheme the user wrote (``az`` or ``abfs`` name the same store)."""
+        """The scheme the user wrote (``az`` and ``abfs`` name the same store), for messages."""
         self.local_dir = local_dir or cache_folder(self.location)
         """The local folder for what derives from the lake (search index, SQL catalog)."""
         self.spool = self.local_dir / "spool"
@@ -116,8 +116,8 @@ class ObjectStorage:
 
     @property
     def location(self) -> str:
-        """The lake URL, such as ``s3://bucket/prefix``."""
-        return self.url("")
+        """The lake URL as the user wrote it, such as ``s3://bucket/prefix``."""
+        return f"{self._url_scheme or self._scheme}://{self.root}"
 
     def open_read(self, relative: str) -> BinaryIO:
         version = self._authentic_version(relative)
@@ -195,8 +195,8 @@ class ObjectStorage:
 
     @property
     def _scheme(self) -> str:
-        if self._url_scheme is not None:
-            return self._url_scheme
+        # The file system's first protocol, because fsspec names files with it, and so
+        # DuckDB does: adlfs answers ``az://`` names with ``abfs://`` ones.
         protocol = self.fs.protocol
         return str(protocol[0] if isinstance(protocol, tuple | list) else protocol)
 
@@ -213,6 +213,12 @@ class ObjectStorage:
     def url(self, relative: str) -> str:
         """Return the URL under which a connection with ``fs`` registered finds the file."""
         return f"{self._scheme}://{self.path(relative)}"
+
+    def url_aliases(self, relative: str) -> list[str]:
+        """Return every URL of the name, one per scheme of the file system (``az``, ``abfs``…)."""
+        protocol = self.fs.protocol
+        schemes = protocol if isinstance(protocol, tuple | list) else (protocol,)
+        return [f"{scheme}://{self.path(relative)}" for scheme in schemes]
 
     def relative(self, path: str) -> str:
         """Return the lake-relative name of a store path or of a ``url`` name."""

@@ -83,6 +83,10 @@ class LocalStorage:
         """Return the name under which DuckDB and pyarrow open a lake file."""
         return str(self.path(relative))
 
+    def url_aliases(self, relative: str) -> list[str]:
+        """Return every name under which DuckDB may open the file: here only ``url``."""
+        return [self.url(relative)]
+
     def open_read(self, relative: str) -> BinaryIO:
         return open(self.path(relative), "rb")
 
