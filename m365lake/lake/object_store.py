@@ -75,7 +75,7 @@ _PIPE_CHUNK_BYTES = 50 << 20
 """The part size of s3fs's ``pipe_file``; it uploads in parts from twice this size."""
 
 STORE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, AzureError)
-"""What a store operation raises for a failure of the store, the network or credentials.
+"""Exceptions a store operation raises for a failure of the store, the network or credentials.
 
 s3fs turns most S3 errors into OSError but lets botocore's credential errors through.
 """
@@ -107,7 +107,7 @@ class ObjectStorage:
         self.local_dir = local_dir or cache_folder(self.location)
         """The local folder for what derives from the lake (search index, SQL catalog)."""
         self.spool = self.local_dir / "spool"
-        """Where files wait, complete, before their upload."""
+        """Folder of complete files waiting for their upload."""
         self._pending: dict[str, str] = {}
         """Spool file path -> lake-relative name, for the files ``open_new`` handed out."""
         self._lock_rule: ObjectLockRule | None = None
@@ -234,8 +234,8 @@ class ObjectStorage:
         self.fs.invalidate_cache(path)
         if self._is_azure:
             return bool(self.fs.exists(path))
-        # s3fs's ``exists`` lists the name as a folder after a 404, one request more for
-        # every missing name; lake names are always objects, so a HEAD decides.
+        # After a 404, s3fs's ``exists`` also lists the name as a folder, one request more
+        # per missing name. Lake names are always objects, so a HEAD decides.
         bucket, key, _ = self.fs.split_path(path)
         try:
             self.fs.call_s3("head_object", Bucket=bucket, Key=key)
